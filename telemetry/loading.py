@@ -1,0 +1,194 @@
+"""Loading telemetry files: challenge parquet (column projection, float32), CSV, and NAB series.
+
+Only the requested columns are read, batch by batch into one preallocated float32 array, so the
+14.7 M-row challenge file never exists as float64 in memory.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from telemetry.checks import check_finite, check_ids, check_labels
+from telemetry.errors import TelemetryError
+from telemetry.schema import CHANNEL_PREFIX, ID, LABEL, TELECOMMAND_PREFIX, channel_names, sort_key
+from telemetry.series import Series
+
+_BATCH_ROWS = 1 << 20
+
+
+def _describe_available(columns: Sequence[str]) -> str:
+    chans = sorted((c for c in columns if c.startswith(CHANNEL_PREFIX)), key=sort_key)
+    if chans:
+        return f"{chans[0]}..{chans[-1]}" if len(chans) > 2 else ", ".join(chans)
+    return ", ".join(list(columns)[:8])
+
+
+def _resolve_columns(path: str, columns: Sequence[str], channels, telecommands, labels):
+    chans = channel_names(channels)
+    missing = [c for c in chans if c not in columns]
+    if missing:
+        raise TelemetryError(f"{path}: unknown channel {missing[0]!r} (file has {_describe_available(columns)})")
+    if ID not in columns:
+        raise TelemetryError(f"{path}: missing column {ID!r}")
+    if telecommands == "all":
+        tcs = sorted((c for c in columns if c.startswith(TELECOMMAND_PREFIX)), key=sort_key)
+    else:
+        tcs = list(telecommands or [])
+        for t in tcs:
+            if t not in columns:
+                raise TelemetryError(f"{path}: missing telecommand column {t!r}")
+    if labels == "auto":
+        labels = LABEL in columns
+    elif labels and LABEL not in columns:
+        raise TelemetryError(f"{path}: missing column {LABEL!r} (labels are required for this file)")
+    return chans, tcs, bool(labels)
+
+
+def load_parquet(path: str | os.PathLike, channels=None, telecommands=None, labels="auto",
+                 validate: bool = True) -> Series:
+    """Load a challenge-schema parquet file, reading only ``id``, the channels, telecommands and label."""
+    import pyarrow.parquet as pq
+
+    path = str(path)
+    if not Path(path).is_file():
+        raise TelemetryError(f"{path}: file not found")
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise TelemetryError(f"{path}: not a readable parquet file ({type(exc).__name__})") from None
+    chans, tcs, with_labels = _resolve_columns(path, pf.schema_arrow.names, channels, telecommands, labels)
+    n = pf.metadata.num_rows
+    if n == 0:
+        raise TelemetryError(f"{path}: file has no rows")
+    ids = np.empty(n, dtype=np.int64)
+    values = np.empty((n, len(chans)), dtype=np.float32)
+    tc = np.empty((n, len(tcs)), dtype=np.uint8) if tcs else None
+    lab = np.empty(n, dtype=np.int64) if with_labels else None
+    cols = [ID, *chans, *tcs, *([LABEL] if with_labels else [])]
+    row = 0
+    for batch in pf.iter_batches(batch_size=_BATCH_ROWS, columns=cols, use_threads=True):
+        m = batch.num_rows
+        sl = slice(row, row + m)
+        for c, name in enumerate(batch.schema.names):
+            col = batch.column(c)
+            if col.null_count and name not in chans:  # channel nulls become NaN: check_finite names the id
+                raise TelemetryError(f"{path}: column {name!r} has {col.null_count} missing values")
+            arr = col.to_numpy(zero_copy_only=False)
+            if name == ID:
+                ids[sl] = arr
+            elif name == LABEL:
+                lab[sl] = arr
+            elif name in tcs:
+                tc[sl, tcs.index(name)] = arr
+            else:
+                values[sl, chans.index(name)] = arr  # casts to float32 in place
+        row += m
+    if validate:
+        check_ids(ids, path)
+        check_finite(values, ids, chans, path)
+    if lab is not None:
+        check_labels(lab, ids, path)
+        lab = lab.astype(np.uint8)
+    return Series(ids, values, lab, tuple(chans), source=path, telecommands=tc, telecommand_names=tuple(tcs))
+
+
+def load_csv(path: str | os.PathLike, channels=None, labels="auto", validate: bool = True) -> Series:
+    """A CSV in the challenge schema (``id``, ``channel_*``, optional ``is_anomaly``)."""
+    import pandas as pd
+
+    path = str(path)
+    if not Path(path).is_file():
+        raise TelemetryError(f"{path}: file not found")
+    try:
+        header = pd.read_csv(path, nrows=0).columns.tolist()
+    except pd.errors.EmptyDataError:
+        raise TelemetryError(f"{path}: file is empty") from None
+    chans, _, with_labels = _resolve_columns(path, header, channels, None, labels)
+    cols = [ID, *chans, *([LABEL] if with_labels else [])]
+    df = pd.read_csv(path, usecols=cols, dtype={c: np.float32 for c in chans})
+    if df.empty:
+        raise TelemetryError(f"{path}: file has no rows")
+    if df[ID].isna().any() or not np.issubdtype(df[ID].dtype, np.integer):
+        raise TelemetryError(f"{path}: column {ID!r} must hold integers")
+    ids = df[ID].to_numpy(np.int64)
+    values = np.ascontiguousarray(df[chans].to_numpy(np.float32))
+    lab = None
+    if with_labels:
+        raw = df[LABEL].to_numpy()
+        check_labels(raw, ids, path)
+        lab = raw.astype(np.uint8)
+    if validate:
+        check_ids(ids, path)
+        check_finite(values, ids, chans, path)
+    return Series(ids, values, lab, tuple(chans), source=path)
+
+
+def load_nab(path: str | os.PathLike, windows_json: str | os.PathLike | None = None) -> Series:
+    """A NAB ``timestamp,value`` series; ids are row numbers; channel ``value``.
+
+    With NAB's ``combined_windows.json``, rows inside the file's labelled anomaly windows get label 1.
+    """
+    import pandas as pd
+
+    path = str(path)
+    if not Path(path).is_file():
+        raise TelemetryError(f"{path}: file not found")
+    df = pd.read_csv(path)
+    for col in ("timestamp", "value"):
+        if col not in df.columns:
+            raise TelemetryError(f"{path}: missing column {col!r} (a NAB file has timestamp,value)")
+    if df.empty:
+        raise TelemetryError(f"{path}: file has no rows")
+    ts = pd.to_datetime(df["timestamp"])
+    values = df[["value"]].to_numpy(np.float32)
+    ids = np.arange(len(df), dtype=np.int64)
+    check_finite(values, ids, ("value",), path)
+    labels = None
+    if windows_json is not None:
+        windows = json.loads(Path(windows_json).read_text())
+        key = next((k for k in windows if k.endswith("/" + Path(path).name) or k == Path(path).name), None)
+        if key is None:
+            raise TelemetryError(f"{windows_json}: no anomaly windows for {Path(path).name!r}")
+        labels = np.zeros(len(df), dtype=np.uint8)
+        for lo, hi in windows[key]:
+            labels[((ts >= pd.Timestamp(lo)) & (ts <= pd.Timestamp(hi))).to_numpy()] = 1
+    return Series(ids, values, labels, ("value",), source=path)
+
+
+def load(path: str | os.PathLike, channels=None, labels="auto", telecommands=None) -> Series:
+    """Load by file type: ``.parquet`` (challenge schema), ``.csv`` (challenge schema or NAB)."""
+    p = str(path)
+    if p.endswith(".parquet") or p.endswith(".pq"):
+        return load_parquet(p, channels, telecommands, labels)
+    if p.endswith(".csv"):
+        if not Path(p).is_file():
+            raise TelemetryError(f"{p}: file not found")
+        import pandas as pd
+
+        try:
+            header = pd.read_csv(p, nrows=0).columns.tolist()
+        except pd.errors.EmptyDataError:
+            raise TelemetryError(f"{p}: file is empty") from None
+        if header[:2] == ["timestamp", "value"]:
+            return load_nab(p)
+        return load_csv(p, channels, labels)
+    raise TelemetryError(f"{p}: unsupported file type (expected .parquet or .csv)")
+
+
+def load_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, labels) from a parquet or CSV file with ``id`` and ``is_anomaly`` (e.g. test_labels.parquet)."""
+    import pandas as pd
+
+    p = str(path)
+    if not Path(p).is_file():
+        raise TelemetryError(f"{p}: file not found")
+    df = pd.read_parquet(p, columns=[ID, LABEL]) if p.endswith(".parquet") else pd.read_csv(p, usecols=[ID, LABEL])
+    ids = df[ID].to_numpy(np.int64)
+    raw = df[LABEL].to_numpy()
+    check_ids(ids, p)
+    check_labels(raw, ids, p)
+    return ids, raw.astype(np.uint8)

@@ -1,0 +1,128 @@
+"""The challenge metric (corrected event-wise F0.5) and the figures reported beside it.
+
+Definitions follow DESIGN.md section 3 and ESA-ADB's ESAScores (kplabs-pl/ESA-ADB,
+timeeval/metrics/ESA_ADB_metrics.py):
+
+- TP_e: true events sharing at least one row with a predicted 1; FN_e: true events with none.
+- FP_e: predicted runs that touch no true event.
+- TNR = 1 - (rows predicted 1 whose truth is 0) / (rows whose truth is 0).
+- Pr = TP_e / (TP_e + FP_e) * TNR; Re = TP_e / (TP_e + FN_e);
+  F0.5 = 1.25 Pr Re / (0.25 Pr + Re); any zero denominator gives 0.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+from telemetry.errors import TelemetryError
+from telemetry.events import event_labels
+
+
+def _div(a: float, b: float) -> float:
+    return float(a) / float(b) if b else 0.0
+
+
+def f_beta(precision: float, recall: float, beta: float = 0.5) -> float:
+    b2 = beta * beta
+    return _div((1 + b2) * precision * recall, b2 * precision + recall)
+
+
+def _check(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(y_true).ravel()
+    p = np.asarray(y_pred).ravel()
+    if t.shape != p.shape:
+        raise TelemetryError(f"labels have {t.size} rows but predictions have {p.size}")
+    for name, a in (("labels", t), ("predictions", p)):
+        if a.size and not np.isin(a, (0, 1)).all():
+            raise TelemetryError(f"{name} must be binary 0/1")
+    return t.astype(bool), p.astype(bool)
+
+
+@dataclass(frozen=True)
+class EventCounts:
+    tp: int  # true events detected
+    fn: int  # true events missed
+    fp: int  # predicted runs touching no true event
+    tp_runs: int  # predicted runs touching a true event
+    fp_rows: int
+    nominal_rows: int
+
+
+def event_counts(y_true: np.ndarray, y_pred: np.ndarray) -> EventCounts:
+    t, p = _check(y_true, y_pred)
+    true_lab, n_true = event_labels(t)
+    pred_lab, n_pred = event_labels(p)
+    # A true event is detected if any of its rows is predicted 1.
+    hit = np.zeros(n_true + 1, dtype=bool)
+    hit[true_lab[p]] = True
+    tp = int(hit[1:].sum())
+    # A predicted run is a true positive run if any of its rows lies in a true event.
+    touches = np.zeros(n_pred + 1, dtype=bool)
+    touches[pred_lab[t]] = True
+    tp_runs = int(touches[1:].sum())
+    return EventCounts(tp=tp, fn=n_true - tp, fp=n_pred - tp_runs, tp_runs=tp_runs, fp_rows=int((p & ~t).sum()), nominal_rows=int((~t).sum()))
+
+
+def _f05_from_counts(tp, fn, fp, fp_rows, nominal_rows):
+    """Vectorised over arrays of counts (one entry per threshold)."""
+    tp, fn, fp = (np.asarray(x, dtype=np.float64) for x in (tp, fn, fp))
+    fp_rows = np.asarray(fp_rows, dtype=np.float64)
+    tnr = 1.0 - fp_rows / nominal_rows if nominal_rows else np.zeros_like(fp_rows)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pr = np.where(tp + fp > 0, tp / (tp + fp), 0.0) * tnr
+        re = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        f = np.where(0.25 * pr + re > 0, 1.25 * pr * re / (0.25 * pr + re), 0.0)
+    return f, pr, re
+
+
+def corrected_event_f05(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The challenge's objective: corrected event-wise F0.5 (see the module docstring)."""
+    c = event_counts(y_true, y_pred)
+    f, _, _ = _f05_from_counts(c.tp, c.fn, c.fp, c.fp_rows, c.nominal_rows)
+    return float(f)
+
+
+def scores(y_true: np.ndarray, y_pred: np.ndarray, raw_score: np.ndarray | None = None) -> dict:
+    """Every figure the reports show, as a plain dict.
+
+    ``alarming_precision`` is the event-wise precision without the TNR correction: the share of
+    predicted runs that touch a true event.
+    """
+    t, p = _check(y_true, y_pred)
+    c = event_counts(t, p)
+    f, pr, re = _f05_from_counts(c.tp, c.fn, c.fp, c.fp_rows, c.nominal_rows)
+    tp_rows = int((t & p).sum())
+    point_pr = _div(tp_rows, p.sum())
+    point_re = _div(tp_rows, t.sum())
+    out = {
+        "f05": float(f),
+        "event_precision": float(pr),
+        "event_recall": float(re),
+        "alarming_precision": _div(c.tp_runs, c.tp_runs + c.fp),
+        "tnr": 1.0 - _div(c.fp_rows, c.nominal_rows) if c.nominal_rows else 0.0,
+        "point_precision": point_pr,
+        "point_recall": point_re,
+        "point_f1": f_beta(point_pr, point_re, beta=1.0),
+        "true_events": c.tp + c.fn,
+        "detected_events": c.tp,
+        "false_events": c.fp,
+    }
+    out["auc_pr"] = auc_pr(t, raw_score) if raw_score is not None else float("nan")
+    return out
+
+
+def auc_pr(y_true: np.ndarray, raw_score: np.ndarray) -> float:
+    """Area under the precision-recall curve of a raw score (average precision); NaN without positives."""
+    t = np.asarray(y_true).ravel().astype(bool)
+    s = np.asarray(raw_score, dtype=np.float64).ravel()
+    if s.shape != t.shape:
+        raise TelemetryError(f"labels have {t.size} rows but the score has {s.size}")
+    if not t.any() or t.all():
+        return float("nan")
+    return float(average_precision_score(t, s))
+
+
+def as_dict(counts: EventCounts) -> dict:
+    return asdict(counts)

@@ -1,0 +1,150 @@
+"""From files to model-ready arrays: load, validate, split, scale (and optionally denoise).
+
+``DataConfig`` is plain data (the ``data:`` block of a sweep file). ``prepare`` does every check
+before any expensive step, and fits the scaler (and the wavelet thresholds) on the fit split's
+nominal rows only. ``Prepared.save``/``load`` store the arrays as .npy files that trials memory-map,
+so every trial on a node shares one copy in the page cache.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from telemetry.atomic import atomic_path
+from telemetry.checks import check_disjoint
+from telemetry.errors import TelemetryError
+from telemetry.loading import load, load_labels
+from telemetry.scaling import StandardScaler
+from telemetry.series import Series
+from telemetry.splits import SPLIT_NAMES, split_series
+from telemetry.wavelets import WaveletDenoiser
+
+log = logging.getLogger("telemetry.prepare")
+SETS = (*SPLIT_NAMES, "test")
+
+
+@dataclass
+class DataConfig:
+    train: str
+    test: str | None = None
+    test_labels: str | None = None  # only for measuring on a synthetic mission; never used to fit
+    channels: str | list | None = None
+    fractions: list = field(default_factory=lambda: [0.6, 0.2, 0.2])
+    boundaries: list | None = None  # first id of validation and of holdout (overrides fractions)
+    wavelet: dict | None = None  # {"wavelet": "db4", "level": 2, "mode": "soft", "threshold_scale": 1.0}
+
+    @classmethod
+    def from_dict(cls, d: dict, base_dir: str | os.PathLike | None = None) -> "DataConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise TelemetryError(f"data: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        if "train" not in d:
+            raise TelemetryError("data: missing key 'train' (path to train.parquet)")
+        cfg = cls(**d)
+        if base_dir is not None:  # relative paths are relative to the sweep file
+            for key in ("train", "test", "test_labels"):
+                v = getattr(cfg, key)
+                if v and "://" not in v and not os.path.isabs(v):
+                    setattr(cfg, key, str((Path(base_dir) / v).resolve()))
+        if cfg.wavelet is not None:
+            WaveletDenoiser(**cfg.wavelet)  # unknown keys fail here, with Python's message
+        return cfg
+
+
+@dataclass
+class Prepared:
+    """Scaled (and optionally denoised) splits plus the fitted preprocessing."""
+
+    fit: Series
+    validation: Series
+    holdout: Series
+    test: Series | None
+    scaler: StandardScaler
+    denoiser: WaveletDenoiser | None = None
+    test_labels: np.ndarray | None = None
+
+    def sets(self) -> dict[str, Series]:
+        out = {n: getattr(self, n) for n in SPLIT_NAMES}
+        if self.test is not None:
+            out["test"] = self.test
+        return out
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {"channels": list(self.fit.channels), "scaler": self.scaler.to_dict(),
+                "denoiser": None if self.denoiser is None else self.denoiser.to_dict(), "sets": {}}
+        for name, s in self.sets().items():
+            for part, arr in (("ids", s.ids), ("values", s.values), ("labels", s.labels)):
+                if arr is not None:
+                    with atomic_path(d / f"{name}.{part}.npy") as tmp:
+                        with open(tmp, "wb") as fh:
+                            np.save(fh, arr)
+            meta["sets"][name] = {"rows": len(s), "labelled": s.labels is not None}
+        if self.test_labels is not None:
+            with atomic_path(d / "test.true_labels.npy") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, self.test_labels)
+        with atomic_path(d / "prepared.json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=1))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, mmap: bool = True) -> "Prepared":
+        d = Path(directory)
+        if not (d / "prepared.json").is_file():
+            raise TelemetryError(f"{d}: no prepared data here (prepared.json missing)")
+        meta = json.loads((d / "prepared.json").read_text())
+        mode = "r" if mmap else None
+        sets = {}
+        for name, info in meta["sets"].items():
+            lab = np.load(d / f"{name}.labels.npy", mmap_mode=mode) if info["labelled"] else None
+            sets[name] = Series(np.load(d / f"{name}.ids.npy", mmap_mode=mode),
+                                np.load(d / f"{name}.values.npy", mmap_mode=mode), lab,
+                                tuple(meta["channels"]), source=name)
+        scaler = StandardScaler()
+        scaler.mean_ = np.asarray(meta["scaler"]["mean"], dtype=np.float32)
+        scaler.scale_ = np.asarray(meta["scaler"]["scale"], dtype=np.float32)
+        tl = d / "test.true_labels.npy"
+        return cls(sets["fit"], sets["validation"], sets["holdout"], sets.get("test"), scaler,
+                   None, np.load(tl) if tl.is_file() else None)
+
+
+def load_sets(cfg: DataConfig):
+    """Load and check the files and splits (cheap relative to training; nothing is fitted)."""
+    train = load(cfg.train, cfg.channels, labels=True)
+    test = load(cfg.test, cfg.channels, labels=False) if cfg.test else None
+    if test is not None:
+        check_disjoint(train.ids, test.ids, cfg.train, cfg.test)
+    test_labels = None
+    if cfg.test_labels:
+        ids, test_labels = load_labels(cfg.test_labels)
+        if test is None or not np.array_equal(ids, test.ids):
+            raise TelemetryError(f"{cfg.test_labels}: ids do not match the test file {cfg.test}")
+    splits = split_series(train, cfg.fractions, cfg.boundaries)
+    return splits, test, test_labels
+
+
+def prepare(cfg: DataConfig) -> Prepared:
+    splits, test, test_labels = load_sets(cfg)
+    log.info("loaded %s: %d rows x %d channels; splits %s", cfg.train, sum(splits.lengths().values()),
+             splits.fit.n_channels, splits.lengths())
+    scaler = StandardScaler().fit(splits.fit.values, splits.fit.nominal)
+    denoiser = WaveletDenoiser(**cfg.wavelet).fit(scaler.transform(splits.fit.values)) if cfg.wavelet else None
+
+    def apply(s: Series) -> Series:
+        v = scaler.transform(s.values)
+        return s.with_values(denoiser.transform(v) if denoiser else v)
+
+    return Prepared(apply(splits.fit), apply(splits.validation), apply(splits.holdout),
+                    apply(test) if test is not None else None, scaler, denoiser, test_labels)
+
+
+def config_dict(cfg: DataConfig) -> dict:
+    return asdict(cfg)

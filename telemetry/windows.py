@@ -1,0 +1,165 @@
+"""Sliding windows served batch by batch from one float32 array, never materialised.
+
+A window starting at row ``s`` holds rows ``[s, s + window)``; a forecast target, if any, is rows
+``[s + window, s + window + horizon)``. Only one batch of windows exists in memory at a time.
+Per-window scores come back to rows with :func:`spread_to_rows` (one score per row).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from telemetry.errors import TelemetryError
+
+REDUCTIONS = ("mean", "max")
+
+
+def window_starts(n_rows: int, window: int, stride: int = 1, horizon: int = 0,
+                  labels: np.ndarray | None = None, nominal_only: bool = False) -> np.ndarray:
+    """First rows of the windows (int64), strided; the last window always reaches the end of the series.
+
+    ``nominal_only`` keeps only windows (and targets) with no anomalous row, for autoencoder training.
+    """
+    if window < 1 or stride < 1 or horizon < 0:
+        raise TelemetryError(f"window ({window}) and stride ({stride}) must be >= 1 and horizon ({horizon}) >= 0")
+    span = window + horizon
+    if span > n_rows:
+        raise TelemetryError(f"window {window} + horizon {horizon} is longer than the series ({n_rows} rows)")
+    last = n_rows - span
+    starts = np.arange(0, last + 1, stride, dtype=np.int64)
+    if starts[-1] != last:  # cover the tail, so every row gets a score
+        starts = np.append(starts, last)
+    if nominal_only:
+        if labels is None:
+            raise TelemetryError("nominal_only windows need labels")
+        c = np.concatenate([[0], np.cumsum(np.asarray(labels, dtype=np.int64))])
+        starts = starts[c[starts + span] == c[starts]]
+    return starts
+
+
+class WindowBatches:
+    """Batches of windows as an indexable sequence (what ``keras.utils.PyDataset`` wants).
+
+    ``batch[i]`` is ``x`` [B, window, C] for scoring, ``(x, x)`` for autoencoder training
+    (``target="self"``), or ``(x, y)`` with y [B, horizon, C_t] for forecasting (``target="next"``).
+    ``shuffle`` reorders the window order each epoch (seeded); ``values`` is never copied.
+    """
+
+    def __init__(self, values: np.ndarray, window: int, starts: np.ndarray, batch_size: int = 256,
+                 target: str | None = None, horizon: int = 1, target_channels=None,
+                 shuffle: bool = False, seed: int = 0):
+        if values.dtype != np.float32 or values.ndim != 2:
+            raise TelemetryError(f"windows need a 2-D float32 array, got {values.dtype}{list(values.shape)}")
+        if target not in (None, "self", "next"):
+            raise TelemetryError(f"window target must be None, 'self' or 'next', got {target!r}")
+        if batch_size < 1:
+            raise TelemetryError(f"batch size must be >= 1, got {batch_size}")
+        if len(starts) == 0:
+            raise TelemetryError("no window to serve (series too short, or no nominal window)")
+        self.values = values
+        self.window = int(window)
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.batch_size = int(batch_size)
+        self.target = target
+        self.horizon = int(horizon)
+        self.target_channels = None if target_channels is None else np.asarray(target_channels)
+        self.shuffle = shuffle
+        self._rng = np.random.default_rng(seed)
+        self._order = self._rng.permutation(len(self.starts)) if shuffle else None
+        self._offsets = np.arange(self.window, dtype=np.int64)
+        self._target_offsets = self.window + np.arange(self.horizon, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.starts) / self.batch_size)
+
+    def batch_starts(self, i: int) -> np.ndarray:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        return self.starts[self._order[sl]] if self._order is not None else self.starts[sl]
+
+    def __getitem__(self, i: int):
+        s = self.batch_starts(i)
+        x = self.values[s[:, None] + self._offsets]  # one gather: [B, window, C]
+        if self.target is None:
+            return x
+        if self.target == "self":
+            return x, x
+        y = self.values[s[:, None] + self._target_offsets]
+        if self.target_channels is not None:
+            y = y[:, :, self.target_channels]
+        return x, y
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self._order = self._rng.permutation(len(self.starts))
+
+
+def as_keras_dataset(batches: WindowBatches, **kwargs):
+    """Wrap :class:`WindowBatches` as a ``keras.utils.PyDataset`` (keras imported only here)."""
+    import keras
+
+    class _WindowDataset(keras.utils.PyDataset):
+        def __init__(self, inner):
+            super().__init__(**kwargs)
+            self.inner = inner
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __getitem__(self, i):
+            return self.inner[i]
+
+        def on_epoch_end(self):
+            self.inner.on_epoch_end()
+
+    return _WindowDataset(batches)
+
+
+def spread_to_rows(window_scores: np.ndarray, first_rows: np.ndarray, length: int, n_rows: int,
+                   how: str = "mean", fill: str = "nearest") -> np.ndarray:
+    """Map one score per window back to one score per row.
+
+    Window ``j`` covers rows ``[first_rows[j], first_rows[j] + length)`` (for a reconstruction model:
+    its own rows; for a forecaster: the rows it predicted). A row's score is the ``mean`` (default)
+    or ``max`` of the scores of the windows that cover it. Rows no window covers (before the first
+    forecast target, say) take the score of the nearest covered row (``fill="nearest"``) or NaN
+    (``fill="nan"``). Vectorised: difference arrays for the mean, a running max filter for the max.
+    """
+    if how not in REDUCTIONS:
+        raise TelemetryError(f"unknown reduction {how!r}; choose one of {', '.join(REDUCTIONS)}")
+    v = np.asarray(window_scores, dtype=np.float64).ravel()
+    f = np.asarray(first_rows, dtype=np.int64).ravel()
+    if v.shape != f.shape:
+        raise TelemetryError(f"{v.size} window scores for {f.size} windows")
+    if f.size and (f.min() < 0 or f.max() + length > n_rows):
+        raise TelemetryError(f"windows reach outside the series of {n_rows} rows")
+    count = np.cumsum(np.bincount(f, minlength=n_rows + 1)[: n_rows + 1]
+                      - np.bincount(f + length, minlength=n_rows + 1)[: n_rows + 1])[:n_rows]
+    if how == "mean":
+        total = np.cumsum(np.bincount(f, weights=v, minlength=n_rows + 1)[: n_rows + 1]
+                          - np.bincount(f + length, weights=v, minlength=n_rows + 1)[: n_rows + 1])[:n_rows]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = total / count
+    else:
+        dense = np.full(n_rows + length, -np.inf)
+        np.maximum.at(dense, f + length - 1, v)  # index by the window's last covered row
+        # Row t is covered by windows whose last row lies in [t, t + length - 1].
+        out = ndimage.maximum_filter1d(dense, size=length, origin=-(length // 2), mode="constant",
+                                       cval=-np.inf)[:n_rows]
+    out[count == 0] = np.nan
+    if fill == "nearest" and (count == 0).any() and (count > 0).any():
+        covered = np.flatnonzero(count > 0)
+        pos = np.clip(np.searchsorted(covered, np.arange(n_rows)), 1, covered.size - 1) if covered.size > 1 else None
+        if pos is None:
+            out[:] = out[covered[0]]
+        else:
+            left, right = covered[pos - 1], covered[pos]
+            idx = np.arange(n_rows)
+            nearest = np.where(np.abs(idx - left) <= np.abs(right - idx), left, right)
+            out = out[nearest]
+    elif fill not in ("nearest", "nan"):
+        raise TelemetryError(f"unknown fill {fill!r}; choose 'nearest' or 'nan'")
+    return out.astype(np.float32)

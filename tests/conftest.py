@@ -1,0 +1,37 @@
+import os
+
+# Quiet TensorFlow and keep Ray from prompting or attaching to anything outside the test.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def write_challenge_parquet(path, n=400, channels=(41, 42, 43), labels=True, start_id=0, seed=0, events=((150, 170), (300, 305))):
+    """A small challenge-schema parquet file with anomalies at the given row ranges."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"id": np.arange(start_id, start_id + n, dtype=np.int64)})
+    for c in channels:
+        df[f"channel_{c}"] = (np.sin(np.arange(n) / 10 + c) + rng.normal(0, 0.1, n)).astype(np.float32)
+    df["telecommand_1"] = np.zeros(n, dtype=np.uint8)
+    if labels:
+        lab = np.zeros(n, dtype=np.uint8)
+        for lo, hi in events:
+            lab[lo:hi] = 1
+        df["is_anomaly"] = lab
+    df.to_parquet(path, index=False)
+    return df
+
+
+@pytest.fixture
+def challenge_files(tmp_path):
+    write_challenge_parquet(tmp_path / "train.parquet", n=600, events=((100, 110), (300, 320), (500, 505)))
+    write_challenge_parquet(tmp_path / "test.parquet", n=200, labels=False, start_id=600, seed=1)
+    return tmp_path
