@@ -1,0 +1,1 @@
+"""ensemble: calibrated combination of sweep members into final predictions (imports telemetry, search)."""

@@ -1,0 +1,73 @@
+"""python -m ensemble build <experiment> --out DIR | demo --out DIR"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from telemetry.errors import TelemetryError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def demo(out: Path, rows: int, seed: int, smoke_test: bool = False) -> dict:
+    """The embedded default end to end: synthetic mission -> local sweep -> ensemble -> submission."""
+    from ensemble.build import build
+    from search.config import load_config
+    from search.runner import run_sweep
+    from telemetry.synth import generate_mission
+
+    log = logging.getLogger("ensemble.demo")
+    mission = out / "mission"
+    if not (mission / "mission.json").is_file():
+        log.info("step 1/3: generating a synthetic mission of %d train rows into %s", rows, mission)
+        generate_mission(mission, rows=rows, seed=seed)
+    else:
+        log.info("step 1/3: reusing the synthetic mission in %s", mission)
+    cfg = load_config(REPO / "configs" / "demo.yaml")
+    cfg.data.train, cfg.data.test = str(mission / "train.parquet"), str(mission / "test.parquet")
+    cfg.data.test_labels = str(mission / "test_labels.parquet")
+    log.info("step 2/3: sweeping %s in local mode (an interrupted demo resumes where it stopped)",
+             ", ".join(a.name for a in cfg.architectures))
+    summary = run_sweep(cfg, storage_path=str(out / "sweeps"), smoke_test=smoke_test)
+    log.info("step 3/3: building the ensemble")
+    return build(summary["experiment"], out, seed=seed)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ensemble", description="combine sweep members into a submission")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="ensemble from a sweep experiment")
+    b.add_argument("experiment", help="experiment path or URI (<storage>/<name>)")
+    b.add_argument("--out", required=True)
+    b.add_argument("--k", type=int, default=2, help="best distinct trials per autoencoder architecture")
+    b.add_argument("--include", nargs="*", default=[], choices=["supervised", "baselines"], help="also use these members")
+    b.add_argument("--combination", default="weighted", choices=["mean", "max", "weighted"])
+    b.add_argument("--calibration", default="robust_z", choices=["z", "robust_z", "normal"])
+    b.add_argument("--seed", type=int, default=0)
+    d = sub.add_parser("demo", help="synthetic mission -> sweep -> ensemble, end to end")
+    d.add_argument("--out", default="results/demo")
+    d.add_argument("--rows", type=int, default=60_000, help="train rows of the synthetic mission")
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--smoke-test", action="store_true", help="2 trials per architecture, 1 epoch")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        if args.cmd == "build":
+            from ensemble.build import build
+
+            res = build(args.experiment, args.out, k=args.k, include=tuple(args.include), combination=args.combination,
+                        calibration=args.calibration, seed=args.seed)
+        else:
+            res = demo(Path(args.out).resolve(), args.rows, args.seed, args.smoke_test)
+    except TelemetryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(res["verdict"])
+    print(f"submission: {Path(res['out']) / 'submission.csv'}\nreport: {res['report']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Put member scores on one scale, using the validation split's nominal rows only.
+
+- ``z``: (s - mean) / std
+- ``robust_z``: (s - median) / (1.4826 MAD), insensitive to the few large nominal errors
+- ``normal``: monotone map to a standard normal through the empirical CDF of the nominal scores
+  (Merlion's calibration idea); values beyond the observed range extend linearly in z.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from telemetry.errors import TelemetryError
+
+METHODS = ("z", "robust_z", "normal")
+
+
+class Calibrator:
+    def __init__(self, method: str = "robust_z", n_quantiles: int = 1000):
+        if method not in METHODS:
+            raise TelemetryError(f"unknown calibration {method!r}; choose one of {', '.join(METHODS)}")
+        self.method = method
+        self.n_quantiles = n_quantiles
+
+    def fit(self, scores: np.ndarray, nominal: np.ndarray | None = None) -> "Calibrator":
+        s = np.asarray(scores, dtype=np.float64)
+        ref = s[nominal] if nominal is not None else s
+        if ref.size < 2:
+            raise TelemetryError("calibration needs at least two nominal validation rows")
+        if self.method == "z":
+            self.center_, self.scale_ = float(ref.mean()), float(ref.std())
+        elif self.method == "robust_z":
+            med = float(np.median(ref))
+            self.center_, self.scale_ = med, float(1.4826 * np.median(np.abs(ref - med)))
+            if self.scale_ <= 1e-12:  # more than half the rows tie: fall back to the std
+                self.scale_ = float(ref.std())
+        else:
+            p = np.linspace(0.5 / self.n_quantiles, 1 - 0.5 / self.n_quantiles, self.n_quantiles)
+            self.quantiles_ = np.quantile(ref, p)
+            self.z_ = stats.norm.ppf(p)
+            self.center_, self.scale_ = float(np.median(ref)), float(ref.std())
+        self.scale_ = self.scale_ if self.scale_ > 1e-12 else 1.0
+        return self
+
+    def transform(self, scores: np.ndarray) -> np.ndarray:
+        s = np.asarray(scores, dtype=np.float64)
+        if self.method != "normal":
+            return ((s - self.center_) / self.scale_).astype(np.float32)
+        q, z = self.quantiles_, self.z_
+        out = np.interp(s, q, z)
+        # Beyond the nominal range keep ranking: continue linearly with the nominal std as unit.
+        hi, lo = s > q[-1], s < q[0]
+        out[hi] = z[-1] + (s[hi] - q[-1]) / self.scale_
+        out[lo] = z[0] - (q[0] - s[lo]) / self.scale_
+        return out.astype(np.float32)
+
+    def to_dict(self) -> dict:
+        d = {"method": self.method, "center": self.center_, "scale": self.scale_}
+        if self.method == "normal":
+            d["quantiles"] = self.quantiles_.tolist()
+        return d

@@ -1,0 +1,1 @@
+"""search: Ray Tune + Optuna sweeps per architecture (imports telemetry and models)."""

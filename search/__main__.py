@@ -1,0 +1,60 @@
+"""python -m search run | resume | leaderboard"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from telemetry.errors import TelemetryError
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m search", description="Ray Tune + Optuna sweeps of telesweep detectors")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run a sweep file (local mode unless --address)")
+    run.add_argument("--config", required=True, help="sweep file (YAML), e.g. configs/demo.yaml")
+    run.add_argument("--address", default=None, help="Ray cluster address ('auto' on a cluster); default: local mode")
+    run.add_argument("--storage", default=None, help="where experiments live: a path, s3://... or gs://...")
+    run.add_argument("--shared-storage", action="store_true", help="the storage path is a filesystem every node mounts (NFS)")
+    run.add_argument("--smoke-test", action="store_true", help="2 trials per architecture, 1 epoch, window 16")
+    res = sub.add_parser("resume", help="continue an interrupted sweep")
+    res.add_argument("experiment", help="experiment path (<storage>/<name>)")
+    res.add_argument("--address", default=None)
+    res.add_argument("--shared-storage", action="store_true")
+    lb = sub.add_parser("leaderboard", help="best trials per architecture")
+    lb.add_argument("experiment")
+    lb.add_argument("--top", type=int, default=5, help="rows per architecture")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        from search import results, runner
+
+        if args.cmd == "leaderboard":
+            df = results.leaderboard(results.resolve(args.experiment))
+            if df.empty:
+                print("no trials yet")
+                return 1
+            cols = ["arch", "rank", "status", "val_f05", "holdout_f05", "epochs", "params", "threshold"]
+            with __import__("pandas").option_context("display.width", 200, "display.max_colwidth", 80):
+                print(df[df["rank"] <= args.top][cols].to_string(index=False))
+            return 0
+        if args.cmd == "run":
+            cfg = runner.load_config(args.config)
+            summary = runner.run_sweep(cfg, args.address, args.storage, args.smoke_test, args.shared_storage)
+        else:
+            summary = runner.resume(results.resolve(args.experiment), args.address, args.shared_storage)
+    except TelemetryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: continue with  python -m search resume <experiment path>", file=sys.stderr)
+        return 130
+    total = sum(a["completed"] for a in summary["architectures"].values())
+    for name, a in summary["architectures"].items():
+        print(f"{name}: {a['completed']}/{a['trials']} trials completed, {a['errored']} failed")
+    print(f"experiment: {summary['experiment']}")
+    return 0 if total > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Search spaces as plain data (the ``space:`` blocks of a sweep file) turned into Ray Tune domains.
+
+A parameter is a constant, or one of:
+  {choice: [a, b, ...]}            categorical
+  {int: [lo, hi], log: false}      integer in [lo, hi] (inclusive), optionally log-uniform
+  {float: [lo, hi], log: false}    float in [lo, hi], optionally log-uniform
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from telemetry.errors import TelemetryError
+
+KINDS = ("choice", "int", "float")
+
+
+def _check_spec(where: str, spec: dict) -> None:
+    kinds = [k for k in spec if k in KINDS]
+    extra = sorted(set(spec) - set(KINDS) - {"log"})
+    if len(kinds) != 1 or extra:
+        raise TelemetryError(f"{where}: a parameter needs exactly one of choice/int/float (and optionally log), got {sorted(spec)}")
+    kind = kinds[0]
+    val = spec[kind]
+    if kind == "choice":
+        if not isinstance(val, list) or not val:
+            raise TelemetryError(f"{where}: choice needs a non-empty list, got {val!r}")
+        return
+    if not (isinstance(val, list) and len(val) == 2):
+        raise TelemetryError(f"{where}: {kind} needs [low, high], got {val!r}")
+    lo, hi = val
+    if kind == "int" and not all(isinstance(v, int) for v in val):
+        raise TelemetryError(f"{where}: int bounds must be integers, got {val!r}")
+    if lo > hi:
+        raise TelemetryError(f"{where}: empty range [{lo}, {hi}]")
+    if spec.get("log") and lo <= 0:
+        raise TelemetryError(f"{where}: a log range needs low > 0, got {lo}")
+
+
+def bounds(spec: Any) -> tuple[Any, Any]:
+    """(smallest, largest) value a parameter can take; for checking spaces before any trial runs."""
+    if not isinstance(spec, dict):
+        return spec, spec
+    if "choice" in spec:
+        vals = [v for v in spec["choice"] if isinstance(v, (int, float))]
+        return (min(vals), max(vals)) if vals else (None, None)
+    kind = "int" if "int" in spec else "float"
+    return tuple(spec[kind])
+
+
+def values_of(spec: Any) -> list:
+    """Every value a categorical or constant parameter can take."""
+    if isinstance(spec, dict) and "choice" in spec:
+        return list(spec["choice"])
+    if isinstance(spec, dict):
+        return []
+    return [spec]
+
+
+def to_tune(where: str, space: dict) -> dict:
+    """Translate one plain-data space into Ray Tune sampling domains (constants pass through)."""
+    from ray import tune
+
+    out = {}
+    for name, spec in space.items():
+        w = f"{where}.{name}"
+        if not isinstance(spec, dict):
+            out[name] = spec
+            continue
+        _check_spec(w, spec)
+        log = bool(spec.get("log", False))
+        if "choice" in spec:
+            out[name] = tune.choice(spec["choice"])
+        elif "int" in spec:
+            lo, hi = spec["int"]
+            out[name] = lo if lo == hi else (tune.lograndint(lo, hi + 1) if log else tune.randint(lo, hi + 1))
+        else:
+            lo, hi = spec["float"]
+            out[name] = lo if lo == hi else (tune.loguniform(lo, hi) if log else tune.uniform(lo, hi))
+    return out
+
+
+def validate(where: str, space: dict) -> None:
+    for name, spec in space.items():
+        if isinstance(spec, dict):
+            _check_spec(f"{where}.{name}", spec)

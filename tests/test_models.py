@@ -1,0 +1,143 @@
+"""Every registered detector honours the one estimator interface; member-specific checks follow.
+
+Models are tiny (window 8, a handful of units, 1 epoch) so the file runs in about a minute on 2 cores.
+"""
+import numpy as np
+import pytest
+
+from models import registry
+from models.base import Detector
+from telemetry.errors import TelemetryError
+from telemetry.series import Series
+
+TAG_KEYS = {"needs_labels", "forecaster", "windowed", "keras"}
+BIG = slice(400, 430)  # the large injected anomaly
+
+# Tiny hyperparameters, merged in this dict's order ("all" first, later entries win) for the tags a
+# member has; each member receives only the names its constructor takes, so new members need no entry.
+OVERRIDES = {
+    "all": {"seed": 0, "n_estimators": 25},
+    "windowed": {"window": 8, "latent": 4, "units": 8, "filters": 4, "epochs": 1, "batch_size": 64, "verbose": 0},
+    "forecaster": {"horizon": 1},
+    "needs_labels": {"learning_rate": 1e-2},  # one tiny epoch must be enough to learn the labels
+}
+
+
+def tiny_params(cls) -> dict:
+    merged = dict(OVERRIDES["all"])
+    for tag, over in OVERRIDES.items():
+        if cls.tags.get(tag):
+            merged.update(over)
+    names = set(cls.param_names())
+    return {k: v for k, v in merged.items() if k in names}
+
+
+def make_series(n=600, channels=3, seed=0, events=((150, 154), (250, 262), (BIG.start, BIG.stop)), name="tiny"):
+    """Sines plus noise; anomalies: a spike, a frozen stretch, and a large offset on every channel."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)[:, None]
+    values = np.sin(t / 8.0 + np.arange(channels)) + rng.normal(0, 0.05, (n, channels))
+    labels = np.zeros(n, dtype=np.uint8)
+    for lo, hi in events:
+        labels[lo:hi] = 1
+    if n > 154:
+        values[150:154, 0] += 3.0
+    if n > 262:
+        values[250:262] = values[250]
+    if n > BIG.stop:
+        values[BIG] += 6.0
+    return Series(np.arange(n, dtype=np.int64), values.astype(np.float32), labels,
+                  tuple(f"channel_{41 + c}" for c in range(channels)), source=name)
+
+
+@pytest.fixture(scope="module")
+def series():
+    return make_series()
+
+
+@pytest.fixture(scope="module")
+def validation():
+    return make_series(n=200, seed=1, events=((120, 130),), name="validation")
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_detector_interface(name, series, validation, tmp_path):
+    cls = registry.get(name)
+    assert TAG_KEYS <= set(cls.tags), f"{name}: tags lack {TAG_KEYS - set(cls.tags)}"
+    params = tiny_params(cls)
+    est = cls(**params)
+    assert est.name == name
+    # scikit-learn style: the constructor only stores; get_params round-trips through it.
+    assert cls(**est.get_params()).get_params() == est.get_params()
+    assert {k: est.get_params()[k] for k in params} == params
+
+    assert est.fit(series, validation) is est
+    s = est.score(series)
+    assert s.dtype == np.float32 and s.shape == (len(series),)
+    assert np.isfinite(s).all()
+    nominal = series.labels == 0
+    assert np.median(s[BIG]) > np.median(s[nominal]), f"{name}: the large anomaly does not stand out"
+
+    est.save(tmp_path / "m")
+    back = Detector.load(tmp_path / "m")
+    assert type(back) is cls and back.get_params() == est.get_params()
+    np.testing.assert_array_equal(back.score(series), s)
+
+
+# -- the forecaster ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_forecaster_scores_land_on_the_predicted_rows(horizon):
+    n, spike = 300, 200
+    rng = np.random.default_rng(2)
+    values = (np.sin(np.arange(n)[:, None] / 6.0 + np.arange(2)) + rng.normal(0, 0.05, (n, 2))).astype(np.float32)
+    values[spike, 1] += 40.0
+    s_ = Series(np.arange(n, dtype=np.int64), values, None, ("a", "b"))
+    est = registry.create("lstm_forecaster", window=8, units=6, epochs=1, batch_size=64, horizon=horizon)
+    s = est.fit(s_).score(s_)
+    assert s.shape == (n,) and s.dtype == np.float32
+    assert spike <= int(np.argmax(s)) <= spike + 1, f"peak at row {np.argmax(s)}, spike at {spike}"
+    # rows before the first forecast (the first window) take the first predicted row's score
+    np.testing.assert_array_equal(s[:8], np.full(8, s[8]))
+
+
+# -- the classifier ---------------------------------------------------------------------------------
+
+def test_classifier_refuses_fit_without_labels_or_anomalies(series):
+    est = registry.create("cnn_lstm_classifier", window=8)
+    unlabelled = Series(series.ids, series.values, None, series.channels, source="train.parquet")
+    with pytest.raises(TelemetryError, match=r"supervised.*train\.parquet.*no labels"):
+        est.fit(unlabelled)
+    nominal = Series(series.ids, series.values, np.zeros(len(series), np.uint8), series.channels, source="fit")
+    with pytest.raises(TelemetryError, match="no anomalous row"):
+        est.fit(nominal)
+    with pytest.raises(TelemetryError, match="validation split .* no labels"):
+        est.fit(series, Series(series.ids, series.values, None, series.channels, source="validation"))
+
+
+# -- the baselines ----------------------------------------------------------------------------------
+
+def test_global_std_matches_hand_computation():
+    fit = Series(np.arange(3, dtype=np.int64), np.array([[1, 10], [3, 30], [100, 100]], np.float32),
+                 np.array([0, 0, 1], np.uint8), ("a", "b"))
+    test = Series(np.arange(3, dtype=np.int64), np.array([[5, 20], [2, 45], [2, 20]], np.float32), None, ("a", "b"))
+    est = registry.create("global_std").fit(fit)
+    # nominal rows only: mean (2, 20), std (1, 10); the labelled row (100, 100) is ignored
+    np.testing.assert_array_equal(est.mean_, [2, 20])
+    np.testing.assert_array_equal(est.std_, [1, 10])
+    np.testing.assert_array_equal(est.score(test), np.array([3.0, 2.5, 0.0], np.float32))
+    assert est.score(test).dtype == np.float32
+
+
+def test_isolation_forest_fit_rows_subsample_still_scores_every_row(series, monkeypatch):
+    from models import baselines
+
+    est = registry.create("isolation_forest", n_estimators=20, fit_rows=50, seed=3).fit(series)
+    assert est.n_fit_rows_ == 50
+    s = est.score(series)
+    assert s.shape == (len(series),) and s.dtype == np.float32 and np.isfinite(s).all()
+    monkeypatch.setattr(baselines, "CHUNK_ROWS", 64)  # chunked scoring equals one-shot scoring
+    np.testing.assert_array_equal(est.score(series), s)
+    # the subsample is seeded: the same seed gives the same forest
+    again = registry.create("isolation_forest", n_estimators=20, fit_rows=50, seed=3).fit(series)
+    np.testing.assert_array_equal(again.score(series), s)
