@@ -58,7 +58,9 @@ class Detector:
 
         path = Path(path)
         meta = json.loads((path / "params.json").read_text())
-        klass = get(meta["name"]) if cls in (Detector, WindowModel) else cls
+        klass = get(meta["name"])
+        if not issubclass(klass, cls):
+            raise TelemetryError(f"{path}: holds a saved {meta['name']!r}, not a {cls.name!r}")
         est = klass(**meta["params"])
         est._load_state(path)
         return est
@@ -116,7 +118,7 @@ class WindowModel(Detector):
 
     # -- training --------------------------------------------------------------------------------
     def _validate_params(self, n_rows: int):
-        for name in ("window", "latent", "batch_size", "train_stride", "score_stride"):
+        for name in ("window", "batch_size", "train_stride", "score_stride"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise TelemetryError(f"{self.name}: {name} must be a positive integer, got {v!r}")
@@ -134,6 +136,8 @@ class WindowModel(Detector):
     def _batches(self, series: Series, stride: int, nominal_only: bool, shuffle: bool, target):
         starts = window_starts(len(series), self.window, stride, self.horizon, series.labels,
                                nominal_only=nominal_only and series.labels is not None)
+        if len(starts) == 0:
+            raise TelemetryError(f"{self.name}: the {series.source} series has no fully nominal window of {self.window} rows to train on")
         return WindowBatches(series.values, self.window, starts, self.batch_size, target=target,
                              horizon=max(self.horizon, 1), shuffle=shuffle, seed=self.seed)
 

@@ -87,22 +87,27 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int):
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
+    from search.searcher import FinalMetricOptunaSearch as OptunaSearch  # see search/searcher.py
 
     path = storage.join(exp, arch.name)
     if tune.Tuner.can_restore(path):
         log.info("%s: resuming from %s", arch.name, path)
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    from ray.tune.search.sample import Domain
+
     max_t = max(1, cfg.max_epochs[arch.name])
-    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, arch.trials // 3)))
-    searcher = OptunaSearch(metric="f05", mode="max", sampler=sampler)
+    space = param_space(cfg, arch)
+    searcher = None  # nothing to search (all constants): Tune's default generator repeats the config
+    if any(isinstance(v, Domain) for v in space.values()):
+        sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, arch.trials // 3)))
+        searcher = OptunaSearch(metric="f05", mode="max", sampler=sampler)
     # ASHA decides on the per-epoch validation loss; TPE learns from the final event-wise F0.5.
     scheduler = ASHAScheduler(time_attr="epoch", metric="val_loss", mode="min", max_t=max_t,
                               grace_period=min(int(cfg.search.get("grace_period", 1)), max_t),
                               reduction_factor=float(cfg.search.get("reduction_factor", 3)))
     return tune.Tuner(
         trainable,
-        param_space=param_space(cfg, arch),
+        param_space=space,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=arch.trials,
                                     max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(
@@ -150,6 +155,11 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
     for arch in cfg.architectures:
         trainable = tune.with_resources(with_data, {"cpu": arch.cpu, "gpu": arch.gpu})
         grid = _tuner(cfg, arch, trainable, exp, _concurrency(cfg, arch, capacity)).fit()
+        if grid.num_terminated + grid.num_errors < arch.trials:
+            # Tune catches the first Ctrl-C (SIGINT) itself: it saves the experiment state and fit()
+            # returns early without raising. Stop here (not on to the next architecture) like Ctrl-C.
+            raise KeyboardInterrupt(f"{arch.name}: interrupted after {grid.num_terminated + grid.num_errors} "
+                                    f"of {arch.trials} trials; resume with: python -m search resume {exp}")
         statuses = [r.metrics.get("f05") is not None for r in grid]
         errors = [r for r in grid if r.error is not None]
         summary[arch.name] = {"trials": len(grid), "completed": int(sum(statuses)), "errored": len(errors)}

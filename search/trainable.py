@@ -58,6 +58,17 @@ def _epoch_reporter(last_epoch: int, tmp_root: Path):
     return EpochReporter()
 
 
+def _placement(cpus: float, gpus: float) -> dict:
+    """Where the trial ran and what it was granted: Tune's own ``node_ip``/``hostname`` cannot tell
+    apart nodes that share an address (several raylets on one machine), the Ray node id can."""
+    import ray
+
+    out = {"node_id": None, "gpu_ids": [], "trial_cpus": cpus, "trial_gpus": gpus}
+    if ray.is_initialized():
+        out.update(node_id=ray.get_runtime_context().get_node_id(), gpu_ids=[str(g) for g in ray.get_gpu_ids()])
+    return out
+
+
 def train_member(config: dict, data=None) -> None:
     """Train, threshold on validation, score every split, report. ``data``: a telemetry Prepared."""
     cpus, gpus = trial_resources()
@@ -109,7 +120,8 @@ def train_member(config: dict, data=None) -> None:
         result = {"epoch": max(epochs, 1), **last, "f05": m_val["f05"],
                   **{f"val_{k}": v for k, v in m_val.items() if k != "f05"},
                   **{f"holdout_{k}": v for k, v in m_hold.items()},
-                  "threshold": rule.threshold_, "train_seconds": train_s, "score_seconds": score_s}
+                  "threshold": rule.threshold_, "train_seconds": train_s, "score_seconds": score_s,
+                  "resumed_from_epoch": initial_epoch, **_placement(cpus, gpus)}
         d = tmp_root / "final"
         d.mkdir()
         np.savez(d / SCORES_FILE, **out)
