@@ -58,7 +58,7 @@ class DenseAE(WindowModel):
     def build(self, n_channels: int):
         import keras
 
-        _check_positive(self, "units")
+        _check_positive(self, "units", "latent")
         inputs = keras.Input(shape=(self.window, n_channels), name="window")
         x = keras.layers.Dense(self.units, activation="relu", name="enc")(inputs)
         x = _dropout(keras, x, self.dropout, "enc_dropout")
@@ -77,7 +77,7 @@ class _RecurrentAE(WindowModel):
     def build(self, n_channels: int):
         import keras
 
-        _check_positive(self, "units")
+        _check_positive(self, "units", "latent")
         bi = self.bidirectional
         inputs = keras.Input(shape=(self.window, n_channels), name="window")
         x = _lstm(keras, self.units, True, bi, "enc_lstm")(inputs)
@@ -126,7 +126,7 @@ class _AttentionAE(WindowModel):
     def build(self, n_channels: int):
         import keras
 
-        _check_positive(self, "units", "filters", "kernel_size")
+        _check_positive(self, "units", "latent", "filters", "kernel_size")
         bi = self.bidirectional
         inputs = keras.Input(shape=(self.window, n_channels), name="window")
         x = self._features(keras, inputs, n_channels)
@@ -202,7 +202,7 @@ class ConvAE(WindowModel):
     def build(self, n_channels: int):
         import keras
 
-        _check_positive(self, "units", "kernel_size", "strides")
+        _check_positive(self, "units", "latent", "kernel_size", "strides")
         conv = dict(kernel_size=self.kernel_size, strides=self.strides, padding="same", activation="relu")
         total = self.strides ** 2
         pad = -self.window % total
@@ -231,7 +231,7 @@ class DeepLSTMAE(WindowModel):
     def build(self, n_channels: int):
         import keras
 
-        _check_positive(self, "units")
+        _check_positive(self, "units", "latent")
         half = max(self.units // 2, 1)
         inputs = keras.Input(shape=(self.window, n_channels), name="window")
         x = keras.layers.LSTM(self.units, return_sequences=True, name="enc_lstm_1")(inputs)

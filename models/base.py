@@ -48,7 +48,8 @@ class Detector:
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        (path / "params.json").write_text(json.dumps({"name": self.name, "params": self.get_params()}, indent=1))
+        (path / "params.json").write_text(json.dumps({"name": self.name, "params": self.get_params()}, indent=1,
+                                                          default=lambda o: o.item() if hasattr(o, "item") else str(o)))
         self._save_state(path)
         return path
 
