@@ -179,3 +179,12 @@ def test_test_labels_must_match_test_ids(challenge_files):
                      test_labels=str(challenge_files / "bad.parquet"), channels="41", fractions=[0.4, 0.4, 0.2])
     with pytest.raises(TelemetryError, match="ids do not match the test file"):
         prepare(cfg)
+
+
+@pytest.mark.parametrize("level", [1, 3])
+def test_blockwise_denoising_equals_one_whole_series_pass(level):
+    x = np.random.default_rng(2).normal(size=(50_001, 2)).astype(np.float32)
+    d = WaveletDenoiser("db4", level=level, block_rows=1 << 30).fit(x)
+    whole = d.transform(x)
+    d.block_rows = 3000  # many blocks, with a ragged last one
+    np.testing.assert_array_equal(d.transform(x), whole)

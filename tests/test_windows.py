@@ -103,3 +103,14 @@ def test_forecast_rows_before_the_first_prediction_take_the_nearest_score():
     out = spread_to_rows(v, first, 1, 10)
     np.testing.assert_array_equal(out, [0, 0, 0, 0, 1, 2, 3, 4, 5, 6])
     assert np.isnan(spread_to_rows(v, first, 1, 10, fill="nan")[:3]).all()
+
+
+def test_non_contiguous_values_take_the_gather_path_with_the_same_result(values):
+    wide = np.asfortranarray(values)  # not C-contiguous: no block view, row gather instead
+    starts = window_starts(len(values), 9, horizon=2)
+    a = WindowBatches(values, 9, starts, 32, target="next", horizon=2)
+    b = WindowBatches(wide, 9, starts, 32, target="next", horizon=2)
+    assert a._blocks is not None and b._blocks is None
+    for i in range(len(a)):
+        np.testing.assert_array_equal(a[i][0], b[i][0])
+        np.testing.assert_array_equal(a[i][1], b[i][1])
