@@ -1,6 +1,6 @@
 """Command line for the telemetry package: ``python -m telemetry <command> ...``.
 
-Commands: ``synth`` (write a synthetic mission). Each command is a ``_cmd_<name>(args) -> int``
+Commands: ``synth`` (write a synthetic mission), ``check`` (validate files and splits before a sweep). Each command is a ``_cmd_<name>(args) -> int``
 registered in ``_parser``; bad input raises TelemetryError, printed as one ``error:`` line, exit 2.
 """
 from __future__ import annotations
@@ -25,6 +25,22 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from telemetry.events import events
+    from telemetry.prepare import DataConfig, load_sets
+
+    fractions = [float(x) for x in args.fractions.split(",")]
+    cfg = DataConfig(train=args.train, test=args.test, channels=args.channels, fractions=fractions)
+    splits, test, _ = load_sets(cfg)
+    print(f"{args.train}: ok, channels {', '.join(splits.fit.channels)}")
+    for name, s in splits.items():
+        print(f"  {name:<10} ids {s.ids[0]}..{s.ids[-1]}  {len(s):>10,} rows  {100 * s.labels.mean():5.1f} % anomalous  "
+              f"{len(events(s.labels)):>5} events")
+    if test is not None:
+        print(f"{args.test}: ok, {len(test):,} rows, ids {test.ids[0]}..{test.ids[-1]}, none shared with train")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m telemetry", description="Telemetry data tools.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -39,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--chunk-rows", type=int, default=500_000,
                        help="rows generated and written per step, also the parquet row-group size (default 500000)")
     synth.set_defaults(func=_cmd_synth)
+
+    check = sub.add_parser("check", help="validate train/test files and the fit/validation/holdout splits")
+    check.add_argument("--train", required=True, help="labelled series (parquet or CSV, challenge schema)")
+    check.add_argument("--test", default=None, help="unlabelled test series")
+    check.add_argument("--channels", default=None, help="e.g. 41-46 (default) or channel_1,channel_5")
+    check.add_argument("--fractions", default="0.6,0.2,0.2", help="fit,validation,holdout fractions")
+    check.set_defaults(func=_cmd_check)
     return parser
 
 

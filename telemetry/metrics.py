@@ -11,7 +11,7 @@ timeeval/metrics/ESA_ADB_metrics.py):
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import average_precision_score
@@ -122,7 +122,3 @@ def auc_pr(y_true: np.ndarray, raw_score: np.ndarray) -> float:
     if not t.any() or t.all():
         return float("nan")
     return float(average_precision_score(t, s))
-
-
-def as_dict(counts: EventCounts) -> dict:
-    return asdict(counts)

@@ -188,3 +188,15 @@ def test_blockwise_denoising_equals_one_whole_series_pass(level):
     whole = d.transform(x)
     d.block_rows = 3000  # many blocks, with a ragged last one
     np.testing.assert_array_equal(d.transform(x), whole)
+
+
+def test_check_command_summarises_good_files_and_names_the_bad_column(challenge_files, capsys):
+    from telemetry.__main__ import main
+
+    train, test = str(challenge_files / "train.parquet"), str(challenge_files / "test.parquet")
+    assert main(["check", "--train", train, "--test", test, "--channels", "41-43", "--fractions", "0.4,0.4,0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "validation ids 240..479" in out and "none shared with train" in out
+    assert main(["check", "--train", train, "--channels", "41,99"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {train}: unknown channel 'channel_99' (file has channel_41..channel_43)"
