@@ -3,7 +3,8 @@
 Layout (see configs/demo.yaml):
   name, seed, storage, data: {...telemetry.prepare.DataConfig...},
   ray: {num_cpus, num_gpus}                      local mode only
-  search: {max_concurrent_trials, grace_period, reduction_factor, max_failures}
+  search: {searcher: tpe|random, scheduler: asha|fifo, max_concurrent_trials, grace_period,
+           reduction_factor, max_failures}
   threshold: {method, level, min_length, max_gap}  a space shared by every architecture
   architectures: {<registry name>: {trials, resources: {cpu, gpu}, space: {...}, fixed: {...}}}
 """
@@ -90,6 +91,10 @@ def parse_config(raw: dict, base_dir: str | os.PathLike = ".", source: str = "sw
     data = DataConfig.from_dict(raw["data"], base_dir=base_dir)
     search = raw.get("search") or {}
     _unknown(f"{source}: search", search, SEARCH_KEYS)
+    if search.get("searcher", "tpe") not in ("tpe", "random"):
+        raise TelemetryError(f"{source}: search.searcher must be tpe or random, got {search['searcher']!r}")
+    if search.get("scheduler", "asha") not in ("asha", "fifo"):
+        raise TelemetryError(f"{source}: search.scheduler must be asha or fifo, got {search['scheduler']!r}")
     ray_cfg = raw.get("ray") or {}
     _unknown(f"{source}: ray", ray_cfg, {"num_cpus", "num_gpus"})
     threshold = {**DEFAULT_THRESHOLD, **(raw.get("threshold") or {})}

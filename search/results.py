@@ -27,6 +27,14 @@ def experiment_archs(exp: str) -> list[str]:
     return list(raw["architectures"])
 
 
+def checkpoint_uri(exp: str, path: str) -> str:
+    """Ray keeps a checkpoint's path without its filesystem's scheme (s3://bucket/x -> bucket/x):
+    put the experiment's scheme back, so the scores are read from the same store (not local disk)."""
+    if storage.is_uri(exp) and not storage.is_uri(path):
+        return f"{exp.split('://', 1)[0]}://{path}"
+    return path
+
+
 def trial_table(exp: str) -> pd.DataFrame:
     """One row per trial of every architecture: status, parameters, metrics, checkpoint path."""
     from ray.tune import ExperimentAnalysis
@@ -50,11 +58,14 @@ def trial_table(exp: str) -> pd.DataFrame:
                 "completed": done, "epochs": r.get("epoch"),
                 "val_f05": r.get("f05"), "holdout_f05": r.get("holdout_f05"),
                 "val_loss": r.get("val_loss"), "holdout_event_recall": r.get("holdout_event_recall"),
-                "holdout_auc_pr": r.get("holdout_auc_pr"), "train_seconds": r.get("train_seconds"),
+                "holdout_auc_pr": r.get("holdout_auc_pr"), "train_seconds": r.get("train_seconds"), "score_seconds": r.get("score_seconds"),
                 "time_total_s": r.get("time_total_s"),
                 "threshold": json.dumps(thr, sort_keys=True), "params": json.dumps(params, sort_keys=True, default=str),
-                "checkpoint": ckpt.path if (ckpt and done) else None,
-                "error": t.error_file if t.status == "ERROR" else None,
+                "checkpoint": checkpoint_uri(exp, ckpt.path) if (ckpt and done) else None,
+                # In the experiment's storage: Trial.error_file is the driver's Ray-session staging copy
+                # (gone with the session), and it raises when Ray is not initialised (the CLI).
+                "error": (storage.join(path, t.storage.trial_dir_name, t.run_metadata.error_filename)
+                          if t.status == "ERROR" and t.run_metadata.error_filename else None),
             })
     return pd.DataFrame(rows)
 
@@ -90,4 +101,6 @@ def resolve(exp: str) -> str:
 
 
 def default_storage() -> str:
-    return os.path.abspath(os.environ.get("TELESWEEP_STORAGE", "results/sweeps"))
+    """$TELESWEEP_STORAGE (a path, or a URI such as s3://bucket/sweeps, kept as it is) or results/sweeps."""
+    path = os.environ.get("TELESWEEP_STORAGE", "results/sweeps")
+    return path if storage.is_uri(path) else os.path.abspath(path)

@@ -93,18 +93,26 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int):
     if tune.Tuner.can_restore(path):
         log.info("%s: resuming from %s", arch.name, path)
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    from ray.tune.schedulers import FIFOScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
     from ray.tune.search.sample import Domain
 
     max_t = max(1, cfg.max_epochs[arch.name])
     space = param_space(cfg, arch)
-    searcher = None  # nothing to search (all constants): Tune's default generator repeats the config
-    if any(isinstance(v, Domain) for v in space.values()):
+    searched = any(isinstance(v, Domain) for v in space.values())
+    if cfg.search.get("searcher", "tpe") == "random" or not searched:
+        # Nothing to search (all constants) or asked for: seeded random sampling.
+        searcher = BasicVariantGenerator(random_state=cfg.seed)
+    else:
         sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, arch.trials // 3)))
         searcher = OptunaSearch(metric="f05", mode="max", sampler=sampler)
-    # ASHA decides on the per-epoch validation loss; TPE learns from the final event-wise F0.5.
-    scheduler = ASHAScheduler(time_attr="epoch", metric="val_loss", mode="min", max_t=max_t,
-                              grace_period=min(int(cfg.search.get("grace_period", 1)), max_t),
-                              reduction_factor=float(cfg.search.get("reduction_factor", 3)))
+    if cfg.search.get("scheduler", "asha") == "fifo":
+        scheduler = FIFOScheduler()
+    else:
+        # ASHA decides on the per-epoch validation loss; TPE learns from the final event-wise F0.5.
+        scheduler = ASHAScheduler(time_attr="epoch", metric="val_loss", mode="min", max_t=max_t,
+                                  grace_period=min(int(cfg.search.get("grace_period", 1)), max_t),
+                                  reduction_factor=float(cfg.search.get("reduction_factor", 3)))
     return tune.Tuner(
         trainable,
         param_space=space,

@@ -72,7 +72,6 @@ def _placement(cpus: float, gpus: float) -> dict:
 def train_member(config: dict, data=None) -> None:
     """Train, threshold on validation, score every split, report. ``data``: a telemetry Prepared."""
     cpus, gpus = trial_resources()
-    backend = configure_backend(cpus, gpus)
 
     from ray import tune
 
@@ -81,7 +80,8 @@ def train_member(config: dict, data=None) -> None:
     from telemetry.thresholds import Threshold
 
     arch, params, thr = split_config(config)
-    cls = registry.get(arch)
+    cls = registry.get(arch)  # registering models imports no deep-learning backend
+    backend = configure_backend(cpus, gpus, deep_learning=bool(cls.tags.get("keras")))
     est = cls(**params)
     tmp_root = Path(tempfile.mkdtemp(prefix="telesweep-trial-"))
     try:

@@ -1,0 +1,343 @@
+"""Cluster mode, offline: cluster.yaml through Ray's own config checks, the GPU image's pins, the
+ESA sweep file, and a sweep on a simulated multi-node cluster with fake GPUs.
+
+No network and no AWS: the cluster file goes through the same preparation and JSON-schema
+validation that ``ray up`` runs before it contacts the cloud (see ``_prepared``).
+"""
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER_YAML = REPO / "cluster.yaml"
+DOCKERFILE = REPO / "docker" / "Dockerfile"
+ESA_YAML = REPO / "configs" / "esa.yaml"
+RAY_VERSION = "2.60.0"
+TF_VERSION = "2.21.0"
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _pins(requirements) -> dict[str, str]:
+    """{distribution name (extras dropped): version} of every ``name[extras]==version`` requirement."""
+    out = {}
+    for req in requirements:
+        m = re.match(r"\s*([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?\s*==\s*([0-9][^;,\s]*)", req)
+        if m:
+            out[m.group(1).lower()] = m.group(2)
+    return out
+
+
+# -- cluster.yaml --------------------------------------------------------------------------------
+
+def _prepared(config: dict) -> dict:
+    """What ``ray up`` checks before touching the cloud, minus the cloud.
+
+    ``ray up`` runs (ray/autoscaler/_private/commands.py, ``_bootstrap_config``): ``prepare_config``
+    (defaults.yaml merged in, setup commands merged, docker block checked, per-type min/max
+    workers filled) -> the AWS provider's ``fillout_available_node_types_resources`` (boto3
+    ``describe_instance_types``: network) -> ``validate_config`` (ray-schema.json, head type,
+    min_workers vs max_workers) -> ``bootstrap_config`` (IAM, key pair, subnets: network).
+    ``prepare_config`` reads only local files for the AWS provider, so it runs here; the two
+    network steps are skipped, which is why cluster.yaml states every node type's resources.
+    """
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    prepared = prepare_config(copy.deepcopy(config))
+    validate_config(prepared)
+    return prepared
+
+
+@pytest.fixture(scope="module")
+def cluster_config() -> dict:
+    return yaml.safe_load(CLUSTER_YAML.read_text())
+
+
+def test_ray_version_is_pinned_everywhere():
+    import ray
+
+    assert ray.__version__ == RAY_VERSION
+    project = _pyproject()["project"]
+    assert _pins(project["dependencies"])["ray"] == RAY_VERSION
+    assert _pins(project["optional-dependencies"]["cluster"])["ray"] == RAY_VERSION  # ray up / job submit side
+
+
+def test_cluster_yaml_passes_rays_own_validation(cluster_config):
+    cfg = _prepared(cluster_config)
+    assert cfg["provider"]["type"] == "aws" and cfg["provider"]["region"] and cfg["provider"]["availability_zone"]
+    types = cfg["available_node_types"]
+    head = types[cfg["head_node_type"]]
+    assert head["resources"].get("CPU") == 0 and head["resources"].get("GPU", 0) == 0, "trials must not land on the head"
+    assert head["max_workers"] == 0
+    workers = [t for name, t in types.items() if name != cfg["head_node_type"]]
+    gpu = [t for t in workers if t["resources"].get("GPU", 0) >= 1]
+    assert gpu, "an autoscaling GPU worker type"
+    w = gpu[0]
+    assert w["node_config"]["InstanceType"] == "g5.xlarge"
+    assert w["min_workers"] == 0 and 1 <= w["max_workers"] <= cfg["max_workers"]
+    assert w["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot"
+    assert cfg["idle_timeout_minutes"] > 0
+    # One image for head and workers; the GPUs reach the container only on the GPU workers.
+    docker = cfg["docker"]
+    assert docker["image"] and docker["container_name"]
+    head_opts = " ".join(docker.get("run_options", []) + docker.get("head_run_options", []))
+    # What a GPU worker's container gets: the global options, its type's docker block overriding.
+    worker_docker = {**docker, **w.get("docker", {})}
+    worker_opts = " ".join(worker_docker.get("run_options", []) + worker_docker.get("worker_run_options", []))
+    assert "--shm-size" in head_opts and "--shm-size" in worker_opts  # Ray's object store lives in /dev/shm
+    assert "--gpus all" in worker_opts and "--gpus" not in head_opts
+    # The project is synced and installed without pulling the CPU TensorFlow into the GPU image.
+    remote = [r for r, local in cfg["file_mounts"].items() if local in (".", "./")]
+    assert remote, cfg["file_mounts"]
+    installs = [c for c in cfg["setup_commands"] if "pip install" in c]
+    assert installs and all("--no-deps" in c and remote[0] in c for c in installs)
+    assert any("ray start --head" in c for c in cfg["head_start_ray_commands"])
+    assert any("ray start --address=$RAY_HEAD_IP:6379" in c for c in cfg["worker_start_ray_commands"])
+    # rsync of the project must not ship local results, virtualenvs or data.
+    assert {"results", ".venv", ".git", "data"} <= {e.strip("/") for e in cfg["rsync_exclude"]}
+
+
+@pytest.mark.parametrize("bad_key, key", [("max_worker", "max_workers"), ("idle_timeout_minute", "idle_timeout_minutes")])
+def test_misspelt_top_level_key_fails_validation(cluster_config, bad_key, key):
+    import jsonschema
+
+    cfg = copy.deepcopy(cluster_config)
+    cfg[bad_key] = cfg.pop(key)  # the typo a user makes; Ray's defaults would silently fill the real key
+    with pytest.raises(jsonschema.ValidationError, match=bad_key):
+        _prepared(cfg)
+
+
+@pytest.mark.parametrize("bad_key, key", [("min_worker", "min_workers"), ("resource", "resources"), ("node_cofig", "node_config")])
+def test_misspelt_node_type_key_fails_validation(cluster_config, bad_key, key):
+    import jsonschema
+
+    cfg = copy.deepcopy(cluster_config)
+    worker = cfg["available_node_types"][next(n for n in cfg["available_node_types"] if n != cfg["head_node_type"])]
+    worker[bad_key] = worker.pop(key)
+    with pytest.raises(jsonschema.ValidationError) as err:
+        _prepared(cfg)
+    assert bad_key in str(err.value) or f"'{key}' is a required property" in str(err.value)
+
+
+def test_misspelt_docker_key_fails_validation(cluster_config):
+    import jsonschema
+
+    cfg = copy.deepcopy(cluster_config)
+    cfg["docker"]["run_option"] = cfg["docker"].pop("run_options")
+    with pytest.raises(jsonschema.ValidationError, match="run_option"):
+        _prepared(cfg)
+
+
+# -- the GPU image ------------------------------------------------------------------------------
+
+def _dockerfile_args() -> dict[str, str]:
+    return dict(re.findall(r"^ARG\s+([A-Z_]+)=(\S+)", DOCKERFILE.read_text(), flags=re.M))
+
+
+def test_dockerfile_pins_match_pyproject():
+    project = _pyproject()["project"]
+    base = _pins(project["dependencies"])
+    gpu = _pins(project["optional-dependencies"]["gpu"])
+    args = _dockerfile_args()
+    text = DOCKERFILE.read_text()
+    assert args["RAY_VERSION"] == base["ray"] == RAY_VERSION
+    assert args["TF_VERSION"] == base["tensorflow-cpu"] == gpu["tensorflow"] == TF_VERSION
+    # The requirements are written from pyproject.toml with the ARG versions (checked against it, see
+    # the next test) and installed; then the project without its dependencies (they would pull
+    # tensorflow-cpu); then the image refuses to exist with tensorflow-cpu or other versions in it.
+    assert re.search(r'requirements\.py [^\n]*pyproject\.toml\s*\\?\s*--ray "\$\{RAY_VERSION\}" --tensorflow "\$\{TF_VERSION\}"', text)
+    assert "pip install -r /tmp/telesweep/requirements.txt" in text
+    assert re.search(r"pip install --no-deps \.(\s|$)", text)
+    assert "pip show tensorflow-cpu" in text and "pip check" in text
+    assert "ray.__version__ == '${RAY_VERSION}'" in text and "tf.__version__ == '${TF_VERSION}'" in text
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}", text, flags=re.M)
+    base_image = args["BASE_IMAGE"].replace("${RAY_VERSION}", args["RAY_VERSION"])
+    assert base_image == f"rayproject/ray:{RAY_VERSION}-py311-gpu"
+    assert re.search(r"^USER ray$", text, flags=re.M), "a non-root user"
+
+
+def test_gpu_requirements_are_what_pyproject_declares(tmp_path):
+    """docker/requirements.py (run by the Dockerfile) turns pyproject into the image's requirements:
+    every pinned dependency with its pin, the GPU TensorFlow instead of the CPU one, ray with the
+    cluster extras; and it refuses to run if the Dockerfile's pins disagree with pyproject."""
+    args = _dockerfile_args()
+    script = REPO / "docker" / "requirements.py"
+    cmd = [sys.executable, str(script), str(REPO / "pyproject.toml"), "--ray", args["RAY_VERSION"], "--tensorflow", args["TF_VERSION"]]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split("\n")
+    reqs = [r.strip() for r in out if r.strip() and not r.startswith("#")]
+    names = {re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower() for r in reqs}
+    assert "tensorflow-cpu" not in names
+    pins = _pins(reqs)
+    assert pins["tensorflow"] == TF_VERSION and pins["ray"] == RAY_VERSION
+    assert any(r.startswith("ray[") and "default" in r and "tune" in r for r in reqs)
+    assert any(r.startswith("tensorflow[and-cuda]") for r in reqs)
+    for dep in _pyproject()["project"]["dependencies"]:  # everything else, unchanged
+        name = re.match(r"[A-Za-z0-9_.-]+", dep).group(0).lower()
+        if name not in ("tensorflow-cpu", "ray"):
+            assert dep in reqs, dep
+    bad = subprocess.run(cmd[:-1] + ["2.20.0"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "2.20.0" in bad.stderr
+
+
+def test_dockerignore_keeps_the_build_context_small():
+    ignored = {line.strip().strip("/") for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert {"data", "results", ".git"} <= ignored
+
+
+# -- the ESA sweep file -------------------------------------------------------------------------
+
+def test_esa_sweep_parses_and_covers_every_architecture():
+    from models import registry
+    from search import spaces
+    from search.config import load_config
+
+    cfg = load_config(ESA_YAML)  # the data files need not exist to parse
+    assert cfg.data.train.endswith("train.parquet") and cfg.data.test.endswith("test.parquet")
+    assert Path(cfg.data.train).parent == (ESA_YAML.parent / "../data/esa").resolve()
+    assert cfg.data.channels in ("41-46", [41, 42, 43, 44, 45, 46])
+    names = {a.name for a in cfg.architectures}
+    assert names == set(registry.names())
+    lows, highs = [], []
+    for a in cfg.architectures:
+        cls = registry.get(a.name)
+        if cls.tags.get("windowed"):
+            lo, hi = spaces.bounds(a.space.get("window", a.fixed.get("window")))
+            lows.append(lo)
+            highs.append(hi)
+        if cls.tags.get("keras"):
+            assert spaces.bounds(a.space["epochs"])[1] <= 50 and "learning_rate" in a.space
+            assert a.gpu > 0, f"{a.name} should ask for a GPU share"
+        else:
+            assert a.gpu == 0, f"{a.name} does not use a GPU"
+    assert min(lows) == 8 and max(highs) == 512
+    assert max(cfg.max_epochs.values()) == 50
+    latent = [spaces.bounds(a.space["latent"]) for a in cfg.architectures if "latent" in a.space]
+    assert min(lo for lo, _ in latent) == 4 and max(hi for _, hi in latent) == 256
+    # Autoscaling starts from zero GPU workers: the concurrency cannot be derived from the CPUs
+    # present when the sweep starts (the head has none for trials), so the file states it.
+    assert all(a.max_concurrent_trials or cfg.search.get("max_concurrent_trials") for a in cfg.architectures)
+
+
+# -- GPU memory cap of fractional trials --------------------------------------------------------
+
+def test_fractional_gpu_trials_get_a_memory_cap(monkeypatch):
+    from search import backend
+
+    assert backend.gpu_memory_limit_mb(0.25, 24_000) == int(0.25 * backend.GPU_MEMORY_HEADROOM * 24_000)
+    assert backend.gpu_memory_limit_mb(1.0, 24_000) is None  # whole GPUs: memory growth
+    assert backend.gpu_memory_limit_mb(0.5, None) is None  # size unknown: memory growth
+    assert backend.gpu_memory_limit_mb(0, 24_000) is None
+
+    seen = {}
+
+    def fake_run(cmd, **kw):
+        seen["cmd"] = cmd
+        return subprocess.CompletedProcess(cmd, 0, stdout="23028\n", stderr="")
+
+    monkeypatch.setattr(backend.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(backend.subprocess, "run", fake_run)
+    assert backend.gpu_total_memory_mb("2") == 23028.0
+    assert seen["cmd"][-2:] == ["-i", "2"]
+    monkeypatch.setattr(backend.shutil, "which", lambda name: None)
+    assert backend.gpu_total_memory_mb("0") is None
+
+
+# -- storage URIs ---------------------------------------------------------------------------------
+
+def test_checkpoints_of_an_s3_experiment_are_read_from_s3(monkeypatch):
+    """Ray keeps a checkpoint's path without its scheme (s3://bucket/x -> bucket/x); the trial table
+    puts it back, or the ensemble would look for the scores on the local disk."""
+    from search import results
+
+    exp = "s3://bucket/sweeps/esa"
+    ray_path = "bucket/sweeps/esa/conv_ae/train_member_1/checkpoint_000003"
+    assert results.checkpoint_uri(exp, ray_path) == "s3://" + ray_path
+    assert results.checkpoint_uri("/shared/nfs/sweeps/esa", "/shared/nfs/sweeps/esa/x") == "/shared/nfs/sweeps/esa/x"
+    monkeypatch.setenv("TELESWEEP_STORAGE", "s3://bucket/sweeps")
+    assert results.default_storage() == "s3://bucket/sweeps"
+
+
+# -- a sweep on a simulated cluster -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fake_gpu_cluster():
+    """A head that runs no trials and two workers with 2 CPUs and 1 (fake) GPU each, one machine.
+    Ray only counts GPUs: it assigns ids and sets CUDA_VISIBLE_DEVICES; TensorFlow finds none."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "num_gpus": 0})
+    workers = [cluster.add_node(num_cpus=2, num_gpus=1) for _ in range(2)]
+    try:
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address)
+        yield cluster, cluster.head_node.node_id, {w.node_id for w in workers}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_mission(tmp_path_factory):
+    from telemetry.synth import generate_mission
+
+    d = tmp_path_factory.mktemp("mission")
+    generate_mission(d, rows=6_000, seed=3, test_rows=2_000)
+    return d
+
+
+def _tiny_sweep(mission: Path, storage: Path):
+    from search.config import parse_config
+
+    return parse_config({
+        "name": "fake-gpus", "seed": 1, "storage": str(storage),
+        "data": {"train": str(mission / "train.parquet"), "test": str(mission / "test.parquet"),
+                 "channels": "41-46", "fractions": [0.5, 0.25, 0.25]},
+        "search": {"max_failures": 0},
+        "architectures": {
+            "global_std": {"trials": 3, "resources": {"cpu": 1, "gpu": 0.5},
+                           "space": {"ddof": {"choice": [0, 1]}}},
+            "dense_ae": {"trials": 1, "resources": {"cpu": 1, "gpu": 0.5},
+                         "fixed": {"window": 8, "latent": 2, "units": 4, "epochs": 1, "batch_size": 256,
+                                   "train_stride": 8, "score_stride": 4}},
+        },
+    })
+
+
+def test_sweep_trials_land_on_gpu_workers_with_their_fractions(fake_gpu_cluster, tiny_mission, tmp_path):
+    from ray.tune import ExperimentAnalysis
+
+    from search.results import leaderboard, load_trial
+    from search.runner import run_sweep
+
+    cluster, head_id, worker_ids = fake_gpu_cluster
+    summary = run_sweep(_tiny_sweep(tiny_mission, tmp_path), address=cluster.address, shared_storage=True)
+    assert summary["architectures"]["global_std"] == {"trials": 3, "completed": 3, "errored": 0}
+    assert summary["architectures"]["dense_ae"] == {"trials": 1, "completed": 1, "errored": 0}
+    results = []
+    for arch in ("global_std", "dense_ae"):
+        results += [t.last_result for t in ExperimentAnalysis(str(tmp_path / "fake-gpus" / arch)).trials]
+    assert len(results) == 4
+    for r in results:
+        assert r["node_id"] in worker_ids and r["node_id"] != head_id
+        assert r["trial_gpus"] == 0.5 and r["trial_cpus"] == 1.0
+        assert len(r["gpu_ids"]) == 1  # a fraction of one (fake) GPU, which Ray made visible to the trial
+    board = leaderboard(summary["experiment"], write=False)
+    assert len(board) == 4
+    # The Keras trial asked for half a GPU, was shown one by Ray, found none in TensorFlow: no cap.
+    meta, scores = load_trial(board[board.arch == "dense_ae"].checkpoint.iloc[0])
+    assert meta["backend"]["gpus"] == 0.5 and meta["backend"]["gpu_memory_limit_mb"] is None
+    assert scores["validation"].size > 0

@@ -1,0 +1,465 @@
+"""End-to-end tests of search/: sweeps on a tiny synthetic mission with real Ray Tune and Optuna.
+
+One mission (8,000 train rows, channels 41-43) is shared by every test; models are tiny (window 8,
+a few units, 1-2 epochs, strides 4). Ray is started by the tests themselves (a local instance or a
+simulated cluster) and always shut down again, so nothing leaks into other test files.
+Slow by nature (every trial is a Ray actor in a fresh process; Keras ones import TensorFlow):
+about 1.5-2.5 minutes on 2 cores.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from search.__main__ import main
+from search.config import load_config, parse_config
+from search.results import LEADERBOARD, SETS_FILE, SWEEP_FILE, load_sets, load_trial, trial_table
+from search.runner import check_storage_for_cluster, run_sweep
+from telemetry.errors import TelemetryError
+from telemetry.synth import generate_mission
+
+ray = pytest.importorskip("ray")
+
+TRAIN_ROWS, TEST_ROWS = 8_000, 2_000  # fractions [0.5, 0.25, 0.25]: fit 4,000, validation 2,000, holdout 2,000
+TINY = {"window": 8, "units": 4, "batch_size": 256, "train_stride": 4, "score_stride": 4}
+# Every trial of it fails in fit (dropout must be in [0, 1)); the sweep file itself is valid.
+BROKEN_DENSE_AE = {"trials": 1, "fixed": {**TINY, "latent": 2, "epochs": 1, "dropout": 1.5}}
+# The leaderboard's columns that the ensemble and the CLI rely on (it may carry more).
+BOARD_COLUMNS = ["arch", "rank", "trial_id", "status", "completed", "epochs", "val_f05", "holdout_f05", "val_loss",
+                 "holdout_event_recall", "holdout_auc_pr", "train_seconds", "time_total_s", "threshold", "params",
+                 "checkpoint", "error"]
+
+
+@pytest.fixture(scope="module")
+def mission(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("mission")
+    generate_mission(d, rows=TRAIN_ROWS, seed=11, test_rows=TEST_ROWS, n_channels=46, n_telecommands=2)
+    return d
+
+
+@pytest.fixture(autouse=True)
+def no_ray_before():
+    """Every test starts without Ray (a leak from an earlier test would hide connect() bugs)."""
+    assert not ray.is_initialized()
+    yield
+
+
+def sweep(mission: Path, name: str, architectures: dict, **top) -> dict:
+    """A sweep file as plain data over the shared mission (absolute paths)."""
+    raw = {"name": name, "seed": top.pop("seed", 3),
+           "data": {"train": str(mission / "train.parquet"), "test": str(mission / "test.parquet"),
+                    "test_labels": str(mission / "test_labels.parquet"),
+                    "channels": "41-43", "fractions": [0.5, 0.25, 0.25]},
+           "ray": {"num_cpus": 2}, "architectures": architectures}
+    raw.update(top)
+    return raw
+
+
+def write_sweep(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def last_results(arch_dir: Path) -> dict[str, list[dict]]:
+    """Results reported so far, per trial directory (result.json, one JSON object per line)."""
+    out = {}
+    for f in glob.glob(str(arch_dir / "*" / "result.json")):
+        lines = []
+        for line in Path(f).read_text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:  # a line being written right now
+                break
+        if lines:
+            out[Path(f).parent.name] = lines
+    return out
+
+
+def saved_statuses(arch_dir: Path) -> dict[str, str]:
+    """trial id -> status in the experiment state Tune saved last (what Tuner.restore resumes from)."""
+    states = sorted(arch_dir.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return {}
+    try:
+        trials = json.loads(states[-1].read_text())["trial_data"]
+    except (OSError, ValueError, KeyError):  # being written
+        return {}
+    return {t["trial_id"]: t["status"] for t in (json.loads(state) for state, _ in trials)}
+
+
+def subprocess_env() -> dict:
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+# -- 6. a bad sweep is rejected before Ray starts ---------------------------------------------------
+
+def _base(mission):
+    return sweep(mission, "bad", {"dense_ae": {"trials": 2, "space": {"latent": {"int": [2, 4]}},
+                                               "fixed": {**TINY, "epochs": 1}},
+                                  "global_std": {"trials": 1}})
+
+
+BAD_SWEEPS = {
+    "unknown top-level key": (lambda r: r.update(colour="red"), "sweep.yaml: unknown key 'colour'"),
+    "unknown architecture key": (lambda r: r["architectures"]["global_std"].update(epochs=3),
+                                 "architectures.global_std: unknown key 'epochs'"),
+    "unknown parameter": (lambda r: r["architectures"]["dense_ae"]["space"].update(kernel_size={"int": [3, 5]}),
+                          "architectures.dense_ae.space: unknown key 'kernel_size'"),
+    "empty choice": (lambda r: r["architectures"]["dense_ae"]["space"].update(learning_rate={"choice": []}),
+                     "architectures.dense_ae.space.learning_rate: choice needs a non-empty list"),
+    "unknown architecture": (lambda r: r["architectures"].update(no_such_net={}), "unknown architecture 'no_such_net'"),
+    "searched and fixed": (lambda r: r["architectures"]["dense_ae"]["fixed"].update(latent=3),
+                           "architectures.dense_ae: 'latent' is both searched and fixed"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SWEEPS))
+def test_bad_sweep_file_rejected_before_ray(mission, tmp_path, capsys, case):
+    mutate, message = BAD_SWEEPS[case]
+    raw = _base(mission)
+    mutate(raw)
+    path = write_sweep(tmp_path / "sweep.yaml", raw)
+    with pytest.raises(TelemetryError) as err:
+        load_config(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+    rc = main(["run", "--config", str(path), "--storage", str(tmp_path / "sweeps")])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert captured.err.startswith("error: ") and message in captured.err
+    assert captured.err.count("\n") == 1  # one line
+    assert not ray.is_initialized()
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_window_longer_than_a_split_rejected_before_ray(mission, tmp_path):
+    raw = _base(mission)
+    raw["architectures"]["dense_ae"]["space"]["window"] = {"choice": [8, 2_500]}
+    del raw["architectures"]["dense_ae"]["fixed"]["window"]
+    message = "architectures.dense_ae: window 2500 is longer than the validation split (2000 rows)"
+    with pytest.raises(TelemetryError) as err:
+        run_sweep(parse_config(raw), storage_path=str(tmp_path / "sweeps"))
+    assert str(err.value) == message
+    assert not ray.is_initialized()
+    assert not (tmp_path / "sweeps").exists()
+
+    # The real command line: exit status 2 and the message on stderr, before any Ray output.
+    path = write_sweep(tmp_path / "bad.yaml", raw)
+    proc = subprocess.run([sys.executable, "-m", "search", "run", "--config", str(path), "--storage",
+                           str(tmp_path / "sweeps")], capture_output=True, text=True, env=subprocess_env(),
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert f"error: {message}\n" in proc.stderr
+    assert "Ray instance" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "sweeps").exists()
+
+
+# -- 1 and 4. local sweeps -------------------------------------------------------------------------
+
+@pytest.fixture(scope="class")
+def local_ray():
+    """One local Ray for the tests of a class (run_sweep's connect() reuses it)."""
+    assert not ray.is_initialized()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+class TestLocal:
+    @pytest.fixture(autouse=True)
+    def no_ray_before(self):  # overrides the module's: Ray stays up for the whole class
+        yield
+
+    def test_two_architectures_scores_and_leaderboard(self, mission, tmp_path, local_ray, capsys):
+        raw = sweep(mission, "two_archs", search={"max_concurrent_trials": 2, "max_failures": 0, "grace_period": 2},
+                    architectures={
+                        "conv_ae": {"trials": 3,
+                                    "space": {"latent": {"int": [2, 4]},
+                                              "learning_rate": {"float": [0.001, 0.01], "log": True}},
+                                    "fixed": {**TINY, "epochs": 2, "kernel_size": 3}},
+                        "global_std": {"trials": 1}})
+        summary = run_sweep(parse_config(raw), storage_path=str(tmp_path / "sweeps"))
+        exp = Path(summary["experiment"])
+        assert exp == tmp_path / "sweeps" / "two_archs"
+        assert summary["architectures"] == {"conv_ae": {"trials": 3, "completed": 3, "errored": 0},
+                                            "global_std": {"trials": 1, "completed": 1, "errored": 0}}
+        assert summary["leaderboard_rows"] == 4
+        assert (exp / SWEEP_FILE).is_file() and (exp / SETS_FILE).is_file()
+
+        sets = load_sets(str(exp))
+        lengths = {s: len(sets[f"{s}_ids"]) for s in ("validation", "holdout", "test")}
+        assert lengths == {"validation": 2_000, "holdout": 2_000, "test": TEST_ROWS}
+
+        csv = pd.read_csv(exp / LEADERBOARD)
+        parquet = pd.read_parquet(exp / "leaderboard.parquet")
+        assert list(csv.columns) == list(parquet.columns)
+        for board in (csv, parquet):
+            assert list(board.columns[:2]) == ["arch", "rank"]
+            assert [c for c in board.columns if c in BOARD_COLUMNS] == BOARD_COLUMNS
+            assert len(board) == 4
+            assert board["arch"].tolist() == ["conv_ae"] * 3 + ["global_std"]
+            assert board["rank"].tolist() == [1, 2, 3, 1]
+            assert (board["status"] == "TERMINATED").all() and board["completed"].all()
+            assert board["trial_id"].nunique() == 4
+            conv = board[board["arch"] == "conv_ae"]
+            assert conv["val_f05"].is_monotonic_decreasing  # sorted by validation F0.5 within the architecture
+            assert conv["epochs"].tolist() == [2, 2, 2]  # nobody stopped early (grace period = max epochs)
+            assert board["val_f05"].between(0, 1).all() and board["holdout_f05"].between(0, 1).all()
+
+        for row in parquet.itertuples():
+            meta, scores = load_trial(row.checkpoint)
+            assert meta["arch"] == row.arch
+            assert set(scores) == {"validation", "holdout", "test"}
+            for split, n in lengths.items():
+                assert scores[split].shape == (n,), (row.arch, split)
+                assert np.isfinite(scores[split]).all()
+            assert meta["validation"]["f05"] == pytest.approx(row.val_f05)
+
+        capsys.readouterr()  # Tune's progress tables
+        assert main(["leaderboard", str(exp)]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].split()[:5] == ["arch", "rank", "status", "val_f05", "holdout_f05"]
+        assert [line.split()[:2] for line in out[1:]] == [["conv_ae", "1"], ["conv_ae", "2"], ["conv_ae", "3"],
+                                                         ["global_std", "1"]]
+
+    def test_failing_trials_counted_and_cli_exit_status(self, mission, tmp_path, local_ray, capsys):
+        # global_std: min_std -1 fails in fit; the seed makes the 3 sequential trials draw both values.
+        # dense_ae: dropout 1.5 fails in fit for every trial.
+        raw = sweep(mission, "some_fail", seed=1, search={"max_concurrent_trials": 1, "max_failures": 0},
+                    architectures={"global_std": {"trials": 3, "space": {"min_std": {"choice": [1.0e-6, -1.0]}}},
+                                   "dense_ae": BROKEN_DENSE_AE})
+        path = write_sweep(tmp_path / "some_fail.yaml", raw)
+        assert main(["run", "--config", str(path), "--storage", str(tmp_path / "sweeps")]) == 0
+        out = capsys.readouterr().out
+        counts = re.search(r"global_std: (\d)/3 trials completed, (\d) failed", out)
+        assert counts, out
+        completed, failed = int(counts[1]), int(counts[2])
+        assert completed >= 1 and failed >= 1 and completed + failed == 3
+        assert "dense_ae: 0/1 trials completed, 1 failed" in out
+
+        exp = tmp_path / "sweeps" / "some_fail"
+        table = trial_table(str(exp))
+        assert len(table) == 4
+        for row in table.itertuples():
+            params = json.loads(row.params)
+            bad = row.arch == "dense_ae" or params["min_std"] < 0
+            assert row.status == ("ERROR" if bad else "TERMINATED")
+            assert bool(row.completed) == (not bad)
+            if bad:  # the traceback, kept with the experiment (not in Ray's temporary session directory)
+                assert Path(row.error).is_relative_to(exp) and Path(row.error).name == "error.txt"
+                text = Path(row.error).read_text()
+                assert ("dropout must be in [0, 1)" if row.arch == "dense_ae" else "min_std must be > 0") in text
+            else:
+                assert pd.isna(row.error)
+        board = pd.read_csv(exp / LEADERBOARD)
+        assert len(board) == 4 and board["completed"].sum() == completed
+
+        # Inspecting it later, without Ray running, works too (a separate process: Ray is up in this one).
+        proc = subprocess.run([sys.executable, "-m", "search", "leaderboard", str(exp)], capture_output=True,
+                              text=True, env=subprocess_env(), cwd=tmp_path, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        statuses = [line.split()[2] for line in proc.stdout.splitlines()[1:]]
+        assert sorted(statuses) == sorted(table["status"])
+
+        # Nothing succeeded: exit status 1.
+        raw = sweep(mission, "all_fail", search={"max_failures": 0},
+                    architectures={"dense_ae": BROKEN_DENSE_AE})
+        path = write_sweep(tmp_path / "all_fail.yaml", raw)
+        assert main(["run", "--config", str(path), "--storage", str(tmp_path / "sweeps")]) == 1
+        assert "dense_ae: 0/1 trials completed, 1 failed" in capsys.readouterr().out
+
+
+# -- 2. interrupted (Ctrl-C) and resumed ------------------------------------------------------------
+
+def test_interrupted_sweep_resumes_only_the_remaining_trials(mission, tmp_path):
+    raw = sweep(mission, "interrupted", seed=5, search={"max_concurrent_trials": 1, "max_failures": 0},
+                threshold={"method": {"choice": ["best_f05", "ndt"]}, "min_length": {"int": [1, 4]}},
+                architectures={"global_std": {"trials": 4}})
+    path = write_sweep(tmp_path / "sweep.yaml", raw)
+    exp = tmp_path / "sweeps" / "interrupted"
+    arch_dir = exp / "global_std"
+    # Tune saves its experiment state at most every 10 s by default: here at every step, so that the
+    # test sees when trials have ended (on SIGINT it saves it anyway).
+    env = {**subprocess_env(), "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    # Its own session, so the SIGINT goes to its whole process group as Ctrl-C in a terminal does.
+    proc = subprocess.Popen([sys.executable, "-m", "search", "run", "--config", str(path), "--storage",
+                             str(tmp_path / "sweeps")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=tmp_path, start_new_session=True)
+    try:
+        # Interrupt once Tune's saved state has 2 trials TERMINATED. Their final line in result.json is
+        # not enough: Tune writes it before it registers the final checkpoint and ends the trial, and
+        # a trial interrupted in between is RUNNING in the saved state, so resume runs it again.
+        deadline = time.monotonic() + 80
+        while time.monotonic() < deadline and proc.poll() is None:
+            if list(saved_statuses(arch_dir).values()).count("TERMINATED") >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the sweep ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted: continue with  python -m search resume" in err
+    assert "trials completed" not in out  # no summary as if it had finished
+
+    before = trial_table(str(exp))
+    done_before = before[before["status"] == "TERMINATED"]
+    # Normally exactly 2 (a third may end in the moment before the signal arrives); the rest never ran
+    # or were cut short (RUNNING or PENDING in the saved state).
+    assert 2 <= len(done_before) < 4 and done_before["completed"].all()
+    finished = {d: r for d, r in last_results(arch_dir).items() if r[-1]["trial_id"] in set(done_before["trial_id"])}
+    assert len(finished) == len(done_before)
+    kept = {d: (arch_dir / d / "result.json").read_bytes() for d in finished}
+
+    resumed_at = time.time()
+    proc = subprocess.run([sys.executable, "-m", "search", "resume", str(exp)], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "global_std: 4/4 trials completed, 0 failed" in proc.stdout
+
+    after = trial_table(str(exp))
+    assert len(after) == 4 and after["trial_id"].nunique() == 4
+    assert after["completed"].all() and (after["status"] == "TERMINATED").all()
+    assert set(done_before["trial_id"]) <= set(after["trial_id"])
+    for d, content in kept.items():  # the finished trials were not run again
+        assert (arch_dir / d / "result.json").read_bytes() == content
+        assert len(content.decode().splitlines()) == 1
+    results = last_results(arch_dir)
+    assert len(results) == 4  # no extra trial directories
+    ran = {d for d, r in results.items() if r[-1]["timestamp"] >= int(resumed_at)}
+    assert ran == set(results) - set(kept)  # resume ran exactly the trials that had not finished
+    assert pd.read_csv(exp / LEADERBOARD)["completed"].all()
+
+
+# -- 3 and 5. a simulated cluster -----------------------------------------------------------------
+
+def _ppid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no PPid for {pid}")
+
+
+def _raylet_pid(node) -> int:
+    return node.all_processes["raylet"][0].process.pid
+
+
+@pytest.fixture(scope="class")
+def cluster():
+    """A simulated cluster: a head without CPUs (the driver only) and two 1-CPU worker nodes."""
+    from ray.cluster_utils import Cluster
+
+    assert not ray.is_initialized()
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        for _ in range(2):
+            c.add_node(num_cpus=1)
+        c.wait_for_nodes()
+        ray.init(address=c.address, logging_level=logging.WARNING)
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+class TestCluster:
+    @pytest.fixture(autouse=True)
+    def no_ray_before(self):
+        yield
+
+    def test_local_storage_refused_on_a_cluster(self, cluster, mission, tmp_path):
+        cfg = parse_config(sweep(mission, "cluster_local", architectures={"global_std": {"trials": 1}}))
+        store = tmp_path / "sweeps"
+        with pytest.raises(TelemetryError) as err:
+            run_sweep(cfg, storage_path=str(store))
+        msg = str(err.value)
+        assert "\n" not in msg
+        assert msg.startswith(f"storage {store} is local to this machine but the cluster has 3 nodes")
+        assert "--shared-storage" in msg and "s3://" in msg
+        assert not (store / "cluster_local" / SWEEP_FILE).exists()  # refused before anything was written
+        # Object stores and shared filesystems pass (the check only looks at the path: no network).
+        assert check_storage_for_cluster("s3://telesweep-bucket/sweeps", shared=False) == 3
+        assert check_storage_for_cluster("gs://telesweep-bucket/sweeps", shared=False) == 3
+        assert check_storage_for_cluster(str(store), shared=True) == 3
+
+    def test_node_lost_mid_trial_resumes_from_epoch_checkpoint(self, cluster, mission, tmp_path):
+        epochs = 15
+        raw = sweep(mission, "node_loss",
+                    search={"max_concurrent_trials": 2, "max_failures": 2, "grace_period": epochs},
+                    architectures={"dense_ae": {"trials": 2, "space": {"latent": {"int": [2, 4]}},
+                                                "fixed": {**TINY, "train_stride": 1, "epochs": epochs}}})
+        cfg = parse_config(raw)
+        arch_dir = tmp_path / "sweeps" / "node_loss" / "dense_ae"
+        outcome = {}
+
+        def run():
+            try:
+                outcome["summary"] = run_sweep(cfg, storage_path=str(tmp_path / "sweeps"), shared_storage=True)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        raylets = {_raylet_pid(n): n for n in cluster.worker_nodes}
+        victim = None
+        deadline = time.monotonic() + 60
+        while victim is None and thread.is_alive() and time.monotonic() < deadline:
+            for d, results in last_results(arch_dir).items():
+                last = results[-1]
+                # Epoch 2 reported: Tune registered the epoch-1 checkpoint before asking for epoch 2.
+                if "f05" not in last and last.get("epoch", 0) >= 2:
+                    parent = _ppid(last["pid"])
+                    assert parent in raylets, f"trial process {last['pid']} is not a child of a worker node's raylet"
+                    victim = (d, last["epoch"], raylets[parent])
+                    break
+            time.sleep(0.05)
+        assert victim is not None, outcome
+        trial_dir, seen_epoch, node = victim
+        cluster.remove_node(node)
+        cluster.add_node(num_cpus=1)  # a replacement, as an autoscaler would start
+        thread.join(timeout=85)
+        assert not thread.is_alive()
+        if "error" in outcome:
+            raise outcome["error"]
+        assert outcome["summary"]["architectures"] == {"dense_ae": {"trials": 2, "completed": 2, "errored": 0}}
+
+        results = last_results(arch_dir)
+        assert len(results) == 2
+        for d, res in results.items():
+            final = res[-1]
+            assert "f05" in final and final["epoch"] == epochs
+            if d == trial_dir:  # the killed trial continued from its last per-epoch checkpoint
+                resumed = final["resumed_from_epoch"]
+                assert seen_epoch - 1 <= resumed < epochs and resumed >= 1
+                first_pid = res[0]["pid"]
+                retried = [r for r in res if r["pid"] != first_pid]
+                assert retried and retried[0]["epoch"] == resumed + 1  # a new process, going on from there
+                assert all(r["pid"] == first_pid for r in res[: len(res) - len(retried)])
+            else:
+                assert final["resumed_from_epoch"] == 0
+                assert len({r["pid"] for r in res}) == 1
+        from ray.tune import ExperimentAnalysis
+
+        failures = {t.storage.trial_dir_name: t.num_failures for t in ExperimentAnalysis(str(arch_dir)).trials}
+        assert failures == {d: int(d == trial_dir) for d in results}
+        board = pd.read_csv(tmp_path / "sweeps" / "node_loss" / LEADERBOARD)
+        assert board["completed"].all() and (board["status"] == "TERMINATED").all()
