@@ -91,7 +91,7 @@ def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_
     lines += [f"![{p}]({p})" for p in plots]
     lines += ["", "## Sweep leaderboard (top 5 per architecture)", ""]
     if not leaderboard.empty:
-        lb = leaderboard[leaderboard["rank"] <= 5]
+        lb = leaderboard[(leaderboard["rank"] <= 5).fillna(False)]
         lines.append(table(lb.to_dict("records"), ["arch", "rank", "status", "val_f05", "holdout_f05", "epochs", "params"]))
     path = out / "report.md"
     write_text(path, "\n".join(lines) + "\n")

@@ -36,7 +36,11 @@ def main(argv=None) -> int:
                 return 1
             cols = ["arch", "rank", "status", "val_f05", "holdout_f05", "epochs", "params", "threshold"]
             with __import__("pandas").option_context("display.width", 200, "display.max_colwidth", 80):
-                print(df[df["rank"] <= args.top][cols].to_string(index=False))
+                print(df[(df["rank"] <= args.top).fillna(False)][cols].to_string(index=False))
+            failed = df[df["status"] == "ERROR"].groupby("arch").size()
+            if len(failed):
+                print("failed trials: " + ", ".join(f"{a} {n}" for a, n in failed.items())
+                      + " (error.txt in each trial's folder)")
             return 0
         if args.cmd == "run":
             cfg = runner.load_config(args.config)
@@ -46,8 +50,9 @@ def main(argv=None) -> int:
     except TelemetryError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: continue with  python -m search resume <experiment path>", file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        where = str(stop) or "continue with: python -m search resume <experiment path>"
+        print(f"interrupted: {where}", file=sys.stderr)
         return 130
     total = sum(a["completed"] for a in summary["architectures"].values())
     for name, a in summary["architectures"].items():

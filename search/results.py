@@ -75,8 +75,13 @@ def leaderboard(exp: str, write: bool = True) -> pd.DataFrame:
     df = trial_table(exp)
     if df.empty:
         return df
-    df = df.sort_values(["arch", "val_f05"], ascending=[True, False], na_position="last").reset_index(drop=True)
-    df.insert(1, "rank", df.groupby("arch").cumcount() + 1)
+    df = df.assign(_done=df["completed"].astype(bool)).sort_values(
+        ["arch", "_done", "val_f05"], ascending=[True, False, False], na_position="last").drop(columns="_done").reset_index(drop=True)
+    # Rank completed trials only; failed or early-stopped ones keep an empty rank.
+    done = df["completed"].astype(bool)
+    rank = pd.Series(np.nan, index=df.index)
+    rank[done] = df[done].groupby("arch").cumcount() + 1
+    df.insert(1, "rank", rank.astype("Int64"))
     if write:
         storage.write_text(storage.join(exp, LEADERBOARD), df.to_csv(index=False))
         buf = io.BytesIO()

@@ -102,7 +102,7 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int):
     searched = any(isinstance(v, Domain) for v in space.values())
     if cfg.search.get("searcher", "tpe") == "random" or not searched:
         # Nothing to search (all constants) or asked for: seeded random sampling.
-        searcher = BasicVariantGenerator(random_state=cfg.seed)
+        searcher = BasicVariantGenerator(random_state=cfg.seed, max_concurrent=concurrency)
     else:
         sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, arch.trials // 3)))
         searcher = OptunaSearch(metric="f05", mode="max", sampler=sampler)

@@ -274,8 +274,12 @@ class TestLocal:
         proc = subprocess.run([sys.executable, "-m", "search", "leaderboard", str(exp)], capture_output=True,
                               text=True, env=subprocess_env(), cwd=tmp_path, timeout=120)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        statuses = [line.split()[2] for line in proc.stdout.splitlines()[1:]]
-        assert sorted(statuses) == sorted(table["status"])
+        lines = proc.stdout.splitlines()
+        statuses = [line.split()[2] for line in lines[1:] if not line.startswith("failed trials:")]
+        assert sorted(statuses) == sorted(table[table["completed"]]["status"])  # ranked: completed only
+        failed = table[table["status"] == "ERROR"].groupby("arch").size()
+        assert lines[-1] == "failed trials: " + ", ".join(f"{a} {n}" for a, n in failed.items()) + \
+            " (error.txt in each trial's folder)"
 
         # Nothing succeeded: exit status 1.
         raw = sweep(mission, "all_fail", search={"max_failures": 0},
@@ -318,7 +322,7 @@ def test_interrupted_sweep_resumes_only_the_remaining_trials(mission, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     assert proc.returncode == 130, err[-3000:]
-    assert "interrupted: continue with  python -m search resume" in err
+    assert f"resume with: python -m search resume {exp}" in err and "interrupted: " in err
     assert "trials completed" not in out  # no summary as if it had finished
 
     before = trial_table(str(exp))
