@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import RESULTS, record  # noqa: E402
 
 
 def sweep_dict(name: str, mission: Path, arch: str, trials: int, searcher: str, scheduler: str, seed: int) -> dict:
@@ -76,10 +76,7 @@ def main(argv=None) -> int:
                      f"{epochs} | {wall:.0f} | {overhead:.1f} |")
     body = "\n".join(lines) + (f"\n\n{args.arch}, {args.trials} trials each, 2 concurrent, 1 CPU per trial, synthetic mission "
                                f"of {args.rows:,} train rows (channels 41-46), seed {args.seed}.")
-    if args.no_record:
-        print(body)
-    else:
-        record(f"Search strategies: TPE + ASHA vs random + FIFO ({args.arch})", body)
+    record(f"Search strategies: TPE + ASHA vs random + FIFO ({args.arch})", body, None if args.no_record else RESULTS)
     return 0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb, record  # noqa: E402
+from common import RESULTS, peak_rss_mb, record  # noqa: E402
 
 
 def notebook_wavelet_rate(values: np.ndarray, window: int = 5, sample: int = 3000) -> float:  # noqa: D401
@@ -96,10 +96,7 @@ def main(argv=None) -> int:
               f"(the notebook logged 30 min for 13.2 M); vectorised denoising of every row: {wav_s:.1f} s, "
               f"{nb_total / wav_s:,.0f}x faster — and it actually shrinks the detail coefficients."]
     body = "\n".join(lines)
-    if args.no_record:
-        print(body)
-    else:
-        record(f"Data stage at full size ({len(s):,} train rows)", body)
+    record(f"Data stage at full size ({len(s):,} train rows)", body, None if args.no_record else RESULTS)
     return 0
 
 

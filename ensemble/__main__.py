@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     b.add_argument("--seed", type=int, default=0)
     d = sub.add_parser("demo", help="synthetic mission -> sweep -> ensemble, end to end")
     d.add_argument("--out", default="results/demo")
-    d.add_argument("--rows", type=int, default=60_000, help="train rows of the synthetic mission")
+    d.add_argument("--rows", type=int, default=200_000, help="train rows of the synthetic mission")
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--smoke-test", action="store_true", help="2 trials per architecture, 1 epoch")
     args = ap.parse_args(argv)

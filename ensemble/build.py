@@ -92,13 +92,17 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     rows.append({"member": "**ensemble**", "weight": 1.0, "val_f05": val["f05"],
                  **{f"holdout_{k_}": hold[k_] for k_ in ("f05", "event_recall", "point_f1", "auc_pr")}})
     best_member = max(rows[:-1], key=lambda r: r["holdout_f05"])
-    if hold["f05"] >= best_member["holdout_f05"]:
-        verdict = (f"The ensemble's holdout F0.5 ({hold['f05']:.3f}) is at least that of its best member "
-                   f"({best_member['member']}, {best_member['holdout_f05']:.3f}).")
+    gap = hold["f05"] - best_member["holdout_f05"]
+    versus = f"({hold['f05']:.4f} against {best_member['member']}'s {best_member['holdout_f05']:.4f})"
+    if gap >= 0:
+        verdict = f"The ensemble's holdout F0.5 is at least that of its best member {versus}."
+    elif gap > -0.005:
+        verdict = (f"The ensemble's holdout F0.5 ties with its best member's {versus}: "
+                   f"combining did not add detections on holdout.")
     else:
-        verdict = (f"**The ensemble's holdout F0.5 ({hold['f05']:.3f}) is below its best member's** "
-                   f"({best_member['member']}, {best_member['holdout_f05']:.3f}): the weights and threshold chosen "
-                   f"on validation did not carry over to holdout. Prefer that member, or widen the validation split.")
+        verdict = (f"**The ensemble's holdout F0.5 is below its best member's** {versus}: the weights and "
+                   f"threshold chosen on validation did not carry over to holdout. Prefer that member, or "
+                   f"widen the validation split.")
 
     test_rows = None
     if "test_true_labels" in sets:

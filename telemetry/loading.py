@@ -96,17 +96,23 @@ def load_parquet(path: str | os.PathLike, channels=None, telecommands=None, labe
     return Series(ids, values, lab, tuple(chans), source=path, telecommands=tc, telecommand_names=tuple(tcs))
 
 
+def _csv_header(path: str) -> list[str]:
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise TelemetryError(f"{path}: file not found")
+    try:
+        return pd.read_csv(path, nrows=0).columns.tolist()
+    except pd.errors.EmptyDataError:
+        raise TelemetryError(f"{path}: file is empty") from None
+
+
 def load_csv(path: str | os.PathLike, channels=None, labels="auto", validate: bool = True) -> Series:
     """A CSV in the challenge schema (``id``, ``channel_*``, optional ``is_anomaly``)."""
     import pandas as pd
 
     path = str(path)
-    if not Path(path).is_file():
-        raise TelemetryError(f"{path}: file not found")
-    try:
-        header = pd.read_csv(path, nrows=0).columns.tolist()
-    except pd.errors.EmptyDataError:
-        raise TelemetryError(f"{path}: file is empty") from None
+    header = _csv_header(path)
     chans, _, with_labels = _resolve_columns(path, header, channels, None, labels)
     cols = [ID, *chans, *([LABEL] if with_labels else [])]
     df = pd.read_csv(path, usecols=cols, dtype={c: np.float32 for c in chans})
@@ -165,15 +171,7 @@ def load(path: str | os.PathLike, channels=None, labels="auto", telecommands=Non
     if p.endswith(".parquet") or p.endswith(".pq"):
         return load_parquet(p, channels, telecommands, labels)
     if p.endswith(".csv"):
-        if not Path(p).is_file():
-            raise TelemetryError(f"{p}: file not found")
-        import pandas as pd
-
-        try:
-            header = pd.read_csv(p, nrows=0).columns.tolist()
-        except pd.errors.EmptyDataError:
-            raise TelemetryError(f"{p}: file is empty") from None
-        if header[:2] == ["timestamp", "value"]:
+        if _csv_header(p)[:2] == ["timestamp", "value"]:
             return load_nab(p)
         return load_csv(p, channels, labels)
     raise TelemetryError(f"{p}: unsupported file type (expected .parquet or .csv)")
