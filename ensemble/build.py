@@ -18,6 +18,7 @@ from search import results, storage
 from telemetry import metrics
 from telemetry.atomic import atomic_path, write_text
 from telemetry.errors import TelemetryError
+from telemetry.thresholds import Threshold
 
 log = logging.getLogger("ensemble")
 SUPERVISED, BASELINES = "supervised", "baselines"
@@ -108,11 +109,8 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     if "test_true_labels" in sets:
         tl = sets["test_true_labels"]
         test_rows = []
-        for j, m in enumerate(metas):
-            from telemetry.thresholds import Threshold
-
-            th = Threshold(**{k_: m["threshold"][k_] for k_ in ("method", "level", "min_length", "max_gap")})
-            th.threshold_, th.min_peak_ = m["threshold"]["threshold"], m["threshold"].get("min_peak") or -np.inf
+        for j, m in enumerate(metas):  # each member with its own rule fitted on validation
+            th = Threshold.from_dict(m["threshold"])
             mt = metrics.scores(tl, th.predict(S["test"][:, j]), S["test"][:, j])
             test_rows.append({"member": m["name"], "test_f05": mt["f05"], "test_event_recall": mt["event_recall"], "test_auc_pr": mt["auc_pr"]})
         mt = metrics.scores(tl, pred["test"], raw["test"])

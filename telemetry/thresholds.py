@@ -197,3 +197,12 @@ class Threshold:
         if hasattr(self, "threshold_"):
             d.update(threshold=self.threshold_, min_peak=None if not np.isfinite(self.min_peak_) else self.min_peak_)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Threshold":
+        """Inverse of :meth:`to_dict`: a fitted rule, ready to ``predict``."""
+        rule = cls(d["method"], d.get("level"), int(d.get("min_length", 1)), int(d.get("max_gap", 0)))
+        if d.get("threshold") is not None:
+            rule.threshold_ = float(d["threshold"])
+            rule.min_peak_ = -np.inf if d.get("min_peak") is None else float(d["min_peak"])
+        return rule

@@ -85,3 +85,9 @@ def test_threshold_post_processing_applies_after_the_cut():
     np.testing.assert_array_equal(th.predict(np.array([1, 0, 1, 0, 0, 0, 1, 0.])), [1, 1, 1, 0, 0, 0, 0, 0])
     d = th.to_dict()
     assert d["threshold"] == 0.5 and d["min_length"] == 2
+    again = Threshold.from_dict(d)  # what a stored trial's rule is rebuilt from
+    scores = np.array([1, 0, 1, 0, 0, 0, 1, 0.])
+    np.testing.assert_array_equal(again.predict(scores), th.predict(scores))
+    ndt = Threshold("ndt")
+    ndt.threshold_, ndt.min_peak_ = 4.0, 30.0
+    np.testing.assert_array_equal(Threshold.from_dict(ndt.to_dict()).predict(np.array([0, 5, 0, 31, 0.])), [0, 0, 0, 1, 0])
