@@ -28,7 +28,7 @@ def _fit_rows(series: Series, nominal_only: bool) -> np.ndarray:
 
 
 class _RowModel(Detector):
-    tags = {"needs_labels": False, "forecaster": False, "windowed": False, "keras": False}
+    tags = {"needs_labels": False, "forecaster": False, "windowed": False, "keras": False, "baseline": True}
 
     def _check_series(self, series: Series) -> None:
         self._check_fitted()

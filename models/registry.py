@@ -1,7 +1,8 @@
 """Name -> detector class, so sweep files name architectures by string.
 
 Each class declares ``tags``: ``needs_labels`` (supervised), ``forecaster``, ``windowed``,
-``keras`` (trains with Keras, so it reports once per epoch).
+``keras`` (trains with Keras, so it reports once per epoch), ``baseline`` (a reference
+member that the ensemble leaves out unless asked: ``--include baselines``).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def register(name: str):
 
 def _load_all():
     # Importing the member modules registers them; done lazily to keep `import models` light.
-    from models import autoencoders, baselines, classifier, forecaster  # noqa: F401
+    from models import autoencoders, baselines, classifier, forecaster, pca  # noqa: F401
 
 
 def names() -> list[str]:

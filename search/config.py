@@ -5,7 +5,8 @@ Layout (see configs/demo.yaml):
   ray: {num_cpus, num_gpus}                      local mode only
   search: {searcher: tpe|random, scheduler: asha|fifo, max_concurrent_trials, grace_period,
            reduction_factor, max_failures}
-  threshold: {method, level, min_length, max_gap}  a space shared by every architecture
+  threshold: {method, smooth, min_length, max_gap, ...}  a space shared by every architecture
+                                                 (the fields of telemetry.thresholds.Threshold)
   architectures: {<registry name>: {trials, resources: {cpu, gpu}, space: {...}, fixed: {...}}}
 """
 from __future__ import annotations
@@ -21,12 +22,12 @@ from models import registry
 from search import spaces
 from telemetry.errors import TelemetryError
 from telemetry.prepare import DataConfig
-from telemetry.thresholds import METHODS
+from telemetry.thresholds import METHODS, PARAMS as THRESHOLD_PARAMS
 
 TOP_KEYS = {"name", "seed", "storage", "data", "ray", "search", "threshold", "architectures"}
 SEARCH_KEYS = {"max_concurrent_trials", "grace_period", "reduction_factor", "max_failures", "scheduler", "searcher"}
 ARCH_KEYS = {"trials", "resources", "space", "fixed", "max_concurrent_trials"}
-THRESHOLD_KEYS = {"method", "level", "min_length", "max_gap"}
+THRESHOLD_KEYS = set(THRESHOLD_PARAMS)
 # Search-side parameters of a trial beyond the estimator's own: the threshold rule.
 DEFAULT_THRESHOLD = {"method": "best_f05", "min_length": 1, "max_gap": 0}
 
@@ -155,10 +156,11 @@ def smoke(cfg: SweepConfig) -> SweepConfig:
     cfg = copy.deepcopy(cfg)
     for a in cfg.architectures:
         a.trials = min(a.trials, 2)
-        a.space.pop("epochs", None)
-        a.fixed["epochs"] = 1
-        for key in ("window",):
-            if key in a.space:
-                a.space.pop(key)
-                a.fixed[key] = 16
+        params = registry.get(a.name).param_names()  # row models have neither epochs nor windows
+        if "epochs" in params:
+            a.space.pop("epochs", None)
+            a.fixed["epochs"] = 1
+        if "window" in params and "window" in a.space:
+            a.space.pop("window")
+            a.fixed["window"] = 16
     return cfg
