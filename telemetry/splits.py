@@ -1,6 +1,7 @@
 """Time-contiguous fit / validation / holdout splits of the labelled series (never shuffled)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,7 @@ from telemetry.events import events
 from telemetry.series import Series
 
 SPLIT_NAMES = ("fit", "validation", "holdout")
+log = logging.getLogger("telemetry.splits")
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,8 @@ def split_series(series: Series, fractions=(0.6, 0.2, 0.2), boundaries=None) -> 
 
     ``fractions``: three positive numbers (normalised). ``boundaries``: the first id of validation
     and of holdout, overriding fractions. Validation and holdout must each contain at least one
-    anomaly event (thresholds and honest figures need them); fit must contain nominal rows.
+    anomaly event (thresholds and honest figures need them): validation must, holdout should (a warning
+    otherwise, for series with very few events); fit must contain nominal rows.
     """
     if series.labels is None:
         raise TelemetryError(f"{series.source}: splits need labels (column 'is_anomaly')")
@@ -53,9 +56,13 @@ def split_series(series: Series, fractions=(0.6, 0.2, 0.2), boundaries=None) -> 
     parts = Splits(series.slice(0, a, "fit"), series.slice(a, b, "validation"), series.slice(b, n, "holdout"))
     if parts.fit.nominal.sum() == 0:
         raise TelemetryError(f"{series.source}: the fit split has no nominal row to train on")
-    for name in ("validation", "holdout"):
-        s = getattr(parts, name)
-        if len(events(s.labels)) == 0:
-            raise TelemetryError(f"{series.source}: the {name} split (ids {s.ids[0]}..{s.ids[-1]}) contains no anomaly event; "
-                                 f"change the split {what}")
+    s = parts.validation
+    if len(events(s.labels)) == 0:
+        raise TelemetryError(f"{series.source}: the validation split (ids {s.ids[0]}..{s.ids[-1]}) contains no anomaly event; "
+                             f"change the split {what}")
+    if len(events(parts.holdout.labels)) == 0:
+        # A series with two or three events cannot spare one for holdout: honest holdout figures
+        # are then impossible (F0.5 is 0 without true events), but the decisions still can be made.
+        log.warning("%s: the holdout split (ids %d..%d) contains no anomaly event; holdout figures will be 0 or NaN",
+                    series.source, parts.holdout.ids[0], parts.holdout.ids[-1])
     return parts

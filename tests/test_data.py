@@ -123,6 +123,14 @@ def test_splits_are_contiguous_and_each_labelled_split_has_an_event():
         split_series(labelled(), (0.5, 0.5))
 
 
+def test_a_holdout_without_events_is_allowed_with_a_warning(caplog):
+    # Few-event series (NAB's have 2-5): validation keeps its event, holdout may have none.
+    with caplog.at_level("WARNING", logger="telemetry.splits"):
+        sp = split_series(labelled(events=((100, 110), (500, 520))), boundaries=(300, 700))
+    assert sp.holdout.labels.sum() == 0
+    assert "holdout split (ids 700..999) contains no anomaly event" in caplog.text
+
+
 def test_scaler_uses_only_the_rows_it_is_given():
     x = np.zeros((100, 1), np.float32)
     x[:50] = 1.0
