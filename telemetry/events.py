@@ -62,3 +62,21 @@ def drop_short(binary: np.ndarray, min_length: int) -> np.ndarray:
 def postprocess(binary: np.ndarray, min_length: int = 1, max_gap: int = 0) -> np.ndarray:
     """Gap merging first (so fragments of one event join), then the minimum event length."""
     return drop_short(merge_gaps(binary, max_gap), min_length)
+
+
+def hysteresis(scores: np.ndarray, start: float, end: float) -> np.ndarray:
+    """Rows in runs where the score stays >= ``end`` and reaches ``start`` somewhere (end <= start).
+
+    An event starts when the score crosses ``start`` and lasts while it stays above ``end``, so a
+    score hovering around one threshold makes one event instead of many. end == start: plain
+    thresholding.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if end >= start:
+        return (s >= start).astype(np.uint8)
+    low = s >= end
+    if not low.any():
+        return low.astype(np.uint8)
+    ev = events(low)
+    peaks = np.maximum.reduceat(np.where(low, s, -np.inf), ev[:, 0])
+    return from_events(ev[peaks >= start], s.size)

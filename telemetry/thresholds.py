@@ -5,15 +5,19 @@ applied to, so holdout and test never influence it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from telemetry.errors import TelemetryError
-from telemetry.events import events, from_events, postprocess
+from telemetry.events import events, from_events, hysteresis, postprocess
 from telemetry.metrics import _f05_from_counts, corrected_event_f05
 
-METHODS = ("best_f05", "percentile", "max_fit", "ndt")
+# Labelled (validation F0.5): best_f05 (the edge of the best), plateau (the middle of the near-best
+# range), bootstrap (best expected F0.5 over block resamples of validation); unlabelled: pot
+# (extreme-value tail of the nominal scores), percentile, max_fit, ndt (Telemanom).
+METHODS = ("best_f05", "plateau", "bootstrap", "pot", "percentile", "max_fit", "ndt")
+SMOOTHERS = ("ewma", "mean")
 
 
 def _count_ge(sorted_values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -96,6 +100,120 @@ def best_f05_threshold(scores, labels, min_length: int = 1, max_gap: int = 0, ma
     return float(cands[best]), float(vals[best])
 
 
+def smooth(scores: np.ndarray, span: int = 1, how: str = "ewma") -> np.ndarray:
+    """Smoothed scores, float64, same length: ``ewma`` (causal, alpha = 2 / (span + 1), as Telemanom
+    smooths its errors) or ``mean`` (centred moving mean over ``span`` rows, shorter at the ends).
+
+    One isolated large error then no longer makes an event of its own, and a long anomaly's score
+    stays above the threshold instead of flickering around it (each flicker is a separate event).
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    span = int(span)
+    if span < 1:
+        raise TelemetryError(f"smoothing span must be >= 1, got {span}")
+    if span == 1 or s.size == 0:
+        return s.copy()
+    if how == "mean":
+        c = np.concatenate([[0.0], np.cumsum(s)])
+        first = np.arange(s.size) - span // 2
+        lo, hi = np.clip(first, 0, s.size), np.clip(first + span, 0, s.size)
+        return (c[hi] - c[lo]) / (hi - lo)
+    if how != "ewma":
+        raise TelemetryError(f"unknown smoothing {how!r}; choose one of {', '.join(SMOOTHERS)}")
+    from scipy.signal import lfilter
+
+    a = 2.0 / (span + 1.0)
+    out, _ = lfilter([a], [1.0, a - 1.0], s, zi=np.array([(1.0 - a) * s[0]]))
+    return out
+
+
+def pot_threshold(scores: np.ndarray, risk: float = 1e-3, initial_quantile: float = 0.98) -> float:
+    """Peaks-over-threshold (SPOT's initial step, Siffer et al., KDD 2017): the score exceeded with
+    probability ``risk`` under a generalised Pareto tail fitted to the excesses over the
+    ``initial_quantile`` of ``scores`` (nominal scores: no labels needed).
+
+    z_q = t + (sigma / gamma) * ((risk * n / n_t) ** -gamma - 1), or t - sigma * log(risk * n / n_t)
+    when gamma is 0; t is the initial threshold, n_t the number of excesses. A tail extrapolated from
+    the bulk instead of the single largest nominal value seen, so it does not hug that value.
+    """
+    from scipy import stats
+
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if not 0 < risk < 1 - initial_quantile:
+        raise TelemetryError(f"POT risk must be in (0, {1 - initial_quantile:g}), got {risk!r}")
+    t = float(np.quantile(s, initial_quantile))
+    excess = s[s > t] - t
+    if excess.size < 10 or np.ptp(excess) <= 0:  # too few to fit a tail: fall back to the sample quantile
+        return float(np.quantile(s, 1.0 - risk))
+    gamma, _, sigma = stats.genpareto.fit(excess, floc=0.0)
+    r = risk * s.size / excess.size
+    if abs(gamma) < 1e-9:
+        return t - sigma * np.log(r)
+    return float(t + sigma / gamma * (r ** -gamma - 1.0))
+
+
+def plateau_threshold(scores, labels, tolerance: float = 0.02) -> tuple[float, float]:
+    """The middle of the near-best range: over the contiguous run of thresholds (in score order)
+    around the best one whose F0.5 is within ``tolerance`` of the best, the midpoint of its lowest
+    and highest threshold. Returns (threshold, its validation F0.5).
+
+    The best threshold on validation sits on an edge (just above the largest nominal score that
+    would make a false event, or just below the weakest event's peak); the middle keeps a margin on
+    both sides, so new nominal fluctuations and slightly weaker events both fall on the right side.
+    """
+    thr, f, _, _ = f05_curve(scores, labels)
+    thr, f = thr[:-1], f[:-1]  # +inf predicts nothing
+    if f.size == 0 or f.max() <= 0:
+        return float(np.max(scores)) + 1.0, 0.0
+    best = int(np.flatnonzero(f == f.max())[-1])
+    ok = f >= f[best] - tolerance
+    lo = best
+    while lo > 0 and ok[lo - 1]:
+        lo -= 1
+    hi = best
+    while hi + 1 < f.size and ok[hi + 1]:
+        hi += 1
+    # thr[i] stands for every threshold in (thr[i-1], thr[i]]: the plateau starts just above thr[lo-1].
+    t = 0.5 * ((thr[lo - 1] if lo > 0 else thr[0]) + thr[hi])
+    _, ft, _, _ = f05_curve(scores, labels, np.array([t]))
+    return float(t), float(ft[0])
+
+
+def block_resamples(n: int, n_blocks: int, resamples: int, seed: int) -> list[np.ndarray]:
+    """Row indices of moving-block bootstrap replicates: ``n_blocks`` equal contiguous blocks drawn
+    with replacement, keeping time order inside each block (events and nominal stretches stay whole
+    unless cut by a block edge)."""
+    edges = np.linspace(0, n, n_blocks + 1).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    return [np.concatenate([np.arange(edges[b], edges[b + 1]) for b in rng.integers(0, n_blocks, n_blocks)])
+            for _ in range(resamples)]
+
+
+def bootstrap_threshold(scores, labels, resamples: int = 30, n_blocks: int = 20, seed: int = 0,
+                        max_candidates: int = 1024) -> tuple[float, float]:
+    """The threshold with the best mean F0.5 over block-bootstrap replicates of validation; returns
+    (threshold, mean F0.5). A threshold that wins only because of one event or one nominal stretch
+    loses in the replicates without it. Candidates: upper quantiles plus the exact sweep's best."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel().astype(np.uint8)
+    thr, f, _, _ = f05_curve(s, y)
+    cand = np.unique(np.concatenate([np.quantile(s, np.linspace(0.5, 1.0, max_candidates // 2)),
+                                     thr[:-1][np.argsort(f[:-1])[-(max_candidates // 2):]]]))
+    total = np.zeros(cand.size)
+    reps = block_resamples(s.size, n_blocks, resamples, seed)
+    used = 0
+    for idx in reps:
+        if not y[idx].any():
+            continue  # a replicate without events says nothing about recall
+        total += f05_curve(s[idx], y[idx], cand)[1]
+        used += 1
+    if used == 0:
+        return best_f05_threshold(s, y)
+    mean = total / used
+    best = np.flatnonzero(mean == mean.max())[-1]
+    return float(cand[best]), float(mean[best])
+
+
 def ndt_threshold(scores: np.ndarray, z_range=np.arange(2.0, 10.5, 0.5), p: float = 0.13):
     """Telemanom's non-parametric dynamic threshold with pruning (Hundman et al., KDD 2018).
 
@@ -143,49 +261,91 @@ def prune_min_peak(peaks: np.ndarray, nominal_max: float, p: float = 0.13) -> fl
 
 @dataclass
 class Threshold:
-    """A threshold rule as plain data, fitted like a scikit-learn estimator.
+    """A decision rule as plain data, fitted like a scikit-learn estimator: scores -> binary rows.
 
-    method: ``best_f05`` (labelled validation), ``percentile`` (``level`` in [0, 100] of validation
-    scores), ``max_fit`` (``level`` x the largest fit-split score: the keras example's rule),
-    ``ndt`` (Telemanom, ``level`` = the pruning fraction p). ``min_length`` / ``max_gap``:
-    post-processing of predicted events, applied after thresholding.
+    The chain: ``smooth`` the scores (span in rows, ``smoothing`` ``ewma`` or ``mean``; 1 = off) ->
+    one threshold by ``method`` -> events with ``hysteresis`` (an event starts at the threshold and
+    lasts while the score stays above ``end``, a fraction ``hysteresis`` of the way from the threshold
+    down to the nominal median; 0 = one threshold) -> Telemanom's pruning (``ndt`` only) ->
+    gap merging (``max_gap``) and minimum event length (``min_length``).
+
+    Methods and their own parameters: ``best_f05`` (labelled validation; the best F0.5's edge),
+    ``plateau`` (the middle of the range within ``tolerance`` of the best F0.5), ``bootstrap``
+    (best mean F0.5 over ``resamples`` block resamples), ``pot`` (extreme-value tail of the
+    validation nominal scores at ``risk``; labels only pick the nominal rows), ``percentile``
+    (``percentile`` in [0, 100] of validation scores), ``max_fit`` (``multiple`` x the largest
+    fit-split score: the keras example's rule), ``ndt`` (Telemanom, pruning fraction ``prune``).
     """
 
     method: str = "best_f05"
-    level: float | None = None
+    smooth: int = 1
+    smoothing: str = "ewma"
+    hysteresis: float = 0.0
     min_length: int = 1
     max_gap: int = 0
+    tolerance: float = 0.02
+    resamples: int = 30
+    risk: float = 1e-3
+    percentile: float | None = None
+    multiple: float = 1.0
+    prune: float = 0.13
+    seed: int = 0
+
+    LABELLED = ("best_f05", "plateau", "bootstrap")
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise TelemetryError(f"unknown threshold method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.method == "percentile" and not (self.level is not None and 0 <= self.level <= 100):
-            raise TelemetryError(f"percentile threshold needs a level in [0, 100], got {self.level!r}")
+        if self.method == "percentile" and not (self.percentile is not None and 0 <= self.percentile <= 100):
+            raise TelemetryError(f"percentile threshold needs a percentile in [0, 100], got {self.percentile!r}")
         if self.min_length < 1 or self.max_gap < 0:
             raise TelemetryError(f"min_length must be >= 1 and max_gap >= 0, got {self.min_length}, {self.max_gap}")
+        if int(self.smooth) < 1 or self.smoothing not in SMOOTHERS:
+            raise TelemetryError(f"smooth must be a span >= 1 and smoothing one of {', '.join(SMOOTHERS)}, "
+                                 f"got {self.smooth!r}, {self.smoothing!r}")
+        if not 0.0 <= float(self.hysteresis) < 1.0:
+            raise TelemetryError(f"hysteresis must be in [0, 1), got {self.hysteresis!r}")
+
+    def smoothed(self, scores: np.ndarray) -> np.ndarray:
+        return smooth(scores, int(self.smooth), self.smoothing)
 
     def fit(self, val_scores: np.ndarray, val_labels: np.ndarray | None = None, fit_scores: np.ndarray | None = None):
-        s = np.asarray(val_scores, dtype=np.float64).ravel()
+        s = self.smoothed(val_scores)
+        y = None if val_labels is None else np.asarray(val_labels).ravel().astype(np.uint8)
+        if self.method in self.LABELLED and (y is None or not y.any()):
+            raise TelemetryError(f"threshold method {self.method} needs validation labels with at least one anomaly")
+        nominal = s if y is None else s[y == 0]
+        self.center_ = float(np.median(nominal)) if nominal.size else float(np.median(s))
         self.min_peak_ = -np.inf
         if self.method == "best_f05":
-            if val_labels is None:
-                raise TelemetryError("threshold method best_f05 needs validation labels")
-            self.threshold_, _ = best_f05_threshold(s, val_labels, self.min_length, self.max_gap)
+            self.threshold_, _ = best_f05_threshold(s, y, self.min_length, self.max_gap)
+        elif self.method == "plateau":
+            self.threshold_, _ = plateau_threshold(s, y, float(self.tolerance))
+        elif self.method == "bootstrap":
+            self.threshold_, _ = bootstrap_threshold(s, y, int(self.resamples), seed=int(self.seed))
+        elif self.method == "pot":
+            self.threshold_ = pot_threshold(nominal, float(self.risk))
         elif self.method == "percentile":
-            self.threshold_ = float(np.percentile(s, self.level))
+            self.threshold_ = float(np.percentile(s, self.percentile))
         elif self.method == "max_fit":
             if fit_scores is None:
                 raise TelemetryError("threshold method max_fit needs the fit split's scores")
-            self.threshold_ = float(np.max(fit_scores)) * (1.0 if self.level is None else float(self.level))
+            self.threshold_ = float(np.max(self.smoothed(fit_scores))) * float(self.multiple)
         else:
-            p = 0.13 if self.level is None else float(self.level)
-            self.threshold_, self.min_peak_ = ndt_threshold(s, p=p)
+            self.threshold_, self.min_peak_ = ndt_threshold(s, p=float(self.prune))
         return self
+
+    @property
+    def end_threshold_(self) -> float:
+        """Where an event ends under hysteresis (the threshold itself without it)."""
+        if not self.hysteresis:
+            return self.threshold_
+        return self.threshold_ - float(self.hysteresis) * max(self.threshold_ - self.center_, 0.0)
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
         """Binary uint8 predictions, one per row."""
-        s = np.asarray(scores, dtype=np.float64).ravel()
-        b = s >= self.threshold_
+        s = self.smoothed(scores)
+        b = hysteresis(s, self.threshold_, self.end_threshold_).astype(bool)
         if np.isfinite(self.min_peak_) and b.any():
             ev = events(b)
             peaks = np.maximum.reduceat(np.where(b, s, -np.inf), ev[:, 0])
@@ -193,16 +353,27 @@ class Threshold:
         return postprocess(b, self.min_length, self.max_gap)
 
     def to_dict(self) -> dict:
-        d = {"method": self.method, "level": self.level, "min_length": self.min_length, "max_gap": self.max_gap}
+        d = asdict(self)
         if hasattr(self, "threshold_"):
-            d.update(threshold=self.threshold_, min_peak=None if not np.isfinite(self.min_peak_) else self.min_peak_)
+            d.update(threshold=self.threshold_, center=getattr(self, "center_", self.threshold_),
+                     min_peak=None if not np.isfinite(self.min_peak_) else self.min_peak_)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Threshold":
-        """Inverse of :meth:`to_dict`: a fitted rule, ready to ``predict``."""
-        rule = cls(d["method"], d.get("level"), int(d.get("min_length", 1)), int(d.get("max_gap", 0)))
+        """Inverse of :meth:`to_dict`: a fitted rule, ready to ``predict``. Rules stored before each
+        method had its own parameter name carry ``level``: it is mapped to that name."""
+        d = dict(d)
+        level = d.pop("level", None)
+        if level is not None:
+            d[{"percentile": "percentile", "max_fit": "multiple", "ndt": "prune"}.get(d.get("method"), "_")] = level
+        names = {f.name for f in fields(cls)}
+        rule = cls(**{k: v for k, v in d.items() if k in names})
         if d.get("threshold") is not None:
             rule.threshold_ = float(d["threshold"])
+            rule.center_ = float(d.get("center", rule.threshold_))
             rule.min_peak_ = -np.inf if d.get("min_peak") is None else float(d["min_peak"])
         return rule
+
+
+PARAMS = tuple(f.name for f in fields(Threshold))  # what a sweep file's threshold block may set
