@@ -119,3 +119,20 @@ def test_events_and_postprocessing():
     np.testing.assert_array_equal(merge_gaps(b, 2), A([1, 1, 1, 1, 0, 0, 0, 1, 1, 1]))
     np.testing.assert_array_equal(drop_short(b, 2), A([1, 1, 0, 0, 0, 0, 0, 0, 0, 0]))
     np.testing.assert_array_equal(postprocess(b, min_length=3, max_gap=2), A([1, 1, 1, 1, 0, 0, 0, 1, 1, 1]))
+
+
+def test_block_counts_add_up_to_the_whole_series_counts():
+    from telemetry.metrics import _f05_rows, block_counts, bootstrap_f05, event_counts
+
+    rng = np.random.default_rng(4)
+    y = (rng.random(3000) < 0.02).astype(np.uint8)
+    y = np.convolve(y, np.ones(7), "same").clip(0, 1).astype(np.uint8)  # events of ~7 rows
+    p = (rng.random(3000) < 0.03).astype(np.uint8)
+    c = event_counts(y, p)
+    for n_blocks in (1, 7, 50):
+        total = block_counts(y, p, n_blocks).sum(axis=0)
+        np.testing.assert_array_equal(total, [c.tp, c.fn, c.fp, c.fp_rows, c.nominal_rows])
+        assert _f05_rows(total[None])[0] == pytest.approx(corrected_event_f05(y, p))
+    boot = bootstrap_f05(y, [p, y], resamples=300, n_blocks=30, seed=1)
+    assert boot.shape == (300, 2) and (boot[:, 1] == 1.0).all()
+    assert boot[:, 0].min() < corrected_event_f05(y, p) < boot[:, 0].max()
