@@ -6,9 +6,12 @@ import logging
 import sys
 from pathlib import Path
 
+from ensemble.calibration import METHODS as CALIBRATIONS
+from ensemble.combine import COMBINATIONS, VARIANTS
 from telemetry.errors import TelemetryError
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DECISION = next(iter(VARIANTS))
 
 
 def demo(out: Path, rows: int, seed: int, smoke_test: bool = False) -> dict:
@@ -43,8 +46,10 @@ def main(argv=None) -> int:
     b.add_argument("--out", required=True)
     b.add_argument("--k", type=int, default=2, help="best distinct trials per autoencoder architecture")
     b.add_argument("--include", nargs="*", default=[], choices=["supervised", "baselines"], help="also use these members")
-    b.add_argument("--combination", default="weighted", choices=["mean", "max", "weighted"])
-    b.add_argument("--calibration", default="robust_z", choices=["z", "robust_z", "normal"])
+    b.add_argument("--decision", default=DEFAULT_DECISION, choices=list(VARIANTS),
+                   help=f"decision layer (default {DEFAULT_DECISION}: chosen by benchmarks/bench_quality.py)")
+    b.add_argument("--combination", default=None, choices=list(COMBINATIONS), help="override the decision layer's combination")
+    b.add_argument("--calibration", default=None, choices=list(CALIBRATIONS), help="override its calibration")
     b.add_argument("--seed", type=int, default=0)
     d = sub.add_parser("demo", help="synthetic mission -> sweep -> ensemble, end to end")
     d.add_argument("--out", default="results/demo")
@@ -57,8 +62,8 @@ def main(argv=None) -> int:
         if args.cmd == "build":
             from ensemble.build import build
 
-            res = build(args.experiment, args.out, k=args.k, include=tuple(args.include), combination=args.combination,
-                        calibration=args.calibration, seed=args.seed)
+            res = build(args.experiment, args.out, k=args.k, include=tuple(args.include), decision=args.decision,
+                        combination=args.combination, calibration=args.calibration, seed=args.seed)
         else:
             res = demo(Path(args.out).resolve(), args.rows, args.seed, args.smoke_test)
     except TelemetryError as err:

@@ -1,6 +1,10 @@
-"""The ensemble estimator: calibrate members, combine, fit weights, threshold and post-processing.
+"""The ensemble estimator (the decision layer): calibrate members, select, combine, then one
+threshold rule (smoothing -> threshold -> hysteresis -> post-processing) fitted on validation.
 
 Everything is fitted on the validation split alone; holdout and test are only transformed.
+Validation often holds a handful of events, so each step has few free choices: members are
+calibrated on nominal rows (no labels), combined by a plain mean unless asked otherwise, and the
+threshold is taken from the middle of the near-best range rather than its edge.
 """
 from __future__ import annotations
 
@@ -10,10 +14,11 @@ import numpy as np
 
 from ensemble.calibration import Calibrator
 from telemetry.errors import TelemetryError
-from telemetry.thresholds import best_f05_threshold, f05_curve
-from telemetry.events import postprocess
+from telemetry.thresholds import Threshold, f05_curve
 
-COMBINATIONS = ("mean", "max", "weighted")
+COMBINATIONS = ("mean", "max", "weighted", "shrunk", "stack")
+# The decision layer chosen by benchmarks/bench_quality.py (see benchmarks/RESULTS.md).
+DEFAULT_RULE = {"method": "plateau"}
 
 
 def best_f05(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -24,20 +29,34 @@ def best_f05(scores: np.ndarray, labels: np.ndarray) -> float:
 class Ensemble:
     """Members' scores [N, M] -> one score per row -> binary predictions.
 
-    combination: ``mean`` or ``max`` of calibrated scores, or ``weighted`` mean with non-negative
-    weights (summing to 1) searched with a seeded Optuna TPE on validation F0.5. The threshold and
-    the post-processing (min event length, gap merging) are then chosen on validation.
+    calibration: ``z``, ``robust_z`` or ``normal`` on each member's validation nominal rows.
+    selection: keep the members whose validation F0.5 alone is at least ``selection`` x the best
+    member's (None keeps all). combination: ``mean`` or ``max`` of calibrated scores; ``weighted``
+    (non-negative weights searched with seeded Optuna TPE on validation F0.5); ``shrunk`` (those
+    weights pulled halfway, ``shrinkage``, toward uniform); ``stack`` (an L2-regularised logistic
+    regression on the calibrated scores, ``stack_c``). rule: a :class:`Threshold` as a dict (its
+    ``smooth`` is replaced by each of ``spans`` in turn and the span with the best validation F0.5
+    kept; ties keep the earlier). ``post_grid``: also search min event length x gap merging
+    (the old default; many choices on few events).
     """
 
-    def __init__(self, calibration: str = "robust_z", combination: str = "weighted", weight_trials: int = 60,
-                 min_lengths=(1, 3, 10, 30), max_gaps=(0, 5, 20, 100), seed: int = 0):
+    def __init__(self, calibration: str = "robust_z", combination: str = "mean", selection: float | None = None,
+                 rule: dict | None = None, spans=(1,), post_grid: bool = False, weight_trials: int = 60,
+                 shrinkage: float = 0.5, stack_c: float = 0.01, seed: int = 0):
         if combination not in COMBINATIONS:
             raise TelemetryError(f"unknown combination {combination!r}; choose one of {', '.join(COMBINATIONS)}")
+        if selection is not None and not 0.0 <= float(selection) <= 1.0:
+            raise TelemetryError(f"selection must be a fraction in [0, 1] of the best member's F0.5, got {selection!r}")
         self.calibration = calibration
         self.combination = combination
+        self.selection = selection
+        self.rule = dict(DEFAULT_RULE if rule is None else rule)
+        Threshold(**self.rule)  # a bad rule fails here, before anything is fitted
+        self.spans = tuple(int(s) for s in spans)
+        self.post_grid = post_grid
         self.weight_trials = weight_trials
-        self.min_lengths = tuple(min_lengths)
-        self.max_gaps = tuple(max_gaps)
+        self.shrinkage = shrinkage
+        self.stack_c = stack_c
         self.seed = seed
 
     def calibrated(self, scores: np.ndarray) -> np.ndarray:
@@ -45,12 +64,12 @@ class Ensemble:
 
     def combine(self, calibrated: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         if self.combination == "max":
-            return calibrated.max(axis=1)
+            return calibrated[:, self.weights_ > 0].max(axis=1)
         w = self.weights_ if weights is None else weights
         return (calibrated @ w).astype(np.float32)
 
     def score(self, scores: np.ndarray) -> np.ndarray:
-        """The raw ensemble score per row."""
+        """The raw ensemble score per row (before the rule's smoothing)."""
         return self.combine(self.calibrated(np.asarray(scores)))
 
     def fit(self, scores: np.ndarray, labels: np.ndarray, names=None) -> "Ensemble":
@@ -64,17 +83,34 @@ class Ensemble:
         self.calibrators_ = [Calibrator(self.calibration).fit(scores[:, j], nominal) for j in range(m)]
         cal = self.calibrated(scores)
         self.member_val_f05_ = [best_f05(cal[:, j], labels) for j in range(m)]
-        self.weights_ = np.full(m, 1.0 / m)
-        if self.combination == "weighted" and m > 1:
-            self.weights_ = self._fit_weights(cal, labels)
-        combined = self.combine(cal)
-        best = (-1.0, None)
-        for min_len, gap in itertools.product(self.min_lengths, self.max_gaps):
-            t, f = best_f05_threshold(combined, labels, min_length=min_len, max_gap=gap, max_candidates=128)
-            if f > best[0] + 1e-12:  # ties keep the simpler post-processing (earlier in the grid)
-                best = (f, (t, min_len, gap))
-        self.val_f05_, (self.threshold_, self.min_length_, self.max_gap_) = best
+        active = np.ones(m, dtype=bool)
+        if self.selection is not None:
+            active = np.asarray(self.member_val_f05_) >= float(self.selection) * max(self.member_val_f05_)
+        self.weights_ = np.where(active, 1.0 / active.sum(), 0.0)
+        if self.combination in ("weighted", "shrunk") and active.sum() > 1:
+            w = np.zeros(m)
+            w[active] = self._fit_weights(cal[:, active], labels)
+            if self.combination == "shrunk":
+                w = float(self.shrinkage) * self.weights_ + (1.0 - float(self.shrinkage)) * w
+            self.weights_ = w
+        elif self.combination == "stack" and active.sum() > 1:
+            self.weights_ = self._fit_stack(cal, labels, active)
+        self._fit_rule(self.combine(cal), labels)
         return self
+
+    def _fit_rule(self, combined: np.ndarray, labels: np.ndarray) -> None:
+        posts = itertools.product((1, 3, 10, 30), (0, 5, 20, 100)) if self.post_grid else [(None, None)]
+        best = None
+        for span, (min_len, gap) in itertools.product(self.spans, list(posts)):
+            params = {**self.rule, "smooth": span, "seed": self.seed}
+            if min_len is not None:
+                params.update(min_length=min_len, max_gap=gap)
+            rule = Threshold(**params).fit(combined, labels)
+            f = rule_f05(rule, combined, labels)
+            if best is None or f > best[0] + 1e-12:
+                best = (f, rule)
+        self.val_f05_, self.rule_ = best
+        self.threshold_ = self.rule_.threshold_
 
     def _fit_weights(self, cal: np.ndarray, labels: np.ndarray) -> np.ndarray:
         import optuna
@@ -96,14 +132,50 @@ class Ensemble:
         study.optimize(objective, n_trials=max(self.weight_trials, m + 1))
         return weights_of(study.best_trial)
 
+    def _fit_stack(self, cal: np.ndarray, labels: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """Non-negative, normalised coefficients of a strongly L2-regularised, class-balanced logistic
+        regression: a member only gains weight where it separates anomalous rows from nominal ones."""
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=float(self.stack_c), class_weight="balanced", max_iter=200)
+        lr.fit(np.clip(cal[:, active], -50, 50), labels)
+        w = np.zeros(cal.shape[1])
+        w[active] = np.maximum(lr.coef_[0], 0.0)
+        return w / w.sum() if w.sum() > 0 else np.where(active, 1.0 / active.sum(), 0.0)
+
     def predict(self, scores: np.ndarray) -> np.ndarray:
-        return postprocess(self.score(scores) >= self.threshold_, self.min_length_, self.max_gap_)
+        return self.rule_.predict(self.score(scores))
 
     def to_dict(self) -> dict:
         return {
-            "calibration": self.calibration, "combination": self.combination, "seed": self.seed,
+            "calibration": self.calibration, "combination": self.combination, "selection": self.selection,
+            "seed": self.seed,
             "members": [{"name": n, "weight": float(w), "calibration": c.to_dict(), "validation_f05_alone": f}
                         for n, w, c, f in zip(self.names_, self.weights_, self.calibrators_, self.member_val_f05_)],
-            "threshold": float(self.threshold_), "min_length": int(self.min_length_), "max_gap": int(self.max_gap_),
-            "validation_f05": float(self.val_f05_),
+            "rule": self.rule_.to_dict(), "validation_f05": float(self.val_f05_),
         }
+
+
+def rule_f05(rule: Threshold, scores: np.ndarray, labels: np.ndarray) -> float:
+    """Validation F0.5 of a fitted rule's own predictions (post-processing included)."""
+    from telemetry.metrics import corrected_event_f05
+
+    return corrected_event_f05(labels, rule.predict(scores))
+
+
+# Named decision layers compared by the quality benchmark; the first is the default.
+VARIANTS = {
+    "mean-plateau": {},
+    "legacy-weighted-edge": {"combination": "weighted", "rule": {"method": "best_f05"}, "post_grid": True},
+    "mean-edge": {"rule": {"method": "best_f05"}},
+    "mean-bootstrap": {"rule": {"method": "bootstrap"}},
+    "mean-pot-1e-3": {"rule": {"method": "pot", "risk": 1e-3}},
+    "mean-pot-1e-4": {"rule": {"method": "pot", "risk": 1e-4}},
+    "mean-plateau-smooth": {"spans": (1, 5, 25)},
+    "mean-plateau-hysteresis": {"rule": {"method": "plateau", "hysteresis": 0.5}},
+    "select-mean-plateau": {"selection": 0.8},
+    "shrunk-plateau": {"combination": "shrunk"},
+    "stack-plateau": {"combination": "stack"},
+    "max-plateau": {"combination": "max"},
+    "rankmean-plateau": {"calibration": "normal"},
+}

@@ -68,23 +68,51 @@ def table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(out)
 
 
+def _with_interval(rows: list[dict]) -> list[dict]:
+    return [{**r, "f05 [90 % interval]": f"{r['f05']:.3f} [{r['f05_lo']:.2f}, {r['f05_hi']:.2f}]",
+             "member": r["member"] + (" (validation's pick)" if r.get("picked") else "")} for r in rows]
+
+
+def verdict_text(rows: list[dict], cmp: dict) -> str:
+    """The ensemble against the member validation alone would have picked, in plain words: better,
+    worse, or not distinguishable on this holdout (the paired 90 % interval of the difference holds 0)."""
+    ens = next(r for r in rows if r["member"] == "**ensemble**")
+    ref = cmp["reference"]
+    d, lo, hi = cmp["difference"], cmp["lo"], cmp["hi"]
+    versus = (f"{ens['f05']:.3f} against {ref}'s {ens['f05'] - d:.3f}: difference {d:+.3f}, "
+              f"90 % interval [{lo:+.3f}, {hi:+.3f}] over {cmp['true_events']} holdout events")
+    if cmp["true_events"] == 0:
+        return ("The holdout split holds no anomaly event, so no honest F0.5 exists for the ensemble or its members; "
+                "judge by the validation figures and the traces.")
+    if lo > 0:
+        return f"The ensemble's holdout F0.5 is above that of the member validation would pick ({versus})."
+    if hi < 0:
+        return (f"**The ensemble's holdout F0.5 is below that of the member validation would pick** ({versus}): "
+                f"prefer that member, or widen the validation split.")
+    return (f"The ensemble's holdout F0.5 cannot be told apart from that of the member validation would pick ({versus}): "
+            f"the holdout has too few events to tell them apart.")
+
+
 def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_cfg: dict, leaderboard: pd.DataFrame,
                  plots: list[str], verdict: str, test_rows: list[dict] | None = None) -> Path:
-    cols = ["member", "weight", "val_f05", "holdout_f05", "holdout_event_recall", "holdout_point_f1", "holdout_auc_pr"]
+    cols = ["member", "weight", "val_f05", "f05 [90 % interval]", "event_recall", "false_events", "point_f1", "auc_pr"]
+    rule = ensemble_cfg["rule"]
     lines = [
         "# telesweep ensemble report", "",
         f"Experiment: `{experiment}`", "",
         "All thresholds, weights and post-processing were fitted on the validation split; the holdout "
-        "columns are honest figures on data that fitted nothing.", "",
-        "## Holdout: members and ensemble", "", table(metrics_rows, cols), "", verdict, "",
+        "columns are honest figures on data that fitted nothing. Intervals: 5th-95th percentiles over "
+        "1,000 block-bootstrap resamples of the split (events kept whole).", "",
+        "## Holdout: members and ensemble", "", table(_with_interval(metrics_rows), cols), "", verdict, "",
     ]
     if test_rows:
         lines += ["## Test (synthetic mission labels, never used to fit)", "",
-                  table(test_rows, ["member", "test_f05", "test_event_recall", "test_auc_pr"]), ""]
+                  table(_with_interval(test_rows), ["member", "f05 [90 % interval]", "event_recall", "false_events", "auc_pr"]), ""]
     lines += ["## Ensemble", "",
               f"Combination **{ensemble_cfg['combination']}** of **{ensemble_cfg['calibration']}**-calibrated scores; "
-              f"threshold {ensemble_cfg['threshold']:.4g}, minimum event length {ensemble_cfg['min_length']}, "
-              f"gaps under {ensemble_cfg['max_gap']} rows merged.", "",
+              f"rule **{rule['method']}**: smoothing span {rule['smooth']} ({rule['smoothing']}), threshold "
+              f"{rule['threshold']:.4g}, hysteresis {rule['hysteresis']}, minimum event length {rule['min_length']}, "
+              f"gaps under {rule['max_gap']} rows merged.", "",
               table([{"member": m["name"], "weight": m["weight"], "val_f05": m["validation_f05_alone"]}
                      for m in ensemble_cfg["members"]], ["member", "weight", "val_f05"]), "",
               "## Score traces", ""]

@@ -38,12 +38,34 @@ def test_calibration_puts_members_on_one_scale(method):
 
 def test_weights_favour_the_informative_member_and_match_the_best_alone():
     y, good, noise = labelled_scores()
-    ens = Ensemble(weight_trials=30, seed=1).fit(np.stack([noise, good], 1), y, ["noise", "good"])
+    ens = Ensemble(combination="weighted", weight_trials=30, seed=1).fit(np.stack([noise, good], 1), y, ["noise", "good"])
     assert ens.weights_[1] > 0.7
-    assert ens.val_f05_ >= max(ens.member_val_f05_) - 1e-9
     assert ens.predict(np.stack([noise, good], 1)).dtype == np.uint8
     d = ens.to_dict()
-    assert [m["name"] for m in d["members"]] == ["noise", "good"] and d["min_length"] >= 1
+    assert [m["name"] for m in d["members"]] == ["noise", "good"] and d["rule"]["method"] == "plateau"
+    edge = Ensemble(combination="weighted", rule={"method": "best_f05"}, weight_trials=30, seed=1)
+    edge.fit(np.stack([noise, good], 1), y)
+    assert edge.val_f05_ >= max(edge.member_val_f05_) - 1e-9  # the weight search holds each member alone
+
+
+def test_selection_drops_members_far_below_the_best_and_stacking_ignores_noise():
+    y, good, noise = labelled_scores()
+    s = np.stack([good, noise], 1)
+    sel = Ensemble(selection=0.8).fit(s, y)
+    np.testing.assert_array_equal(sel.weights_, [1.0, 0.0])
+    np.testing.assert_allclose(sel.score(s), sel.calibrated(s)[:, 0], rtol=1e-6)
+    stack = Ensemble(combination="stack").fit(s, y)
+    assert stack.weights_[0] > 0.8 and abs(stack.weights_.sum() - 1) < 1e-9
+    with pytest.raises(TelemetryError, match="selection must be a fraction"):
+        Ensemble(selection=2.0)
+    with pytest.raises(TelemetryError, match="unknown threshold method 'edge'"):
+        Ensemble(rule={"method": "edge"})
+
+
+def test_smoothing_span_is_chosen_on_validation_from_the_grid():
+    y, good, noise = labelled_scores()
+    ens = Ensemble(spans=(1, 5)).fit(np.stack([good, noise], 1), y)
+    assert ens.rule_.smooth in (1, 5) and ens.to_dict()["rule"]["smooth"] == ens.rule_.smooth
 
 
 def test_mean_and_max_combinations():
@@ -128,17 +150,56 @@ def test_build_end_to_end_writes_a_valid_submission_and_report(experiment, tmp_p
     board = leaderboard(exp, write=False)
     distinct_dense = board[(board.arch == "dense_ae") & board.completed]["params"].nunique()
     assert len(cfg["members"]) == min(distinct_dense, 2) + 1 and abs(sum(m["weight"] for m in cfg["ensemble"]["members"]) - 1) < 1e-6
-    assert res["members"] and "holdout F0.5" in res["verdict"]
+    assert res["members"] and res["picked_member"] in res["verdict"]
+    assert "(validation's pick)" in report and "f05 [90 % interval]" in report
 
 
-@pytest.mark.parametrize("combination", ["weighted", "mean"])
-def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp_path, combination):
+def _rows(ens, ref):
+    return [{"member": "**ensemble**", "f05": ens}, {"member": "m#1", "f05": ref}]
+
+
+@pytest.mark.parametrize("lo, hi, events, words", [
+    (0.05, 0.3, 8, "is above that of the member validation would pick"),
+    (-0.3, -0.05, 8, "is below that of the member validation would pick"),
+    (-0.1, 0.2, 3, "cannot be told apart"),
+    (0.0, 0.0, 0, "holds no anomaly event"),
+])
+def test_verdict_follows_the_paired_interval(lo, hi, events, words):
+    from ensemble.report import verdict_text
+
+    text = verdict_text(_rows(0.7, 0.6), {"reference": "m#1", "difference": 0.1, "lo": lo, "hi": hi, "true_events": events})
+    assert words in text
+    others = [w for *_, w in [(0, 0, 0, "is above"), (0, 0, 0, "is below"), (0, 0, 0, "cannot be told apart"),
+                              (0, 0, 0, "holds no anomaly event")] if w not in words]
+    assert not any(w in text for w in others)
+
+
+def test_holdout_evaluation_intervals_are_paired():
+    from ensemble.build import evaluate
+    from telemetry.metrics import corrected_event_f05
+
+    y = np.zeros(2000, np.uint8)
+    for a in range(100, 2000, 200):
+        y[a:a + 10] = 1
+    good = y.copy()
+    bad = np.roll(y, 50)  # every event missed, every run false
+    rows, cmp = evaluate(y, {"**ensemble**": good, "m#1": bad, "m#2": good}, {k: v.astype(float) for k, v in
+                         {"**ensemble**": good, "m#1": bad, "m#2": good}.items()}, "m#2", resamples=200)
+    ens = rows[0]
+    assert ens["f05"] == corrected_event_f05(y, good) == 1.0 and ens["f05_lo"] == ens["f05_hi"] == 1.0
+    assert rows[1]["f05"] == 0.0
+    assert (cmp["difference"], cmp["lo"], cmp["hi"], cmp["true_events"]) == (0.0, 0.0, 0.0, 10)
+
+
+@pytest.mark.parametrize("decision", ["mean-plateau", "legacy-weighted-edge", "mean-bootstrap", "mean-pot-1e-3",
+                                      "mean-plateau-smooth", "stack-plateau", "select-mean-plateau"])
+def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp_path, decision):
     """Calibration, weights, threshold and post-processing must not move when holdout/test scores change."""
     from ensemble.build import build
     from search.results import leaderboard, load_sets
 
     exp, _ = experiment
-    build(exp, tmp_path / "a", include=("baselines",), weight_trials=10, combination=combination)
+    build(exp, tmp_path / "a", include=("baselines",), weight_trials=10, decision=decision)
     copy = tmp_path / "exp_copy"
     shutil.copytree(exp, copy)
     board = leaderboard(str(copy), write=False)
@@ -151,13 +212,12 @@ def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp
     sc["holdout"] = sets["holdout_labels"].astype(np.float32) * 100
     sc["test"] = sets["test_true_labels"].astype(np.float32) * 100
     np.savez(f"{ckpt}/scores.npz", **sc)
-    build(str(copy), tmp_path / "b", include=("baselines",), weight_trials=10, combination=combination)
+    build(str(copy), tmp_path / "b", include=("baselines",), weight_trials=10, decision=decision)
     a = yaml.safe_load((tmp_path / "a" / "ensemble.yaml").read_text())["ensemble"]
     b = yaml.safe_load((tmp_path / "b" / "ensemble.yaml").read_text())["ensemble"]
-    for key in ("threshold", "min_length", "max_gap", "validation_f05"):
-        assert a[key] == b[key]
+    assert a["rule"] == b["rule"] and a["validation_f05"] == b["validation_f05"]
     assert [(m["weight"], m["calibration"]) for m in a["members"]] == [(m["weight"], m["calibration"]) for m in b["members"]]
-    if combination == "mean":  # every member counts, so the plant must show in the test scores
+    if decision == "mean-plateau":  # every member counts, so the plant must show in the test scores
         pa = pd.read_parquet(tmp_path / "a" / "predictions.parquet")
         pb = pd.read_parquet(tmp_path / "b" / "predictions.parquet")
         assert not np.allclose(pa["score"], pb["score"])
