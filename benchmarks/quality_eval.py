@@ -1,0 +1,130 @@
+"""Scoring of the quality benchmark: every decision layer and reference on each data set's test labels.
+
+References (never used to choose anything inside the pipeline):
+- ``picked``: the member validation alone would pick, with its own trial rule;
+- ``hindsight``: the member with the best test F0.5 (an upper bound for picking one member);
+- ``notebook``: the user's notebook configuration, bilstm_ae (window 5, units 64, 2 epochs, batch 1024),
+  threshold at the 98th percentile of validation scores, predicted runs under 10 rows dropped;
+- ``global_std``: the sweep's baseline trial with its own rule;
+- ``plain_pca``: PCA on 5 lagged copies of the scaled channels (95 % of the variance), EWMA-smoothed
+  error (span 10), the best-F0.5 threshold on validation: the short script the issue measured.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+log = logging.getLogger("bench.quality")
+REFERENCES = ("picked", "picked+layer", "hindsight", "notebook", "global_std", "plain_pca")
+
+
+def _prepared(exp: str):
+    from search import results
+    from telemetry.prepare import DataConfig, prepare
+
+    raw = yaml.safe_load((Path(exp) / results.SWEEP_FILE).read_text())
+    return prepare(DataConfig(**raw["data"]))
+
+
+def reference_scores(exp: str, quick: bool) -> dict[str, dict[str, np.ndarray]]:
+    """Validation/test scores of the notebook configuration and of the plain PCA script (cached)."""
+    from models import registry
+
+    cache = Path(exp) / "bench_references.npz"
+    if cache.is_file():
+        z = np.load(cache)
+        return {name: {s: z[f"{name}.{s}"] for s in ("fit", "validation", "test")} for name in ("notebook", "plain_pca")}
+    data = _prepared(exp)
+    pca = registry.get("pca")(lags=5, n_components=0.95).fit(data.fit, data.validation)
+    stride = max(1, len(data.fit) // 200_000)  # the notebook trained on every window; cap the cost at 1M rows
+    nb = registry.get("bilstm_ae")(window=5, units=64, latent=64, dropout=0.2, epochs=1 if quick else 2,
+                                   batch_size=1024, train_stride=stride, seed=0)
+    nb.fit(data.fit, data.validation)
+    out = {"notebook": {s: nb.score(getattr(data, s)) for s in ("validation", "test")},
+           "plain_pca": {s: pca.score(getattr(data, s)) for s in ("validation", "test")}}
+    out["notebook"]["fit"] = out["plain_pca"]["fit"] = np.zeros(0, np.float32)
+    np.savez(cache, **{f"{n}.{s}": v for n, d in out.items() for s, v in d.items()})
+    return out
+
+
+def evaluate_dataset(ds, exp: str, quick: bool) -> dict:
+    from ensemble.build import ensemble_params
+    from ensemble.combine import VARIANTS, Ensemble
+    from ensemble.members import load_members
+    from search import results
+    from telemetry.metrics import corrected_event_f05
+    from telemetry.thresholds import Threshold
+
+    m = load_members(exp)
+    yv, yt = m.sets["validation_labels"], m.sets["test_true_labels"]
+    row = {"dataset": ds.name, "kind": ds.kind, "val_events": int(_n_events(yv)), "test_events": int(_n_events(yt)),
+           "members": len(m.names)}
+    for name in VARIANTS:
+        ens = Ensemble(seed=0, **ensemble_params(name)).fit(m.scores["validation"], yv, m.names)
+        row[name] = corrected_event_f05(yt, ens.predict(m.scores["test"]))
+    member_test = [corrected_event_f05(yt, m.rule(j).predict(m.scores["test"][:, j])) for j in range(len(m.names))]
+    row["picked"] = member_test[m.picked]
+    row["picked_member"] = m.names[m.picked]
+    one = Ensemble(seed=0, **ensemble_params(next(iter(VARIANTS)))).fit(m.scores["validation"][:, [m.picked]], yv)
+    row["picked+layer"] = corrected_event_f05(yt, one.predict(m.scores["test"][:, [m.picked]]))
+    row["hindsight"] = max(member_test)
+    base = m.board[(m.board["arch"] == "global_std") & m.board["completed"].astype(bool)]
+    if not base.empty:
+        meta, sc = results.load_trial(base.iloc[0]["checkpoint"])
+        row["global_std"] = corrected_event_f05(yt, Threshold.from_dict(meta["threshold"]).predict(sc["test"]))
+    refs = reference_scores(exp, quick)
+    nb = Threshold("percentile", percentile=98, min_length=10).fit(refs["notebook"]["validation"])
+    row["notebook"] = corrected_event_f05(yt, nb.predict(refs["notebook"]["test"]))
+    pc = Threshold("best_f05", smooth=10).fit(refs["plain_pca"]["validation"], yv)
+    row["plain_pca"] = corrected_event_f05(yt, pc.predict(refs["plain_pca"]["test"]))
+    return row
+
+
+def _n_events(y: np.ndarray) -> int:
+    from telemetry.events import events
+
+    return len(events(y))
+
+
+def evaluate_all(work: Path, dss, exps: dict[str, str], quick: bool) -> pd.DataFrame:
+    rows = []
+    for ds in dss:
+        log.info("evaluating %s", ds.name)
+        rows.append(evaluate_dataset(ds, exps[ds.name], quick))
+    return pd.DataFrame(rows)
+
+
+def paired_interval(diff: np.ndarray, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """90 % bootstrap interval of the mean of paired differences (resampling data sets)."""
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, diff.size, (resamples, diff.size))].mean(axis=1)
+    return float(np.quantile(means, 0.05)), float(np.quantile(means, 0.95))
+
+
+def summary_markdown(t: pd.DataFrame, quick: bool) -> str:
+    from ensemble.combine import VARIANTS
+
+    default = next(iter(VARIANTS))
+    variants = list(VARIANTS)
+    cols = ["dataset", "val_events", "test_events", default, "picked", "picked+layer", "hindsight", "notebook",
+            "global_std", "plain_pca"]
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v)  # noqa: E731
+    lines = [f"Test F0.5 per data set (ensemble = `{default}`, the default decision layer):", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c, np.nan)) for c in cols) + " |" for r in t.to_dict("records")]
+    lines += ["", "Mean test F0.5 over data sets, every decision layer and reference (all / synthetic / real), "
+              "and the paired 90 % interval of (layer - picked member) over data sets:", "",
+              "| layer | mean | synthetic | real | - picked [90 % interval] | below picked |", "|---|---|---|---|---|---|"]
+    for c in variants + list(REFERENCES):
+        if c not in t:
+            continue
+        d = (t[c] - t["picked"]).to_numpy(float)
+        lo, hi = paired_interval(d)
+        by = t.groupby("kind")[c].mean()
+        lines.append(f"| {c} | {t[c].mean():.3f} | {by.get('synthetic', np.nan):.3f} | {by.get('real', np.nan):.3f} | "
+                     f"{d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] | {int((d < -1e-9).sum())} of {len(d)} |")
+    return "\n".join(lines)
