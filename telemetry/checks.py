@@ -18,7 +18,8 @@ def check_ids(ids: np.ndarray, source: str) -> None:
         raise TelemetryError(f"{source}: column {ID!r} is not strictly increasing ({kind} id {ids[i + 1]} after {ids[i]} at row {i + 1})")
 
 
-def check_finite(values: np.ndarray, ids: np.ndarray, channels, source: str) -> None:
+def check_finite(values: np.ndarray, ids: np.ndarray, channels, source: str, *, id_name: str = "id") -> None:
+    """Every value finite, else name the first bad column and where (``id_name``: "row" for made-up ids)."""
     # np.isfinite over the whole block is one vectorised pass; only on failure do we locate the column.
     ok = np.isfinite(values)
     if ok.all():
@@ -26,7 +27,7 @@ def check_finite(values: np.ndarray, ids: np.ndarray, channels, source: str) -> 
     cols = np.flatnonzero(~ok.all(axis=0))
     c = int(cols[0])
     rows = np.flatnonzero(~ok[:, c])
-    raise TelemetryError(f"{source}: column {channels[c]!r} has {rows.size} NaN/inf/missing values (first at id {ids[rows[0]]})")
+    raise TelemetryError(f"{source}: column {channels[c]!r} has {rows.size} NaN/inf/missing values (first at {id_name} {ids[rows[0]]})")
 
 
 def check_labels(labels: np.ndarray, ids: np.ndarray, source: str) -> None:

@@ -2,10 +2,14 @@
 
 Only the requested columns are read, batch by batch into one preallocated float32 array, so the
 14.7 M-row challenge file never exists as float64 in memory.
+
+Channels may be chosen by name, by range (``"41-46"``) or by pattern (``"device*"``,
+``"re:device\\d+"``, a compiled ``re.Pattern``): see :func:`telemetry.schema.select_channels`.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Sequence
@@ -14,9 +18,10 @@ import numpy as np
 
 from telemetry.checks import check_finite, check_ids, check_labels
 from telemetry.errors import TelemetryError
-from telemetry.schema import CHANNEL_PREFIX, ID, LABEL, TELECOMMAND_PREFIX, channel_names, sort_key
+from telemetry.schema import CHANNEL_PREFIX, ID, LABEL, TELECOMMAND_PREFIX, select_channels, sort_key
 from telemetry.series import Series
 
+log = logging.getLogger("telemetry.loading")
 _BATCH_ROWS = 1 << 20
 
 
@@ -24,15 +29,22 @@ def _describe_available(columns: Sequence[str]) -> str:
     chans = sorted((c for c in columns if c.startswith(CHANNEL_PREFIX)), key=sort_key)
     if chans:
         return f"{chans[0]}..{chans[-1]}" if len(chans) > 2 else ", ".join(chans)
-    return ", ".join(list(columns)[:8])
+    cols = list(columns)
+    shown = ", ".join(cols[:8]) + (f", ... ({len(cols)} columns)" if len(cols) > 8 else "")
+    if not cols:
+        return shown
+    # A file without challenge channels (e.g. device1..device30): say how to pick its columns.
+    stem = cols[-1].rstrip("0123456789")
+    example = f"{stem}*" if stem and stem != cols[-1] else "name*"
+    return f"{shown}; choose columns by name or by a pattern such as {example!r}"
 
 
-def _resolve_columns(path: str, columns: Sequence[str], channels, telecommands, labels):
-    chans = channel_names(channels)
+def _resolve_columns(path: str, columns: Sequence[str], channels, telecommands, labels, require_id: bool = True):
+    chans = select_channels(channels, columns, path)
     missing = [c for c in chans if c not in columns]
     if missing:
         raise TelemetryError(f"{path}: unknown channel {missing[0]!r} (file has {_describe_available(columns)})")
-    if ID not in columns:
+    if require_id and ID not in columns:
         raise TelemetryError(f"{path}: missing column {ID!r}")
     if telecommands == "all":
         tcs = sorted((c for c in columns if c.startswith(TELECOMMAND_PREFIX)), key=sort_key)
@@ -107,20 +119,51 @@ def _csv_header(path: str) -> list[str]:
         raise TelemetryError(f"{path}: file is empty") from None
 
 
+def _non_numeric_error(path: str, chans: list[str]) -> TelemetryError | None:
+    """Locate the first cell in ``chans`` that is not a number (only run after a failed fast read)."""
+    import pandas as pd
+
+    raw = pd.read_csv(path, usecols=chans, dtype=str, keep_default_na=True)
+    for c in chans:
+        col = raw[c]
+        bad = np.flatnonzero((pd.to_numeric(col, errors="coerce").isna() & col.notna()).to_numpy())
+        if bad.size:
+            r = int(bad[0])
+            return TelemetryError(f"{path}: column {c!r} has {bad.size} non-numeric value{'s' if bad.size > 1 else ''} (first {col.iloc[r]!r} at row {r}, "
+                                  f"line {r + 2} of the file)")
+    return None
+
+
 def load_csv(path: str | os.PathLike, channels=None, labels="auto", validate: bool = True) -> Series:
-    """A CSV in the challenge schema (``id``, ``channel_*``, optional ``is_anomaly``)."""
+    """A CSV in the challenge schema (``id``, ``channel_*``, optional ``is_anomaly``) or a wide CSV.
+
+    A wide CSV has arbitrary column names (``device1 .. device30``); pick them with ``channels`` as
+    a list of names or a pattern (``"device*"``, ``"re:device\\d+"``). Without an ``id`` column
+    the ids are made up as row numbers 0..N-1 (messages then say "row 12": the 13th data row).
+    Without ``is_anomaly`` the series is unlabelled. Bad input raises a one-line TelemetryError
+    naming the file and column: missing column, non-numeric value, NaN/inf.
+    """
     import pandas as pd
 
     path = str(path)
     header = _csv_header(path)
-    chans, _, with_labels = _resolve_columns(path, header, channels, None, labels)
-    cols = [ID, *chans, *([LABEL] if with_labels else [])]
-    df = pd.read_csv(path, usecols=cols, dtype={c: np.float32 for c in chans})
+    chans, _, with_labels = _resolve_columns(path, header, channels, None, labels, require_id=False)
+    has_id = ID in header
+    cols = [*([ID] if has_id else []), *chans, *([LABEL] if with_labels else [])]
+    try:
+        df = pd.read_csv(path, usecols=cols, dtype={c: np.float32 for c in chans})
+    except ValueError as exc:  # a cell pandas cannot parse as a number: find and name it
+        err = _non_numeric_error(path, chans)
+        raise (err or TelemetryError(f"{path}: cannot read the CSV ({exc})")) from None
     if df.empty:
         raise TelemetryError(f"{path}: file has no rows")
-    if df[ID].isna().any() or not np.issubdtype(df[ID].dtype, np.integer):
-        raise TelemetryError(f"{path}: column {ID!r} must hold integers")
-    ids = df[ID].to_numpy(np.int64)
+    if has_id:
+        if df[ID].isna().any() or not np.issubdtype(df[ID].dtype, np.integer):
+            raise TelemetryError(f"{path}: column {ID!r} must hold integers")
+        ids = df[ID].to_numpy(np.int64)
+    else:
+        log.info("%s: no %r column, ids are row numbers 0..%d", path, ID, len(df) - 1)
+        ids = np.arange(len(df), dtype=np.int64)
     values = np.ascontiguousarray(df[chans].to_numpy(np.float32))
     lab = None
     if with_labels:
@@ -128,8 +171,9 @@ def load_csv(path: str | os.PathLike, channels=None, labels="auto", validate: bo
         check_labels(raw, ids, path)
         lab = raw.astype(np.uint8)
     if validate:
-        check_ids(ids, path)
-        check_finite(values, ids, chans, path)
+        if has_id:
+            check_ids(ids, path)
+        check_finite(values, ids, chans, path, id_name="id" if has_id else "row")
     return Series(ids, values, lab, tuple(chans), source=path)
 
 
@@ -166,7 +210,11 @@ def load_nab(path: str | os.PathLike, windows_json: str | os.PathLike | None = N
 
 
 def load(path: str | os.PathLike, channels=None, labels="auto", telecommands=None) -> Series:
-    """Load by file type: ``.parquet`` (challenge schema), ``.csv`` (challenge schema or NAB)."""
+    """Load by file type: ``.parquet`` (challenge schema), ``.csv`` (challenge schema, wide, or NAB).
+
+    ``channels``: names, ranges or patterns (``"device*"``); a CSV without an ``id`` column gets
+    row numbers as ids (see :func:`load_csv`).
+    """
     p = str(path)
     if p.endswith(".parquet") or p.endswith(".pq"):
         return load_parquet(p, channels, telecommands, labels)

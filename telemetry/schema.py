@@ -1,6 +1,7 @@
 """Column names of the ESA Anomaly Detection Benchmark challenge files and channel selection."""
 from __future__ import annotations
 
+import fnmatch
 import re
 from typing import Iterable, Sequence
 
@@ -54,3 +55,63 @@ def sort_key(name: str) -> tuple[str, int]:
     """Order ``channel_2`` before ``channel_10``."""
     m = re.match(r"^(.*?)(\d+)$", name)
     return (m.group(1), int(m.group(2))) if m else (name, -1)
+
+
+_GLOB_CHARS = frozenset("*?[")
+REGEX_PREFIX = "re:"
+
+
+def _pattern_items(spec) -> list:
+    """Split a selection into items: ``re.Pattern`` objects, ``"re:..."`` strings (kept whole, a
+    regex may hold commas), glob strings and plain strings (comma lists split as in channel_names)."""
+    raw = [spec] if isinstance(spec, (str, re.Pattern)) else list(spec)
+    items: list = []
+    for item in raw:
+        if isinstance(item, str) and not item.strip().startswith(REGEX_PREFIX):
+            items.extend(p.strip() for p in item.split(",") if p.strip())
+        else:
+            items.append(item.strip() if isinstance(item, str) else item)
+    return items
+
+
+def select_channels(spec, columns: Sequence[str], source: str = "<memory>",
+                    exclude: Iterable[str] = (ID, LABEL)) -> list[str]:
+    """Resolve a channel selection against a file's columns, with patterns.
+
+    Beyond :func:`channel_names` forms (ranges, numbers, names), an item may be a shell glob
+    (``"device*"``, ``"sensor_[0-9]"``; matched case-sensitively against whole names) or a regular
+    expression, as a compiled ``re.Pattern`` or a string ``"re:device\\d+"`` (``fullmatch``). A
+    pattern selects the matching columns in the file's order, never ``exclude`` (the id and label
+    columns); a pattern matching nothing is an error. Plain names are returned as given (the caller
+    checks they exist, so its message can name what the file has).
+    """
+    if spec is None:
+        return channel_names(None)
+    names: list[str] = []
+    for item in _pattern_items(spec):
+        if isinstance(item, str) and item.startswith(REGEX_PREFIX):
+            try:
+                item = re.compile(item[len(REGEX_PREFIX):])
+            except re.error as exc:
+                raise TelemetryError(f"channel pattern {item!r} is not a valid regular expression ({exc})") from None
+        if isinstance(item, re.Pattern):
+            label = f"{REGEX_PREFIX}{item.pattern}"
+            hits = [c for c in columns if c not in exclude and item.fullmatch(c)]
+        elif isinstance(item, str) and _GLOB_CHARS & set(item):
+            label = item
+            hits = [c for c in columns if c not in exclude and fnmatch.fnmatchcase(c, item)]
+        else:
+            names.extend(channel_names([item]))
+            continue
+        if not hits:
+            shown = ", ".join(list(columns)[:8]) + (f", ... ({len(columns)} columns)" if len(columns) > 8 else "")
+            raise TelemetryError(f"{source}: channel pattern {label!r} matches no column (file has {shown})")
+        names.extend(hits)
+    if not names:
+        raise TelemetryError(f"channel selection {spec!r} names no channel")
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise TelemetryError(f"{source}: channel selection picks {n!r} more than once")
+        seen.add(n)
+    return names
