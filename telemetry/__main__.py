@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate train/test files and the fit/validation/holdout splits")
     check.add_argument("--train", required=True, help="labelled series (parquet or CSV, challenge schema)")
     check.add_argument("--test", default=None, help="unlabelled test series")
-    check.add_argument("--channels", default=None, help="e.g. 41-46 (default) or channel_1,channel_5")
+    check.add_argument("--channels", default=None, help="e.g. 41-46 (default), channel_1,channel_5, or a pattern such as 'device*'")
     check.add_argument("--fractions", default="0.6,0.2,0.2", help="fit,validation,holdout fractions")
     check.set_defaults(func=_cmd_check)
     return parser
