@@ -40,10 +40,11 @@ QUICK_ARCHS = ("conv_ae", "pca", "global_std")
 def datasets(work: Path, quick: bool, sizes, seeds, nab: bool) -> list[qd.Dataset]:
     if quick:
         return [qd.synthetic(work, 30_000, 0), qd.nab(work, "rogue_agent_key_hold")]
-    out = [qd.synthetic(work, rows, s) for rows in sizes for s in seeds[rows]]
+    # Cheapest first, so that an interrupted run has covered both kinds of data.
+    out = [qd.synthetic(work, sizes[0], s) for s in seeds[sizes[0]]]
     if nab:
         out += [qd.nab(work, name) for name in qd.NAB_SERIES]
-    return out
+    return out + [qd.synthetic(work, rows, s) for rows in sizes[1:] for s in seeds[rows]]
 
 
 def run_sweeps(work: Path, dss, config: Path, quick: bool) -> dict[str, str]:

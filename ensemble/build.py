@@ -82,10 +82,11 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     if "test_true_labels" in members.sets:  # synthetic missions only: reported, never fitted
         test_rows, _ = evaluate(members.sets["test_true_labels"], *split_predictions(members, ens, "test"), picked, seed=seed)
     verdict = verdict_text(hold_rows, hold_cmp)
-    return write_outputs(Path(out), members, ens, hold_rows, test_rows, verdict)
+    return write_outputs(Path(out), members, ens, hold_rows, hold_cmp, test_rows, verdict)
 
 
-def write_outputs(out: Path, members: Members, ens: Ensemble, hold_rows: list[dict], test_rows, verdict: str) -> dict:
+def write_outputs(out: Path, members: Members, ens: Ensemble, hold_rows: list[dict], hold_cmp: dict, test_rows,
+                  verdict: str) -> dict:
     sets = members.sets
     test_file = members.test_file
     # The submission is checked against the test file itself when it is reachable from here.
@@ -108,10 +109,12 @@ def write_outputs(out: Path, members: Members, ens: Ensemble, hold_rows: list[di
         plots.append(name)
     ens_cfg = ens.to_dict()
     hold = next(r for r in hold_rows if r["member"] == ENSEMBLE)
-    write_text(out / "ensemble.yaml", yaml.safe_dump({"experiment": members.experiment, "ensemble": ens_cfg,
-                                                      "members": members.metas, "holdout": hold}, sort_keys=False))
+    plain = lambda rows: [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]  # noqa: E731
+    write_text(out / "ensemble.yaml", yaml.safe_dump({
+        "experiment": members.experiment, "ensemble": ens_cfg, "members": members.metas, "holdout": plain([hold])[0],
+        "holdout_table": plain(hold_rows), "comparison": plain([hold_cmp])[0]}, sort_keys=False))
     report = write_report(out, members.experiment, hold_rows, ens_cfg, members.board, plots, verdict, test_rows)
     picked = next(r for r in hold_rows if r["picked"])
     return {"out": str(out), "report": str(report), "holdout_f05": hold["f05"], "picked_member": picked["member"],
-            "picked_member_holdout_f05": picked["f05"], "members": members.names, "verdict": verdict,
+            "picked_member_holdout_f05": picked["f05"], "comparison": hold_cmp, "members": members.names, "verdict": verdict,
             "test_f05": None if test_rows is None else next(r["f05"] for r in test_rows if r["member"] == ENSEMBLE)}

@@ -1,0 +1,46 @@
+"""The quality benchmark's --quick size runs end to end (data sets -> sweeps -> every decision layer),
+and its NAB cuts follow the rule its docstring states."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import quality_data as qd  # noqa: E402
+
+
+def test_nab_cuts_give_validation_and_test_an_event_each():
+    # ambient_temperature_system_failure: 7267 rows, events at rows 3540-3903 and 5999-6362
+    val, hold, test = qd.nab_cuts(7267, [(3540, 3903), (5999, 6362)])
+    assert test == (3903 + 5999) // 2 and val == (0 + 3540) // 2 and hold == (3903 + test) // 2
+    # machine_temperature: the two early events fall in fit (before 30 % of train), one left for validation
+    val, hold, test = qd.nab_cuts(22695, [(2126, 2693), (3703, 4270), (16057, 16624), (19232, 19799)])
+    assert test == (16624 + 19232) // 2 and val == (4270 + 16057) // 2 and hold == (16624 + test) // 2
+    # nyc_taxi: four events in train, two for validation and two for holdout
+    val, hold, test = qd.nab_cuts(10320, [(5839, 6046), (7080, 7287), (8423, 8630), (8731, 8938), (9977, 10184)])
+    assert val < 5839 and 7287 < hold < 8423 and 8938 < test < 9977
+    with pytest.raises(ValueError, match="two labelled windows"):
+        qd.nab_cuts(100, [(10, 20)])
+
+
+def test_quick_benchmark_runs_every_decision_layer_end_to_end(tmp_path):
+    assert qd.NAB.is_dir(), f"the NAB series are missing: expected {qd.NAB} (shared/data/nab beside the checkout)"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_quality.py"), "--quick", "--no-record",
+                           "--work", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "quality.csv")
+    from ensemble.combine import VARIANTS
+
+    assert table["dataset"].tolist() == ["synth-30000-s0", "nab-rogue_agent_key_hold"]
+    cols = list(VARIANTS) + ["picked", "picked+layer", "hindsight", "notebook", "global_std", "plain_pca"]
+    values = table[cols].to_numpy(float)
+    assert np.isfinite(values).all() and ((values >= 0) & (values <= 1)).all()
+    assert (table["hindsight"] >= table["picked"]).all()
+    assert "Mean test F0.5 over data sets" in proc.stdout and "| mean-plateau |" in proc.stdout
