@@ -85,6 +85,22 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     return write_outputs(Path(out), members, ens, hold_rows, hold_cmp, test_rows, verdict)
 
 
+def drift_check(members: Members) -> tuple[pd.DataFrame, str] | None:
+    """Per-channel drift of validation, holdout and test against the fit split, from the sweep's data
+    files; None when those files are not reachable from here (e.g. on a cluster's storage only)."""
+    from search import results
+    from telemetry.drift import describe_drift, splits_drift
+    from telemetry.prepare import DataConfig, load_sets
+
+    raw = yaml.safe_load(storage.read_text(storage.join(members.experiment, results.SWEEP_FILE)))["data"]
+    cfg = DataConfig(**raw)
+    if any(p and not Path(p).is_file() for p in (cfg.train, cfg.test)):
+        return None
+    splits, test, _ = load_sets(cfg)
+    table = splits_drift(splits, test)
+    return table, describe_drift(table, split="test" if test is not None else None)
+
+
 def write_outputs(out: Path, members: Members, ens: Ensemble, hold_rows: list[dict], hold_cmp: dict, test_rows,
                   verdict: str) -> dict:
     sets = members.sets
@@ -107,14 +123,24 @@ def write_outputs(out: Path, members: Members, ens: Ensemble, hold_rows: list[di
         plot_trace(out / name, sets[f"{split}_ids"], score, sets[f"{split}_labels"], ens.predict(S[split]), ens.threshold_,
                    f"{split} split", members={n: cal[:, j] for j, n in enumerate(members.names)})
         plots.append(name)
+    from telemetry.drift import plot_score_splits
+
+    parts = [(split, sets[f"{split}_ids"], ens.rule_.smoothed(ens.score(S[split]))) for split in ("validation", "holdout", "test")]
+    plot_score_splits(out / "score_over_time.png", parts, title="ensemble score over time (as thresholded)",
+                      ylabel="ensemble score", threshold=ens.threshold_)
+    plots.append("score_over_time.png")
+    drift = drift_check(members)
+    if drift is not None:
+        write_text(out / "drift.csv", drift[0].to_csv(index=False))
     ens_cfg = ens.to_dict()
     hold = next(r for r in hold_rows if r["member"] == ENSEMBLE)
     plain = lambda rows: [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]  # noqa: E731
     write_text(out / "ensemble.yaml", yaml.safe_dump({
         "experiment": members.experiment, "ensemble": ens_cfg, "members": members.metas, "holdout": plain([hold])[0],
         "holdout_table": plain(hold_rows), "comparison": plain([hold_cmp])[0]}, sort_keys=False))
-    report = write_report(out, members.experiment, hold_rows, ens_cfg, members.board, plots, verdict, test_rows)
+    report = write_report(out, members.experiment, hold_rows, ens_cfg, members.board, plots, verdict, test_rows, drift)
     picked = next(r for r in hold_rows if r["picked"])
     return {"out": str(out), "report": str(report), "holdout_f05": hold["f05"], "picked_member": picked["member"],
             "picked_member_holdout_f05": picked["f05"], "comparison": hold_cmp, "members": members.names, "verdict": verdict,
+            "drift": None if drift is None else drift[1],
             "test_f05": None if test_rows is None else next(r["f05"] for r in test_rows if r["member"] == ENSEMBLE)}

@@ -94,7 +94,8 @@ def verdict_text(rows: list[dict], cmp: dict) -> str:
 
 
 def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_cfg: dict, leaderboard: pd.DataFrame,
-                 plots: list[str], verdict: str, test_rows: list[dict] | None = None) -> Path:
+                 plots: list[str], verdict: str, test_rows: list[dict] | None = None,
+                 drift: tuple[pd.DataFrame, str] | None = None) -> Path:
     cols = ["member", "weight", "val_f05", "f05 [90 % interval]", "event_recall", "false_events", "point_f1", "auc_pr"]
     rule = ensemble_cfg["rule"]
     lines = [
@@ -108,6 +109,16 @@ def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_
     if test_rows:
         lines += ["## Test (synthetic mission labels, never used to fit)", "",
                   table(_with_interval(test_rows), ["member", "f05 [90 % interval]", "event_recall", "false_events", "auc_pr"]), ""]
+    lines += ["## Drift: later data against the fit split", ""]
+    if drift is None:
+        lines += ["The sweep's data files are not reachable from here, so no drift check was made.", ""]
+    else:
+        table_, sentence = drift
+        shown = table_[table_["drifted"]] if table_["drifted"].any() else table_.sort_values("psi", ascending=False).head(6)
+        lines += [sentence, "", "Rule: KS > 0.3 and (PSI > 0.25, or |mean shift| > 1 fit-split std, or std ratio outside "
+                  "[0.5, 2]); all channels in `drift.csv`. A drifted channel explains false alarms that no threshold "
+                  "fitted on validation can prevent.", "",
+                  table(shown.to_dict("records"), ["channel", "split", "ks", "psi", "mean_shift", "std_ratio", "drifted"]), ""]
     lines += ["## Ensemble", "",
               f"Combination **{ensemble_cfg['combination']}** of **{ensemble_cfg['calibration']}**-calibrated scores; "
               f"rule **{rule['method']}**: smoothing span {rule['smooth']} ({rule['smoothing']}), threshold "

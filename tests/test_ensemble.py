@@ -152,6 +152,10 @@ def test_build_end_to_end_writes_a_valid_submission_and_report(experiment, tmp_p
     assert len(cfg["members"]) == min(distinct_dense, 2) + 1 and abs(sum(m["weight"] for m in cfg["ensemble"]["members"]) - 1) < 1e-6
     assert res["members"] and res["picked_member"] in res["verdict"]
     assert "(validation's pick)" in report and "f05 [90 % interval]" in report
+    assert "## Drift" in report and res["drift"].startswith("The test period is")
+    drift = pd.read_csv(tmp_path / "out" / "drift.csv")
+    assert set(drift["split"]) == {"validation", "holdout", "test"} and len(drift) == 3 * 3  # channels 41-43
+    assert (tmp_path / "out" / "score_over_time.png").stat().st_size > 10_000
 
 
 def _rows(ens, ref):
