@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from telemetry import telecommands
 from telemetry.atomic import atomic_path
 from telemetry.checks import check_disjoint
 from telemetry.errors import TelemetryError
@@ -37,6 +38,10 @@ class DataConfig:
     fractions: list = field(default_factory=lambda: [0.6, 0.2, 0.2])
     boundaries: list | None = None  # first id of validation and of holdout (overrides fractions)
     wavelet: dict | None = None  # {"wavelet": "db4", "level": 2, "mode": "soft", "threshold_scale": 1.0}
+    # Conditioning inputs (never scored): "all", a list of telecommand names or numbers, or none;
+    # each becomes exp(-rows since its last pulse / telecommand_horizon) (telemetry.telecommands).
+    telecommands: str | list | None = None
+    telecommand_horizon: float = 1000.0
 
     @classmethod
     def from_dict(cls, d: dict, base_dir: str | os.PathLike | None = None) -> "DataConfig":
@@ -118,8 +123,11 @@ class Prepared:
 
 def load_sets(cfg: DataConfig):
     """Load and check the files and splits (cheap relative to training; nothing is fitted)."""
-    train = load(cfg.train, cfg.channels, labels=True)
-    test = load(cfg.test, cfg.channels, labels=False) if cfg.test else None
+    tcs = telecommands.columns(cfg.telecommands, None)
+    train = load(cfg.train, cfg.channels, labels=True, telecommands=tcs)
+    test = load(cfg.test, cfg.channels, labels=False, telecommands=train.telecommand_names or None) if cfg.test else None
+    if tcs:
+        train, test = with_telecommand_features(train, test, cfg.telecommand_horizon)
     if test is not None:
         check_disjoint(train.ids, test.ids, cfg.train, cfg.test)
     test_labels = None
@@ -129,6 +137,18 @@ def load_sets(cfg: DataConfig):
             raise TelemetryError(f"{cfg.test_labels}: ids do not match the test file {cfg.test}")
     splits = split_series(train, cfg.fractions, cfg.boundaries)
     return splits, test, test_labels
+
+
+def with_telecommand_features(train: Series, test: Series | None, horizon: float):
+    """Pulses -> conditioning features on the whole train series, the test series continuing from
+    the train series' last pulses (it follows train in time)."""
+    from dataclasses import replace
+
+    state = telecommands.end_state(train.telecommands)
+    train = replace(train, telecommands=telecommands.features(train.telecommands, horizon))
+    if test is not None:
+        test = replace(test, telecommands=telecommands.features(test.telecommands, horizon, state))
+    return train, test
 
 
 def prepare(cfg: DataConfig) -> Prepared:
