@@ -21,6 +21,12 @@ def main(argv=None) -> int:
     res.add_argument("experiment", help="experiment path (<storage>/<name>)")
     res.add_argument("--address", default=None)
     res.add_argument("--shared-storage", action="store_true")
+    pl = sub.add_parser("plan", help="trials, epochs, windows and estimated hours of a sweep file, before running it")
+    pl.add_argument("config", help="sweep file (YAML)")
+    pl.add_argument("--speedup", type=float, default=1.0, help="how many times faster than this machine the workers are")
+    pl.add_argument("--rows", type=int, default=None, help="train rows, when the data files are not on this machine")
+    pl.add_argument("--test-rows", type=int, default=None, help="test rows, likewise")
+    pl.add_argument("--no-calibrate", action="store_true", help="counts only, no timing")
     lb = sub.add_parser("leaderboard", help="best trials per architecture")
     lb.add_argument("experiment")
     lb.add_argument("--top", type=int, default=5, help="rows per architecture")
@@ -29,6 +35,14 @@ def main(argv=None) -> int:
     try:
         from search import results, runner
 
+        if args.cmd == "plan":
+            from search import plan
+
+            cfg = runner.load_config(args.config)
+            table = plan.plan(cfg, plan.split_rows_of(cfg, args.rows, args.test_rows), plan.n_channels_of(cfg),
+                              args.speedup, measure=not args.no_calibrate, log=print)
+            print(plan.report(table, args.speedup))
+            return 0
         if args.cmd == "leaderboard":
             df = results.leaderboard(results.resolve(args.experiment))
             if df.empty:
