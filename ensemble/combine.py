@@ -2,9 +2,12 @@
 threshold rule (smoothing -> threshold -> hysteresis -> post-processing) fitted on validation.
 
 Everything is fitted on the validation split alone; holdout and test are only transformed.
-Validation often holds a handful of events, so each step has few free choices: members are
-calibrated on nominal rows (no labels), combined by a plain mean unless asked otherwise, and the
-threshold is taken from the middle of the near-best range rather than its edge.
+Validation often holds a handful of events, so each step has few free choices. The default, chosen
+by the quality benchmark over synthetic missions and real series: members calibrated on nominal
+rows (robust z, no labels); weights from a strongly L2-regularised logistic regression, pulled
+halfway toward uniform; the score smoothed (span 1, 5 or 25, the one validation prefers); the
+threshold in the middle of the near-best F0.5 range rather than at its edge; and hysteresis, so an
+event lasts until the score falls halfway back to the nominal median instead of flickering.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from telemetry.thresholds import Threshold, f05_curve
 
 COMBINATIONS = ("mean", "max", "weighted", "shrunk", "stack")
 # The decision layer chosen by benchmarks/bench_quality.py (see benchmarks/RESULTS.md).
-DEFAULT_RULE = {"method": "plateau"}
+DEFAULT_RULE = {"method": "plateau", "hysteresis": 0.5}
 
 
 def best_f05(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -33,15 +36,16 @@ class Ensemble:
     selection: keep the members whose validation F0.5 alone is at least ``selection`` x the best
     member's (None keeps all). combination: ``mean`` or ``max`` of calibrated scores; ``weighted``
     (non-negative weights searched with seeded Optuna TPE on validation F0.5); ``shrunk`` (those
-    weights pulled halfway, ``shrinkage``, toward uniform); ``stack`` (an L2-regularised logistic
-    regression on the calibrated scores, ``stack_c``). rule: a :class:`Threshold` as a dict (its
+    weights pulled toward uniform by ``shrinkage``); ``stack`` (non-negative coefficients of an
+    L2-regularised, class-balanced logistic regression, ``stack_c``, pulled toward uniform by
+    ``shrinkage``). rule: a :class:`Threshold` as a dict (its
     ``smooth`` is replaced by each of ``spans`` in turn and the span with the best validation F0.5
     kept; ties keep the earlier). ``post_grid``: also search min event length x gap merging
     (the old default; many choices on few events).
     """
 
-    def __init__(self, calibration: str = "robust_z", combination: str = "mean", selection: float | None = None,
-                 rule: dict | None = None, spans=(1,), post_grid: bool = False, weight_trials: int = 60,
+    def __init__(self, calibration: str = "robust_z", combination: str = "stack", selection: float | None = None,
+                 rule: dict | None = None, spans=(1, 5, 25), post_grid: bool = False, weight_trials: int = 60,
                  shrinkage: float = 0.5, stack_c: float = 0.01, seed: int = 0):
         if combination not in COMBINATIONS:
             raise TelemetryError(f"unknown combination {combination!r}; choose one of {', '.join(COMBINATIONS)}")
@@ -55,6 +59,8 @@ class Ensemble:
         self.spans = tuple(int(s) for s in spans)
         self.post_grid = post_grid
         self.weight_trials = weight_trials
+        if not 0.0 <= float(shrinkage) <= 1.0:
+            raise TelemetryError(f"shrinkage must be in [0, 1], got {shrinkage!r}")
         self.shrinkage = shrinkage
         self.stack_c = stack_c
         self.seed = seed
@@ -94,7 +100,8 @@ class Ensemble:
                 w = float(self.shrinkage) * self.weights_ + (1.0 - float(self.shrinkage)) * w
             self.weights_ = w
         elif self.combination == "stack" and active.sum() > 1:
-            self.weights_ = self._fit_stack(cal, labels, active)
+            w = self._fit_stack(cal, labels, active)
+            self.weights_ = float(self.shrinkage) * self.weights_ + (1.0 - float(self.shrinkage)) * w
         self._fit_rule(self.combine(cal), labels)
         return self
 
@@ -163,19 +170,30 @@ def rule_f05(rule: Threshold, scores: np.ndarray, labels: np.ndarray) -> float:
     return corrected_event_f05(labels, rule.predict(scores))
 
 
-# Named decision layers compared by the quality benchmark; the first is the default.
+# Named decision layers compared by the quality benchmark (benchmarks/bench_quality.py); the first is
+# the default of Ensemble() and of `ensemble build`. Each lists every choice it makes.
+_PLAIN = {"calibration": "robust_z", "combination": "mean", "selection": None, "shrinkage": 0.0, "spans": (1,),
+          "rule": {"method": "plateau"}, "post_grid": False}
+_SPANS = (1, 5, 25)
+_HYST = {"method": "plateau", "hysteresis": 0.5}
 VARIANTS = {
-    "mean-plateau": {},
-    "legacy-weighted-edge": {"combination": "weighted", "rule": {"method": "best_f05"}, "post_grid": True},
-    "mean-edge": {"rule": {"method": "best_f05"}},
-    "mean-bootstrap": {"rule": {"method": "bootstrap"}},
-    "mean-pot-1e-3": {"rule": {"method": "pot", "risk": 1e-3}},
-    "mean-pot-1e-4": {"rule": {"method": "pot", "risk": 1e-4}},
-    "mean-plateau-smooth": {"spans": (1, 5, 25)},
-    "mean-plateau-hysteresis": {"rule": {"method": "plateau", "hysteresis": 0.5}},
-    "select-mean-plateau": {"selection": 0.8},
-    "shrunk-plateau": {"combination": "shrunk"},
-    "stack-plateau": {"combination": "stack"},
-    "max-plateau": {"combination": "max"},
-    "rankmean-plateau": {"calibration": "normal"},
+    "stack-shrunk-smooth-plateau-hysteresis": {**_PLAIN, "combination": "stack", "shrinkage": 0.5, "spans": _SPANS,
+                                               "rule": _HYST},
+    "legacy-weighted-edge": {**_PLAIN, "combination": "weighted", "rule": {"method": "best_f05"}, "post_grid": True},
+    "mean-edge": {**_PLAIN, "rule": {"method": "best_f05"}},
+    "mean-plateau": dict(_PLAIN),
+    "mean-bootstrap": {**_PLAIN, "rule": {"method": "bootstrap"}},
+    "mean-pot-1e-3": {**_PLAIN, "rule": {"method": "pot", "risk": 1e-3}},
+    "mean-pot-1e-4": {**_PLAIN, "rule": {"method": "pot", "risk": 1e-4}},
+    "mean-pot-1e-3-smooth": {**_PLAIN, "rule": {"method": "pot", "risk": 1e-3}, "spans": _SPANS},
+    "mean-smooth-plateau": {**_PLAIN, "spans": _SPANS},
+    "mean-plateau-hysteresis": {**_PLAIN, "rule": _HYST},
+    "mean-smooth-plateau-hysteresis": {**_PLAIN, "rule": _HYST, "spans": _SPANS},
+    "select-mean-plateau": {**_PLAIN, "selection": 0.8},
+    "shrunk-plateau": {**_PLAIN, "combination": "shrunk", "shrinkage": 0.5},
+    "stack-plateau": {**_PLAIN, "combination": "stack"},
+    "stack-smooth-plateau": {**_PLAIN, "combination": "stack", "spans": _SPANS},
+    "stack-shrunk-smooth-plateau": {**_PLAIN, "combination": "stack", "shrinkage": 0.5, "spans": _SPANS},
+    "max-plateau": {**_PLAIN, "combination": "max"},
+    "rankmean-plateau": {**_PLAIN, "calibration": "normal"},
 }

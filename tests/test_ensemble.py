@@ -54,8 +54,12 @@ def test_selection_drops_members_far_below_the_best_and_stacking_ignores_noise()
     sel = Ensemble(selection=0.8).fit(s, y)
     np.testing.assert_array_equal(sel.weights_, [1.0, 0.0])
     np.testing.assert_allclose(sel.score(s), sel.calibrated(s)[:, 0], rtol=1e-6)
-    stack = Ensemble(combination="stack").fit(s, y)
+    stack = Ensemble(combination="stack", shrinkage=0.0).fit(s, y)
     assert stack.weights_[0] > 0.8 and abs(stack.weights_.sum() - 1) < 1e-9
+    half = Ensemble(combination="stack", shrinkage=0.5).fit(s, y)  # the default: halfway to uniform
+    np.testing.assert_allclose(half.weights_, 0.5 * np.full(2, 0.5) + 0.5 * stack.weights_)
+    with pytest.raises(TelemetryError, match="shrinkage must be in \\[0, 1\\]"):
+        Ensemble(shrinkage=1.5)
     with pytest.raises(TelemetryError, match="selection must be a fraction"):
         Ensemble(selection=2.0)
     with pytest.raises(TelemetryError, match="unknown threshold method 'edge'"):
@@ -195,8 +199,8 @@ def test_holdout_evaluation_intervals_are_paired():
     assert (cmp["difference"], cmp["lo"], cmp["hi"], cmp["true_events"]) == (0.0, 0.0, 0.0, 10)
 
 
-@pytest.mark.parametrize("decision", ["mean-plateau", "legacy-weighted-edge", "mean-bootstrap", "mean-pot-1e-3",
-                                      "mean-plateau-smooth", "stack-plateau", "select-mean-plateau"])
+@pytest.mark.parametrize("decision", ["stack-shrunk-smooth-plateau-hysteresis", "mean-plateau", "legacy-weighted-edge",
+                                      "mean-bootstrap", "mean-pot-1e-3", "select-mean-plateau"])
 def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp_path, decision):
     """Calibration, weights, threshold and post-processing must not move when holdout/test scores change."""
     from ensemble.build import build
