@@ -5,6 +5,8 @@ References (never used to choose anything inside the pipeline):
 - ``hindsight``: the member with the best test F0.5 (an upper bound for picking one member);
 - ``notebook``: the user's notebook configuration, bilstm_ae (window 5, units 64, 2 epochs, batch 1024),
   threshold at the 98th percentile of validation scores, predicted runs under 10 rows dropped;
+- ``without_pca`` / ``pca_alone``: the default decision layer on the members other than ``pca``, and
+  on the ``pca`` trials alone (the ablation of the new member);
 - ``global_std``: the sweep's baseline trial with its own rule;
 - ``plain_pca``: PCA on 5 lagged copies of the scaled channels (95 % of the variance), EWMA-smoothed
   error (span 10), the best-F0.5 threshold on validation: the short script the issue measured.
@@ -19,7 +21,7 @@ import pandas as pd
 import yaml
 
 log = logging.getLogger("bench.quality")
-REFERENCES = ("picked", "picked+layer", "hindsight", "notebook", "global_std", "plain_pca")
+REFERENCES = ("picked", "picked+layer", "hindsight", "without_pca", "pca_alone", "notebook", "global_std", "plain_pca")
 
 
 def _prepared(exp: str):
@@ -72,6 +74,13 @@ def evaluate_dataset(ds, exp: str, quick: bool) -> dict:
     one = Ensemble(seed=0, **ensemble_params(next(iter(VARIANTS)))).fit(m.scores["validation"][:, [m.picked]], yv)
     row["picked+layer"] = corrected_event_f05(yt, one.predict(m.scores["test"][:, [m.picked]]))
     row["hindsight"] = max(member_test)
+    # Ablation of the pca member: the default layer without the pca trials, and on them alone.
+    default = ensemble_params(next(iter(VARIANTS)))
+    is_pca = np.array([n.startswith("pca#") for n in m.names])
+    for col, keep in (("without_pca", ~is_pca), ("pca_alone", is_pca)):
+        if keep.any():
+            ens = Ensemble(seed=0, **default).fit(m.scores["validation"][:, keep], yv)
+            row[col] = corrected_event_f05(yt, ens.predict(m.scores["test"][:, keep]))
     base = m.board[(m.board["arch"] == "global_std") & m.board["completed"].astype(bool)]
     if not base.empty:
         meta, sc = results.load_trial(base.iloc[0]["checkpoint"])
@@ -110,8 +119,8 @@ def summary_markdown(t: pd.DataFrame, quick: bool) -> str:
 
     default = next(iter(VARIANTS))
     variants = list(VARIANTS)
-    cols = ["dataset", "val_events", "test_events", default, "picked", "picked+layer", "hindsight", "notebook",
-            "global_std", "plain_pca"]
+    cols = ["dataset", "val_events", "test_events", default, "picked", "picked+layer", "hindsight", "without_pca",
+            "pca_alone", "notebook", "global_std", "plain_pca"]
     fmt = lambda v: f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v)  # noqa: E731
     lines = [f"Test F0.5 per data set (ensemble = `{default}`, the default decision layer):", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
