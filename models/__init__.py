@@ -10,7 +10,7 @@ The hierarchy, cut where behaviour differs::
     |   |   +-- ReconstructionDetector  autoencoders.py: dense, (bi)LSTM, conv, attention, deep LSTM
     |   |   +-- ForecastDetector        forecaster.py: the LSTM forecaster
     |   +-- CNNLSTMClassifier           classifier.py: supervised, a probability per window
-    +-- RowDetector (baselines.py)      non-Keras baselines scored row by row: global_std, isolation_forest
+    +-- RowDetector (baselines.py)      non-Keras, scored row by row: global_std, isolation_forest (baselines), pca.py
 
 Every member turns its errors into row scores with :class:`models.scoring.RowScorer`. Adding a
 member is one file (or class) subclassing the right base, plus its registry line.

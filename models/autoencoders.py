@@ -65,10 +65,14 @@ class _RecurrentAE(ReconstructionDetector):
     def build(self, n_channels: int):
         import keras
 
-        bi = self.bidirectional
         inputs = keras.Input(shape=(self.window, n_channels), name="window")
-        x = _lstm(keras, self.units, True, bi, "enc_lstm")(inputs)
+        x = _lstm(keras, self.units, True, self.bidirectional, "enc_lstm")(inputs)
         x = _dropout(keras, x, self.dropout, "enc_dropout")
+        return self._bottleneck_and_decoder(keras, inputs, x, n_channels)
+
+    def _bottleneck_and_decoder(self, keras, inputs, x, n_channels: int):
+        """(Bi)LSTM(latent) -> RepeatVector(window) -> (Bi)LSTM(units) -> Dropout -> Dense(C)."""
+        bi = self.bidirectional
         z = _lstm(keras, self.latent, False, bi, "latent_lstm")(x)
         x = keras.layers.RepeatVector(self.window, name="repeat")(z)
         x = _lstm(keras, self.units, True, bi, "dec_lstm")(x)
@@ -89,14 +93,12 @@ class BiLSTMAE(_RecurrentAE):
     bidirectional = True
 
 
-class _AttentionAE(ReconstructionDetector):
+class _AttentionAE(_RecurrentAE):
     """Convolution -> (Bi)LSTM(units, sequences) -> LayerNorm -> dot-product self-attention, concatenated
     with its input -> (Bi)LSTM(latent) -> RepeatVector(window) -> (Bi)LSTM(units) -> Dense(C).
 
     ``filters``/``kernel_size`` set the convolution in front; subclasses define ``_features``.
     """
-
-    bidirectional = False
 
     _checks = {"filters": POSITIVE_INT, "kernel_size": POSITIVE_INT}
     filters: int = 32
@@ -108,20 +110,14 @@ class _AttentionAE(ReconstructionDetector):
     def build(self, n_channels: int):
         import keras
 
-        bi = self.bidirectional
         inputs = keras.Input(shape=(self.window, n_channels), name="window")
         x = self._features(keras, inputs, n_channels)
-        x = _lstm(keras, self.units, True, bi, "seq_lstm")(x)
+        x = _lstm(keras, self.units, True, self.bidirectional, "seq_lstm")(x)
         x = keras.layers.LayerNormalization(name="norm")(x)
         attended = keras.layers.Attention(name="self_attention")([x, x])  # query = value = the sequence
         x = keras.layers.Concatenate(name="context")([x, attended])
         x = _dropout(keras, x, self.dropout, "context_dropout")
-        z = _lstm(keras, self.latent, False, bi, "latent_lstm")(x)
-        x = keras.layers.RepeatVector(self.window, name="repeat")(z)
-        x = _lstm(keras, self.units, True, bi, "dec_lstm")(x)
-        x = _dropout(keras, x, self.dropout, "dec_dropout")
-        outputs = keras.layers.Dense(n_channels, name="reconstruction")(x)
-        return keras.Model(inputs, outputs, name=self.name)
+        return self._bottleneck_and_decoder(keras, inputs, x, n_channels)
 
 
 class _Conv1DAttentionAE(_AttentionAE):
