@@ -1,8 +1,9 @@
 """Reconstruction autoencoders over windows of rows (the user's notebooks, section 7.3, and the
-Keras time-series anomaly-detection example), each a :class:`~models.base.WindowModel`.
+Keras time-series anomaly-detection example), each a :class:`~models.window.ReconstructionDetector`.
 
 Every ``build`` maps [B, window, C] -> [B, window, C] for any ``window`` and channel count; the
-base class trains on nominal windows and turns the reconstruction error into row scores.
+base class trains on nominal windows and turns the reconstruction error into row scores. A class
+declares only the parameters it adds (or whose default it changes); the base checks them all.
 Written against Keras 3 only (``import keras``), so TensorFlow, JAX and PyTorch backends all work;
 ``keras`` is imported inside ``build`` so importing this module (the registry does) stays light.
 
@@ -16,11 +17,9 @@ Differences from the notebooks, on purpose:
 """
 from __future__ import annotations
 
-import numbers
-
-from models.base import WindowModel
+from models.base import POSITIVE_INT
 from models.registry import register
-from telemetry.errors import TelemetryError
+from models.window import ReconstructionDetector
 
 
 def _lstm(keras, units: int, return_sequences: bool, bidirectional: bool, name: str):
@@ -32,15 +31,8 @@ def _dropout(keras, x, rate: float, name: str):
     return keras.layers.Dropout(float(rate), name=name)(x) if rate > 0 else x
 
 
-def _check_positive(est, *names):
-    for n in names:
-        v = getattr(est, n)
-        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
-            raise TelemetryError(f"{est.name}: {n} must be a positive integer, got {v!r}")
-
-
 @register("dense_ae")
-class DenseAE(WindowModel):
+class DenseAE(ReconstructionDetector):
     """Per-row dense autoencoder (notebook 7.3.1), applied to every row of the window.
 
     Dense(units) -> Dropout -> Dense(latent) bottleneck -> Dense(units) -> Dropout -> Dense(C), all on
@@ -48,17 +40,13 @@ class DenseAE(WindowModel):
     rows one error (and so one score) averages.
     """
 
-    def __init__(self, window: int = 32, latent: int = 8, units: int = 16, dropout: float = 0.2,
-                 learning_rate: float = 1e-3, batch_size: int = 256, epochs: int = 5, train_stride: int = 1,
-                 score_stride: int = 1, channel_reduction: str = "max", row_reduction: str = "mean",
-                 seed: int = 0, verbose: int = 0):
-        super().__init__(window, latent, units, dropout, learning_rate, batch_size, epochs, train_stride,
-                         score_stride, channel_reduction, row_reduction, seed, verbose)
+    latent: int = 8
+    units: int = 16
+    dropout: float = 0.2
 
     def build(self, n_channels: int):
         import keras
 
-        _check_positive(self, "units", "latent")
         inputs = keras.Input(shape=(self.window, n_channels), name="window")
         x = keras.layers.Dense(self.units, activation="relu", name="enc")(inputs)
         x = _dropout(keras, x, self.dropout, "enc_dropout")
@@ -69,7 +57,7 @@ class DenseAE(WindowModel):
         return keras.Model(inputs, outputs, name=self.name)
 
 
-class _RecurrentAE(WindowModel):
+class _RecurrentAE(ReconstructionDetector):
     """(Bi)LSTM(units, sequences) -> (Bi)LSTM(latent) -> RepeatVector(window) -> (Bi)LSTM(units) -> Dense(C)."""
 
     bidirectional = False
@@ -77,11 +65,14 @@ class _RecurrentAE(WindowModel):
     def build(self, n_channels: int):
         import keras
 
-        _check_positive(self, "units", "latent")
-        bi = self.bidirectional
         inputs = keras.Input(shape=(self.window, n_channels), name="window")
-        x = _lstm(keras, self.units, True, bi, "enc_lstm")(inputs)
+        x = _lstm(keras, self.units, True, self.bidirectional, "enc_lstm")(inputs)
         x = _dropout(keras, x, self.dropout, "enc_dropout")
+        return self._bottleneck_and_decoder(keras, inputs, x, n_channels)
+
+    def _bottleneck_and_decoder(self, keras, inputs, x, n_channels: int):
+        """(Bi)LSTM(latent) -> RepeatVector(window) -> (Bi)LSTM(units) -> Dropout -> Dense(C)."""
+        bi = self.bidirectional
         z = _lstm(keras, self.latent, False, bi, "latent_lstm")(x)
         x = keras.layers.RepeatVector(self.window, name="repeat")(z)
         x = _lstm(keras, self.units, True, bi, "dec_lstm")(x)
@@ -102,23 +93,16 @@ class BiLSTMAE(_RecurrentAE):
     bidirectional = True
 
 
-class _AttentionAE(WindowModel):
+class _AttentionAE(_RecurrentAE):
     """Convolution -> (Bi)LSTM(units, sequences) -> LayerNorm -> dot-product self-attention, concatenated
     with its input -> (Bi)LSTM(latent) -> RepeatVector(window) -> (Bi)LSTM(units) -> Dense(C).
 
     ``filters``/``kernel_size`` set the convolution in front; subclasses define ``_features``.
     """
 
-    bidirectional = False
-
-    def __init__(self, window: int = 32, latent: int = 16, units: int = 64, dropout: float = 0.1,
-                 learning_rate: float = 1e-3, batch_size: int = 256, epochs: int = 5, train_stride: int = 1,
-                 score_stride: int = 1, channel_reduction: str = "max", row_reduction: str = "mean",
-                 seed: int = 0, verbose: int = 0, filters: int = 32, kernel_size: int = 3):
-        super().__init__(window, latent, units, dropout, learning_rate, batch_size, epochs, train_stride,
-                         score_stride, channel_reduction, row_reduction, seed, verbose)
-        self.filters = filters
-        self.kernel_size = kernel_size
+    _checks = {"filters": POSITIVE_INT, "kernel_size": POSITIVE_INT}
+    filters: int = 32
+    kernel_size: int = 3
 
     def _features(self, keras, inputs, n_channels: int):
         raise NotImplementedError
@@ -126,21 +110,14 @@ class _AttentionAE(WindowModel):
     def build(self, n_channels: int):
         import keras
 
-        _check_positive(self, "units", "latent", "filters", "kernel_size")
-        bi = self.bidirectional
         inputs = keras.Input(shape=(self.window, n_channels), name="window")
         x = self._features(keras, inputs, n_channels)
-        x = _lstm(keras, self.units, True, bi, "seq_lstm")(x)
+        x = _lstm(keras, self.units, True, self.bidirectional, "seq_lstm")(x)
         x = keras.layers.LayerNormalization(name="norm")(x)
         attended = keras.layers.Attention(name="self_attention")([x, x])  # query = value = the sequence
         x = keras.layers.Concatenate(name="context")([x, attended])
         x = _dropout(keras, x, self.dropout, "context_dropout")
-        z = _lstm(keras, self.latent, False, bi, "latent_lstm")(x)
-        x = keras.layers.RepeatVector(self.window, name="repeat")(z)
-        x = _lstm(keras, self.units, True, bi, "dec_lstm")(x)
-        x = _dropout(keras, x, self.dropout, "dec_dropout")
-        outputs = keras.layers.Dense(n_channels, name="reconstruction")(x)
-        return keras.Model(inputs, outputs, name=self.name)
+        return self._bottleneck_and_decoder(keras, inputs, x, n_channels)
 
 
 class _Conv1DAttentionAE(_AttentionAE):
@@ -180,7 +157,7 @@ class Conv2DLSTMAttentionAE(_AttentionAE):
 
 
 @register("conv_ae")
-class ConvAE(WindowModel):
+class ConvAE(ReconstructionDetector):
     """The Keras example's convolutional autoencoder, for any window length.
 
     Conv1D(units, kernel_size, strides) -> Dropout -> Conv1D(latent, kernel_size, strides) ->
@@ -190,19 +167,15 @@ class ConvAE(WindowModel):
     Defaults are the example's: filters 32/16, kernel 7, strides 2, dropout 0.2.
     """
 
-    def __init__(self, window: int = 32, latent: int = 16, units: int = 32, dropout: float = 0.2,
-                 learning_rate: float = 1e-3, batch_size: int = 256, epochs: int = 5, train_stride: int = 1,
-                 score_stride: int = 1, channel_reduction: str = "max", row_reduction: str = "mean",
-                 seed: int = 0, verbose: int = 0, kernel_size: int = 7, strides: int = 2):
-        super().__init__(window, latent, units, dropout, learning_rate, batch_size, epochs, train_stride,
-                         score_stride, channel_reduction, row_reduction, seed, verbose)
-        self.kernel_size = kernel_size
-        self.strides = strides
+    _checks = {"kernel_size": POSITIVE_INT, "strides": POSITIVE_INT}
+    units: int = 32
+    dropout: float = 0.2
+    kernel_size: int = 7
+    strides: int = 2
 
     def build(self, n_channels: int):
         import keras
 
-        _check_positive(self, "units", "latent", "kernel_size", "strides")
         conv = dict(kernel_size=self.kernel_size, strides=self.strides, padding="same", activation="relu")
         total = self.strides ** 2
         pad = -self.window % total
@@ -220,7 +193,7 @@ class ConvAE(WindowModel):
 
 
 @register("deep_lstm_ae")
-class DeepLSTMAE(WindowModel):
+class DeepLSTMAE(ReconstructionDetector):
     """The Keras example notebook's deep LSTM autoencoder, widths scaled from ``units``.
 
     Encoder LSTM(units) -> Dropout -> LSTM(units // 2) -> Dropout -> LSTM(latent) (64-32-16 with the
@@ -231,7 +204,6 @@ class DeepLSTMAE(WindowModel):
     def build(self, n_channels: int):
         import keras
 
-        _check_positive(self, "units", "latent")
         half = max(self.units // 2, 1)
         inputs = keras.Input(shape=(self.window, n_channels), name="window")
         x = keras.layers.LSTM(self.units, return_sequences=True, name="enc_lstm_1")(inputs)

@@ -1,7 +1,10 @@
-"""Row-wise baselines: scikit-learn's IsolationForest and the per-channel z-score (mean ± N·std).
+"""Row-wise baselines under one non-Keras base: scikit-learn's IsolationForest and the per-channel
+z-score (mean ± N·std).
 
-Neither looks at windows: each row is scored on its own channel values. Both score in chunks of
-``CHUNK_ROWS`` rows (bounded memory on 10^7-row series) and return float32 per row, aligned to ids.
+:class:`RowDetector` (also the base of ``models/pca.py``) scores each row on its own channel values,
+in chunks of ``CHUNK_ROWS`` rows (bounded memory on 10^7-row series), float32 per row, aligned to
+ids; a member adds ``_fit`` and ``_score_chunk`` (and its state). These two are tagged ``baseline``:
+references to beat, which the ensemble leaves out unless asked.
 """
 from __future__ import annotations
 
@@ -9,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import Detector
+from models.base import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Check, Detector, optional
 from models.registry import register
+from models.scoring import RowScorer
 from telemetry.errors import TelemetryError
 from telemetry.series import Series
 
@@ -27,27 +31,30 @@ def _fit_rows(series: Series, nominal_only: bool) -> np.ndarray:
     return np.arange(len(series), dtype=np.int64)
 
 
-class _RowModel(Detector):
-    tags = {"needs_labels": False, "forecaster": False, "windowed": False, "keras": False, "baseline": True}
-
-    def _check_series(self, series: Series) -> None:
-        self._check_fitted()
-        if series.n_channels != self.n_channels_:
-            raise TelemetryError(f"{self.name}: fitted on {self.n_channels_} channels, got {series.n_channels}")
+class RowDetector(Detector):
+    """A non-Keras member scoring rows, chunk by chunk; subclasses define ``_fit`` and ``_score_chunk``."""
 
     def _score_chunk(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def score(self, series: Series) -> np.ndarray:
-        self._check_series(series)
+    def _chunk_rows(self) -> int:
+        return CHUNK_ROWS
+
+    def _score_rows(self, values: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """Scores of rows [lo, hi): from those rows alone (a member that looks back overrides this)."""
+        return self._score_chunk(values[lo:hi])
+
+    def _score_samples(self, series: Series) -> np.ndarray:
         out = np.empty(len(series), dtype=np.float32)
-        for lo in range(0, len(series), CHUNK_ROWS):
-            out[lo: lo + CHUNK_ROWS] = self._score_chunk(series.values[lo: lo + CHUNK_ROWS])
+        step = self._chunk_rows()
+        for lo in range(0, len(series), step):
+            hi = min(lo + step, len(series))
+            out[lo:hi] = self._score_rows(series.values, lo, hi)
         return out
 
 
 @register("isolation_forest")
-class IsolationForestDetector(_RowModel):
+class IsolationForestDetector(RowDetector):
     """scikit-learn IsolationForest on rows; score = -score_samples (higher = more anomalous).
 
     ``max_samples`` is the per-tree subsample ("auto" = min(256, rows), an int, or a fraction).
@@ -60,29 +67,25 @@ class IsolationForestDetector(_RowModel):
     (over trees) and scoring (threads over trees). Persistence: joblib (trusted files only).
     """
 
-    def __init__(self, n_estimators: int = 100, max_samples: int | float | str = "auto",
-                 max_features: float = 1.0, fit_rows: int | None = None, nominal_only: bool = True,
-                 n_jobs: int | None = None, seed: int = 0):
-        self.n_estimators = n_estimators
-        self.max_samples = max_samples
-        self.max_features = max_features
-        self.fit_rows = fit_rows
-        self.nominal_only = nominal_only
-        self.n_jobs = n_jobs
-        self.seed = seed
+    _tags = {"baseline": True}
+    _checks = {"n_estimators": POSITIVE_INT,
+               "fit_rows": optional(Check(lambda v: POSITIVE_INT.ok(v) and v >= 2, "an integer >= 2"))}
+    n_estimators: int = 100
+    max_samples: int | float | str = "auto"
+    max_features: float = 1.0
+    fit_rows: int | None = None
+    nominal_only: bool = True
+    n_jobs: int | None = None
+    seed: int = 0
 
-    def fit(self, fit: Series, validation: Series | None = None, callbacks=None) -> "IsolationForestDetector":
+    def _fit(self, train: Series, validation: Series | None) -> None:
         from sklearn.ensemble import IsolationForest
 
-        if not isinstance(self.n_estimators, (int, np.integer)) or self.n_estimators < 1:
-            raise TelemetryError(f"{self.name}: n_estimators must be a positive integer, got {self.n_estimators!r}")
-        if self.fit_rows is not None and (not isinstance(self.fit_rows, (int, np.integer)) or self.fit_rows < 2):
-            raise TelemetryError(f"{self.name}: fit_rows must be None or an integer >= 2, got {self.fit_rows!r}")
-        rows = _fit_rows(fit, bool(self.nominal_only))
+        rows = _fit_rows(train, bool(self.nominal_only))
         if self.fit_rows is not None and rows.size > self.fit_rows:
             rng = np.random.default_rng(int(self.seed))
             rows = np.sort(rng.choice(rows, size=int(self.fit_rows), replace=False))
-        x = fit.values if rows.size == len(fit) else fit.values[rows]  # float32; no float64 copy
+        x = train.values if rows.size == len(train) else train.values[rows]  # float32; no float64 copy
         self.n_fit_rows_ = int(rows.size)
         try:
             self.forest_ = IsolationForest(n_estimators=int(self.n_estimators), max_samples=self.max_samples,
@@ -90,40 +93,32 @@ class IsolationForestDetector(_RowModel):
                                            random_state=int(self.seed)).fit(x)
         except ValueError as e:  # sklearn's parameter validation: one line, ours
             raise TelemetryError(f"{self.name}: {e}") from None
-        self.n_channels_ = fit.n_channels
-        self.channels_ = list(fit.channels)
-        self.fitted_ = True
-        return self
 
     def _score_chunk(self, x: np.ndarray) -> np.ndarray:
         return -self.forest_.score_samples(x)
 
-    def score(self, series: Series) -> np.ndarray:
+    def _score_samples(self, series: Series) -> np.ndarray:
         if self.n_jobs in (None, 1):
-            return super().score(series)
+            return super()._score_samples(series)
         from joblib import parallel_backend
 
         with parallel_backend("threading", n_jobs=self.n_jobs):
-            return super().score(series)
+            return super()._score_samples(series)
 
     def _save_state(self, path: Path) -> None:
         import joblib
 
-        self._check_fitted()
-        joblib.dump({"forest": self.forest_, "n_channels": self.n_channels_, "channels": self.channels_,
-                     "n_fit_rows": self.n_fit_rows_}, path / "forest.joblib")
+        joblib.dump({"forest": self.forest_, "n_fit_rows": self.n_fit_rows_}, path / "forest.joblib")
 
     def _load_state(self, path: Path) -> None:
         import joblib
 
         st = joblib.load(path / "forest.joblib")
-        self.forest_, self.n_channels_ = st["forest"], st["n_channels"]
-        self.channels_, self.n_fit_rows_ = st["channels"], st["n_fit_rows"]
-        self.fitted_ = True
+        self.forest_, self.n_fit_rows_ = st["forest"], st["n_fit_rows"]
 
 
 @register("global_std")
-class GlobalStd(_RowModel):
+class GlobalStd(RowDetector):
     """The ESA challenge's starter baseline: per-channel mean and std of the fit split's nominal rows.
 
     score(row) = max over channels of |x - mean| / std, so the rule "anomalous when a channel leaves
@@ -132,46 +127,42 @@ class GlobalStd(_RowModel):
     ``min_std`` (a constant channel) is raised to it so the score stays finite.
     """
 
-    def __init__(self, ddof: int = 0, min_std: float = 1e-6, nominal_only: bool = True):
-        self.ddof = ddof
-        self.min_std = min_std
-        self.nominal_only = nominal_only
+    _tags = {"baseline": True}
+    _checks = {"ddof": NON_NEGATIVE_INT, "min_std": POSITIVE}
+    ddof: int = 0
+    min_std: float = 1e-6
+    nominal_only: bool = True
 
-    def fit(self, fit: Series, validation: Series | None = None, callbacks=None) -> "GlobalStd":
-        if not float(self.min_std) > 0:
-            raise TelemetryError(f"{self.name}: min_std must be > 0, got {self.min_std!r}")
-        rows = _fit_rows(fit, bool(self.nominal_only))
+    def _fit(self, train: Series, validation: Series | None) -> None:
+        rows = _fit_rows(train, bool(self.nominal_only))
         if rows.size <= int(self.ddof):
             raise TelemetryError(f"{self.name}: {rows.size} fit rows are too few for ddof={self.ddof}")
-        mean = np.zeros(fit.n_channels, dtype=np.float64)
-        sq = np.zeros(fit.n_channels, dtype=np.float64)
+        mean = np.zeros(train.n_channels, dtype=np.float64)
+        sq = np.zeros(train.n_channels, dtype=np.float64)
         # Two passes in chunks: float64 accumulators, never a float64 copy of the rows.
-        whole = rows.size == len(fit)
+        whole = rows.size == len(train)
         for lo in range(0, rows.size, CHUNK_ROWS):
-            x = fit.values[lo: lo + CHUNK_ROWS] if whole else fit.values[rows[lo: lo + CHUNK_ROWS]]
+            x = train.values[lo: lo + CHUNK_ROWS] if whole else train.values[rows[lo: lo + CHUNK_ROWS]]
             mean += x.sum(axis=0, dtype=np.float64)
         mean /= rows.size
         for lo in range(0, rows.size, CHUNK_ROWS):
-            x = fit.values[lo: lo + CHUNK_ROWS] if whole else fit.values[rows[lo: lo + CHUNK_ROWS]]
+            x = train.values[lo: lo + CHUNK_ROWS] if whole else train.values[rows[lo: lo + CHUNK_ROWS]]
             sq += np.square(x - mean).sum(axis=0)
         std = np.sqrt(sq / (rows.size - int(self.ddof)))
-        self.mean_ = mean.astype(np.float32)
-        self.std_ = np.maximum(std, float(self.min_std)).astype(np.float32)
-        self.n_channels_ = fit.n_channels
-        self.channels_ = list(fit.channels)
-        self.fitted_ = True
-        return self
+        self._set_stats(mean, np.maximum(std, float(self.min_std)))
+
+    def _set_stats(self, mean, std) -> None:
+        self.mean_ = np.asarray(mean).astype(np.float32)
+        self.std_ = np.asarray(std).astype(np.float32)
+        # The row's distance from the mean, in stds, is the "error"; max over channels.
+        self.scorer_ = RowScorer("max").set_stats(np.zeros_like(self.mean_), self.std_)
 
     def _score_chunk(self, x: np.ndarray) -> np.ndarray:
-        return (np.abs(x - self.mean_) / self.std_).max(axis=1)
+        return self.scorer_.window_scores(np.abs(x - self.mean_))
 
     def _save_state(self, path: Path) -> None:
-        self._check_fitted()
-        np.savez(path / "state.npz", mean=self.mean_, std=self.std_, channels=np.array(self.channels_))
+        np.savez(path / "state.npz", mean=self.mean_, std=self.std_)
 
     def _load_state(self, path: Path) -> None:
         st = np.load(path / "state.npz")
-        self.mean_, self.std_ = st["mean"], st["std"]
-        self.channels_ = [str(c) for c in st["channels"]]
-        self.n_channels_ = len(self.channels_)
-        self.fitted_ = True
+        self._set_stats(st["mean"], st["std"])

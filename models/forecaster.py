@@ -5,49 +5,27 @@ Thresholding") use two stacked LSTM layers of 80 units with dropout 0.3 over a w
 predicting the rows that follow. Here one model predicts every channel of the next ``horizon``
 rows from a window of all channels.
 
-Training, scoring and persistence are :class:`models.base.WindowModel`'s ``target="next"`` path:
-trained on windows whose inputs and targets are fully nominal; a window's error is the per-channel
-mean absolute error over the rows it predicted, standardised by the validation split's nominal
-errors, reduced over channels, and spread back to the rows it predicted (rows before the first
-prediction take the nearest predicted row's score).
+Training, scoring and persistence are :class:`models.window.ForecastDetector`'s: trained on windows
+whose inputs and targets are fully nominal; a window's error is the per-channel mean absolute error
+over the rows it predicted, standardised by the validation split's nominal errors, reduced over
+channels, and spread back to the rows it predicted.
 """
 from __future__ import annotations
 
-import numpy as np
-
-from models.base import WindowModel
 from models.registry import register
-from telemetry.errors import TelemetryError
+from models.window import ForecastDetector
 
 
 @register("lstm_forecaster")
-class LSTMForecaster(WindowModel):
+class LSTMForecaster(ForecastDetector):
     """LSTM(units, sequences) -> Dropout -> LSTM(units) -> Dropout -> Dense(horizon*C) -> Reshape.
 
-    Parameters are :class:`WindowModel`'s (``latent`` excepted: a forecaster has no bottleneck)
-    plus ``horizon``, the number of rows predicted after each window. Defaults follow Telemanom
-    (window 250, 80 units, dropout 0.3).
+    Defaults follow Telemanom (window 250, 80 units, dropout 0.3).
     """
 
-    tags = {"needs_labels": False, "forecaster": True, "windowed": True, "keras": True}
-    target = "next"
-
-    def __init__(self, window: int = 250, units: int = 80, dropout: float = 0.3, horizon: int = 1,
-                 learning_rate: float = 1e-3, batch_size: int = 256, epochs: int = 5, train_stride: int = 1,
-                 score_stride: int = 1, channel_reduction: str = "max", row_reduction: str = "mean",
-                 seed: int = 0, verbose: int = 0):
-        super().__init__(window=window, units=units, dropout=dropout, learning_rate=learning_rate,
-                         batch_size=batch_size, epochs=epochs, train_stride=train_stride,
-                         score_stride=score_stride, channel_reduction=channel_reduction,
-                         row_reduction=row_reduction, seed=seed, verbose=verbose)
-        self.horizon = horizon  # instance attribute shadows WindowModel.horizon = 0
-
-    def _validate_params(self, n_rows: int):
-        for name in ("horizon", "units"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise TelemetryError(f"{self.name}: {name} must be a positive integer, got {v!r}")
-        super()._validate_params(n_rows)
+    window: int = 250
+    units: int = 80
+    dropout: float = 0.3
 
     def build(self, n_channels: int):
         import keras

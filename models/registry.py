@@ -1,8 +1,8 @@
 """Name -> detector class, so sweep files name architectures by string.
 
-Each class declares ``tags``: ``needs_labels`` (supervised), ``forecaster``, ``windowed``,
-``keras`` (trains with Keras, so it reports once per epoch), ``baseline`` (a reference
-member that the ensemble leaves out unless asked: ``--include baselines``).
+Adding a member is one module with a ``@register("name")`` class, plus its line in ``_load_all``.
+The tags a member declares (``needs_labels``, ``forecaster``, ``windowed``, ``keras``, ``baseline``)
+are documented on :class:`models.base.Detector`.
 """
 from __future__ import annotations
 
@@ -37,7 +37,3 @@ def get(name: str) -> type:
         return REGISTRY[name]
     except KeyError:
         raise TelemetryError(f"unknown architecture {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
-
-
-def create(name: str, **params):
-    return get(name)(**params)

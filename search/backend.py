@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import warnings
 
 # Each process also holds a CUDA context and library workspaces (a few hundred MiB) outside the
 # framework's allocator: the cap leaves this share of the trial's fraction for them.
@@ -18,13 +19,15 @@ GPU_MEMORY_HEADROOM = 0.9
 
 def trial_resources() -> tuple[float, float]:
     """(CPUs, GPUs) granted to the current Ray Tune trial; (all cores, 0) outside Tune."""
-    try:
-        from ray import tune
+    from ray import tune
 
-        res = tune.get_context().get_trial_resources().required_resources
-        return float(res.get("CPU", 1)), float(res.get("GPU", 0))
-    except Exception:  # not inside a trial
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # outside a trial Ray warns, then returns None
+        res = tune.get_context().get_trial_resources()
+    if res is None:
         return float(os.cpu_count() or 1), 0.0
+    req = res.required_resources
+    return float(req.get("CPU", 1)), float(req.get("GPU", 0))
 
 
 def gpu_total_memory_mb(visible: str | None = None) -> float | None:

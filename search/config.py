@@ -23,6 +23,7 @@ from search import spaces
 from telemetry.errors import TelemetryError
 from telemetry.prepare import DataConfig
 from telemetry.thresholds import METHODS, PARAMS as THRESHOLD_PARAMS
+from telemetry.windows import check_window_fits
 
 TOP_KEYS = {"name", "seed", "storage", "data", "ray", "search", "threshold", "architectures"}
 SEARCH_KEYS = {"max_concurrent_trials", "grace_period", "reduction_factor", "max_failures", "scheduler", "searcher"}
@@ -136,23 +137,28 @@ def parse_config(raw: dict, base_dir: str | os.PathLike = ".", source: str = "sw
                        storage=storage, ray=ray_cfg, search=search, threshold=threshold, raw=raw)
 
 
+def _largest(arch: ArchSpec, key: str):
+    """The largest value ``key`` can take in a trial: searched, fixed, or the estimator's default."""
+    spec = arch.space.get(key, arch.fixed.get(key, registry.get(arch.name)().get_params().get(key)))
+    return spaces.bounds(spec)[1]
+
+
 def check_against_data(cfg: SweepConfig, split_lengths: dict[str, int]) -> None:
     """Spaces that cannot fit the data (a window longer than a split) fail before any trial."""
-    shortest_name = min(split_lengths, key=split_lengths.get)
-    shortest = split_lengths[shortest_name]
     for a in cfg.architectures:
-        for key in ("window",):
-            spec = a.space.get(key, a.fixed.get(key))
-            if spec is None:
-                continue
-            hi = spaces.bounds(spec)[1]
-            horizon = int(spaces.bounds(a.space.get("horizon", a.fixed.get("horizon", 0)))[1] or 0)
-            if hi is not None and hi + horizon > shortest:
-                raise TelemetryError(f"architectures.{a.name}: window {hi} is longer than the {shortest_name} split ({shortest} rows)")
+        window = _largest(a, "window")
+        if window is None:
+            continue
+        horizon = int(_largest(a, "horizon") or 0)
+        for split, n in sorted(split_lengths.items(), key=lambda kv: kv[1]):  # the shortest first
+            try:
+                check_window_fits(n, int(window), horizon, f"the {split} split")
+            except TelemetryError as exc:
+                raise TelemetryError(f"architectures.{a.name}: {exc}") from None
 
 
 def smoke(cfg: SweepConfig) -> SweepConfig:
-    """The smoke-test variant: two trials per architecture, one epoch, windows no longer than 16."""
+    """The smoke-test variant: at most two trials per architecture, one epoch, a searched window fixed to 16."""
     cfg = copy.deepcopy(cfg)
     for a in cfg.architectures:
         a.trials = min(a.trials, 2)

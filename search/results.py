@@ -46,7 +46,7 @@ def trial_table(exp: str) -> pd.DataFrame:
             continue  # not started yet
         try:
             ea = ExperimentAnalysis(path)
-        except Exception:  # started but no state written yet
+        except (ValueError, FileNotFoundError):  # started, but no experiment state (or results) written yet
             continue
         for t in ea.trials:
             r = t.last_result or {}

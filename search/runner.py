@@ -19,7 +19,7 @@ from search import storage
 from search.config import SweepConfig, check_against_data, load_config, parse_config, smoke
 from search.results import SETS_FILE, SWEEP_FILE, default_storage, leaderboard
 from search.spaces import to_tune
-from search.trainable import THRESHOLD_PREFIX, train_member
+from search.trainable import train_member
 from telemetry.errors import TelemetryError
 from telemetry.prepare import prepare
 
@@ -33,8 +33,7 @@ def param_space(cfg: SweepConfig, arch) -> dict:
     if "seed" in registry.get(arch.name).param_names() and "seed" not in space:
         space["seed"] = cfg.seed  # one seed for the whole sweep, recorded with each trial
     space.update(to_tune(f"architectures.{arch.name}.space", arch.space))
-    thr = to_tune("threshold", cfg.threshold)
-    space.update({THRESHOLD_PREFIX + k: v for k, v in thr.items()})
+    space["threshold"] = to_tune("threshold", cfg.threshold)
     return space
 
 
@@ -95,11 +94,11 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int):
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
-    from ray.tune.search.sample import Domain
+    from ray.tune.search.variant_generator import parse_spec_vars
 
     max_t = max(1, cfg.max_epochs[arch.name])
     space = param_space(cfg, arch)
-    searched = any(isinstance(v, Domain) for v in space.values())
+    searched = bool(parse_spec_vars(space)[1])  # any sampled domain, nested ones included
     if cfg.search.get("searcher", "tpe") == "random" or not searched:
         # Nothing to search (all constants) or asked for: seeded random sampling.
         searcher = BasicVariantGenerator(random_state=cfg.seed, max_concurrent=concurrency)
@@ -138,7 +137,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
         store = os.path.abspath(store)
     exp = storage.join(store, cfg.name)
     data = prepare(cfg.data)
-    check_against_data(cfg, {k: len(v) for k, v in data.sets().items() if k != "test"})
+    check_against_data(cfg, {k: len(v) for k, v in data.sets().items()})  # test too: it is scored
 
     connect(address, cfg.ray)
     import ray

@@ -17,19 +17,17 @@ import numpy as np
 
 from search.backend import configure_backend, trial_resources
 
-# Keys of a trial config that are not estimator parameters.
-THRESHOLD_PREFIX = "threshold_"
-META_KEYS = ("arch",)
+# Keys of a trial config that are not estimator parameters: the architecture, and the threshold rule
+# (a nested dict; Ray's searchers flatten and unflatten nested spaces themselves).
+META_KEYS = ("arch", "threshold")
 SCORES_FILE = "scores.npz"
 TRIAL_FILE = "trial.json"
 
 
 def split_config(config: dict) -> tuple[str, dict, dict]:
-    """(architecture, estimator params, threshold rule) from a flat trial config."""
-    arch = config["arch"]
-    thr = {k[len(THRESHOLD_PREFIX):]: v for k, v in config.items() if k.startswith(THRESHOLD_PREFIX)}
-    params = {k: v for k, v in config.items() if k not in META_KEYS and not k.startswith(THRESHOLD_PREFIX)}
-    return arch, params, thr
+    """(architecture, estimator params, threshold rule) from a trial config."""
+    params = {k: v for k, v in config.items() if k not in META_KEYS}
+    return config["arch"], params, dict(config.get("threshold") or {})
 
 
 def _epoch_reporter(last_epoch: int, tmp_root: Path):
@@ -69,6 +67,54 @@ def _placement(cpus: float, gpus: float) -> dict:
     return out
 
 
+def _resume_point(tmp_root: Path) -> tuple[int, str | None]:
+    """(epoch, weights file) to continue from: a retried trial's last epoch checkpoint, or (0, None)."""
+    from ray import tune
+
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        return 0, None
+    with ckpt.as_directory() as d:
+        if not (Path(d) / "epoch.json").is_file():
+            return 0, None
+        weights = str(tmp_root / "resume.weights.h5")
+        shutil.copy(Path(d) / "model.weights.h5", weights)
+        return json.loads((Path(d) / "epoch.json").read_text())["epoch"], weights
+
+
+def _train(est, data, tmp_root: Path) -> tuple[dict, int, float]:
+    """Fit ``est`` (Keras members: one report per epoch, continuing a retried trial).
+    Returns (the last epoch's logs, the epoch it resumed from, seconds)."""
+    t0 = time.perf_counter()
+    if not est.tags["keras"]:
+        est.fit(data.fit, data.validation)
+        return {}, 0, time.perf_counter() - t0
+    initial_epoch, initial_weights = _resume_point(tmp_root)
+    reporter = _epoch_reporter(int(est.epochs), tmp_root)
+    est.fit(data.fit, data.validation, callbacks=[reporter], initial_epoch=initial_epoch,
+            initial_weights=initial_weights)
+    return dict(reporter.last_logs), initial_epoch, time.perf_counter() - t0
+
+
+def _evaluate(est, data, thr: dict) -> tuple[dict, object, dict, dict, float]:
+    """Threshold on validation, score every split. Returns (scores per split, the fitted rule,
+    validation metrics, holdout metrics, seconds)."""
+    from telemetry import metrics
+    from telemetry.thresholds import Threshold
+
+    t0 = time.perf_counter()
+    rule = Threshold(**thr)
+    out = {"validation": est.score_samples(data.validation)}
+    fit_scores = est.score_samples(data.fit) if rule.method == "max_fit" else None
+    rule.fit(out["validation"], data.validation.labels, fit_scores)
+    out["holdout"] = est.score_samples(data.holdout)
+    if data.test is not None:
+        out["test"] = est.score_samples(data.test)
+    m_val = metrics.scores(data.validation.labels, rule.predict(out["validation"]), out["validation"])
+    m_hold = metrics.scores(data.holdout.labels, rule.predict(out["holdout"]), out["holdout"])
+    return out, rule, m_val, m_hold, time.perf_counter() - t0
+
+
 def train_member(config: dict, data=None) -> None:
     """Train, threshold on validation, score every split, report. ``data``: a telemetry Prepared."""
     cpus, gpus = trial_resources()
@@ -76,48 +122,16 @@ def train_member(config: dict, data=None) -> None:
     from ray import tune
 
     from models import registry
-    from telemetry import metrics
-    from telemetry.thresholds import Threshold
 
     arch, params, thr = split_config(config)
     cls = registry.get(arch)  # registering models imports no deep-learning backend
-    backend = configure_backend(cpus, gpus, deep_learning=bool(cls.tags.get("keras")))
+    backend = configure_backend(cpus, gpus, deep_learning=bool(cls.tags["keras"]))
     est = cls(**params)
     tmp_root = Path(tempfile.mkdtemp(prefix="telesweep-trial-"))
     try:
-        initial_epoch, initial_weights = 0, None
-        ckpt = tune.get_checkpoint()
-        if ckpt is not None:  # a retried trial continues from its last epoch
-            with ckpt.as_directory() as d:
-                if (Path(d) / "epoch.json").is_file():
-                    initial_epoch = json.loads((Path(d) / "epoch.json").read_text())["epoch"]
-                    initial_weights = str(tmp_root / "resume.weights.h5")
-                    shutil.copy(Path(d) / "model.weights.h5", initial_weights)
-        t0 = time.perf_counter()
-        reporter = None
-        if cls.tags.get("keras"):
-            reporter = _epoch_reporter(int(params.get("epochs", est.epochs)), tmp_root)
-            est.fit(data.fit, data.validation, callbacks=[reporter], initial_epoch=initial_epoch,
-                    initial_weights=initial_weights)
-        else:
-            est.fit(data.fit, data.validation)
-        train_s = time.perf_counter() - t0
-
-        t1 = time.perf_counter()
-        rule = Threshold(**thr)
-        val_scores = est.score(data.validation)
-        fit_scores = est.score(data.fit) if rule.method == "max_fit" else None
-        rule.fit(val_scores, data.validation.labels, fit_scores)
-        out = {"validation": val_scores, "holdout": est.score(data.holdout)}
-        if data.test is not None:
-            out["test"] = est.score(data.test)
-        m_val = metrics.scores(data.validation.labels, rule.predict(val_scores), val_scores)
-        m_hold = metrics.scores(data.holdout.labels, rule.predict(out["holdout"]), out["holdout"])
-        score_s = time.perf_counter() - t1
-
-        epochs = int(getattr(est, "epochs", 1) or 1)
-        last = dict(reporter.last_logs) if reporter else {}
-        result = {"epoch": max(epochs, 1), **last, "f05": m_val["f05"],
+        last_logs, initial_epoch, train_s = _train(est, data, tmp_root)
+        out, rule, m_val, m_hold, score_s = _evaluate(est, data, thr)
+        result = {"epoch": max(int(getattr(est, "epochs", 1) or 1), 1), **last_logs, "f05": m_val["f05"],
                   **{f"val_{k}": v for k, v in m_val.items() if k != "f05"},
                   **{f"holdout_{k}": v for k, v in m_hold.items()},
                   "threshold": rule.threshold_, "train_seconds": train_s, "score_seconds": score_s,

@@ -43,9 +43,3 @@ def check_disjoint(train_ids: np.ndarray, test_ids: np.ndarray, train_source: st
     clash = np.flatnonzero(train_ids[pos] == test_ids)
     if clash.size:
         raise TelemetryError(f"{test_source}: {clash.size} ids also appear in {train_source} (first: id {test_ids[clash[0]]})")
-
-
-def check_window_fits(window: int, split_lengths: dict[str, int]) -> None:
-    for name, n in split_lengths.items():
-        if window > n:
-            raise TelemetryError(f"window {window} is longer than the {name} split ({n} rows)")

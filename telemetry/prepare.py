@@ -2,21 +2,19 @@
 
 ``DataConfig`` is plain data (the ``data:`` block of a sweep file). ``prepare`` does every check
 before any expensive step, and fits the scaler (and the wavelet thresholds) on the fit split's
-nominal rows only. ``Prepared.save``/``load`` store the arrays as .npy files that trials memory-map,
-so every trial on a node shares one copy in the page cache.
+nominal rows only. The sweep hands the ``Prepared`` splits to its trials through Ray's object store
+(one copy per node).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from telemetry import telecommands
-from telemetry.atomic import atomic_path
 from telemetry.checks import check_disjoint
 from telemetry.errors import TelemetryError
 from telemetry.loading import load, load_labels
@@ -26,7 +24,6 @@ from telemetry.splits import SPLIT_NAMES, split_series
 from telemetry.wavelets import WaveletDenoiser
 
 log = logging.getLogger("telemetry.prepare")
-SETS = (*SPLIT_NAMES, "test")
 
 
 @dataclass
@@ -80,46 +77,6 @@ class Prepared:
             out["test"] = self.test
         return out
 
-    def save(self, directory: str | os.PathLike) -> Path:
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        meta = {"channels": list(self.fit.channels), "scaler": self.scaler.to_dict(),
-                "denoiser": None if self.denoiser is None else self.denoiser.to_dict(), "sets": {}}
-        for name, s in self.sets().items():
-            for part, arr in (("ids", s.ids), ("values", s.values), ("labels", s.labels)):
-                if arr is not None:
-                    with atomic_path(d / f"{name}.{part}.npy") as tmp:
-                        with open(tmp, "wb") as fh:
-                            np.save(fh, arr)
-            meta["sets"][name] = {"rows": len(s), "labelled": s.labels is not None}
-        if self.test_labels is not None:
-            with atomic_path(d / "test.true_labels.npy") as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, self.test_labels)
-        with atomic_path(d / "prepared.json") as tmp:
-            tmp.write_text(json.dumps(meta, indent=1))
-        return d
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike, mmap: bool = True) -> "Prepared":
-        d = Path(directory)
-        if not (d / "prepared.json").is_file():
-            raise TelemetryError(f"{d}: no prepared data here (prepared.json missing)")
-        meta = json.loads((d / "prepared.json").read_text())
-        mode = "r" if mmap else None
-        sets = {}
-        for name, info in meta["sets"].items():
-            lab = np.load(d / f"{name}.labels.npy", mmap_mode=mode) if info["labelled"] else None
-            sets[name] = Series(np.load(d / f"{name}.ids.npy", mmap_mode=mode),
-                                np.load(d / f"{name}.values.npy", mmap_mode=mode), lab,
-                                tuple(meta["channels"]), source=name)
-        scaler = StandardScaler()
-        scaler.mean_ = np.asarray(meta["scaler"]["mean"], dtype=np.float32)
-        scaler.scale_ = np.asarray(meta["scaler"]["scale"], dtype=np.float32)
-        tl = d / "test.true_labels.npy"
-        return cls(sets["fit"], sets["validation"], sets["holdout"], sets.get("test"), scaler,
-                   None, np.load(tl) if tl.is_file() else None)
-
 
 def load_sets(cfg: DataConfig):
     """Load and check the files and splits (cheap relative to training; nothing is fitted)."""
@@ -164,7 +121,3 @@ def prepare(cfg: DataConfig) -> Prepared:
 
     return Prepared(apply(splits.fit), apply(splits.validation), apply(splits.holdout),
                     apply(test) if test is not None else None, scaler, denoiser, test_labels)
-
-
-def config_dict(cfg: DataConfig) -> dict:
-    return asdict(cfg)

@@ -441,9 +441,21 @@ def generate_mission(out_dir, rows: int, seed: int = 0, test_rows: int | None = 
              f"{rows:,}", f"{test_rows:,}", len(mission.anomalies), len(mission.telecommands), seed)
     paths = {name: out / f"{name}.parquet" for name in ("train", "test", "test_labels")}
     paths["mission"] = out / "mission.json"
-    train_schema = _schema(n_channels, n_telecommands, True)
-    test_schema = _schema(n_channels, n_telecommands, False)
+    anomalous = _write_parquet_files(mission, paths, chunk_rows, started)
+    summary = _summary(mission, paths, anomalous, started)
+    write_text(paths["mission"], json.dumps(_mission_record(mission, summary, chunk_rows), indent=1) + "\n")
+    log.info("mission written to %s: %.1f %% of train and %.1f %% of test rows anomalous (%.1f s)", out,
+             100 * summary["anomalous_fraction"]["train"], 100 * summary["anomalous_fraction"]["test"],
+             summary["seconds"])
+    return summary
+
+
+def _write_parquet_files(mission: _Mission, paths: dict, chunk_rows: int, started: float) -> dict[str, int]:
+    """Train, test and test-label files, chunk by chunk; returns the anomalous rows per split."""
+    train_schema = _schema(mission.n_channels, mission.n_telecommands, True)
+    test_schema = _schema(mission.n_channels, mission.n_telecommands, False)
     labels_schema = pa.schema([train_schema.field(ID), train_schema.field(LABEL)])
+    rows, test_rows = mission.rows, mission.test_rows
     anomalous = {"train": 0, "test": 0}
     n_chunks = math.ceil(rows / chunk_rows) + math.ceil(test_rows / chunk_rows)
     # All three files become visible together at the end: an interrupted run leaves the old set.
@@ -455,40 +467,45 @@ def generate_mission(out_dir, rows: int, seed: int = 0, test_rows: int | None = 
             label_writer = _writer(tmp["test_labels"], labels_schema) if split == "test" else None
             for cs in range(lo, hi, chunk_rows):
                 ce = min(cs + chunk_rows, hi)
-                values, tcs, labels = mission.chunk(cs, ce, chunk_index)
-                ids = pa.array(np.arange(cs, ce, dtype=np.int64))
-                cols = [ids] + [pa.array(v) for v in values] + [pa.array(c) for c in tcs]
-                if split == "train":
-                    cols.append(pa.array(labels))
-                else:
-                    label_writer.write_table(pa.Table.from_arrays([ids, pa.array(labels)], schema=labels_schema),
-                                             row_group_size=chunk_rows)
-                writer.write_table(pa.Table.from_arrays(cols, schema=writer.schema), row_group_size=chunk_rows)
+                labels = _write_chunk(mission, cs, ce, chunk_index, writer, label_writer, chunk_rows)
                 anomalous[split] += int(labels.sum(dtype=np.int64))
                 chunk_index += 1
-                del values, tcs, labels, cols
                 log.info("%s rows %s-%s written (chunk %d/%d, %.1f s elapsed)", split, f"{cs:,}",
                          f"{ce - 1:,}", chunk_index, n_chunks, time.perf_counter() - started)
             writer.close()
             if label_writer is not None:
                 label_writer.close()
+    return anomalous
 
+
+def _write_chunk(mission: _Mission, cs: int, ce: int, chunk_index: int, writer, label_writer,
+                 chunk_rows: int) -> np.ndarray:
+    """Rows [cs, ce) into ``writer`` (train: with labels; test: labels into ``label_writer``)."""
+    values, tcs, labels = mission.chunk(cs, ce, chunk_index)
+    ids = pa.array(np.arange(cs, ce, dtype=np.int64))
+    cols = [ids] + [pa.array(v) for v in values] + [pa.array(c) for c in tcs]
+    if label_writer is None:
+        cols.append(pa.array(labels))
+    else:
+        label_writer.write_table(pa.Table.from_arrays([ids, pa.array(labels)], schema=label_writer.schema),
+                                 row_group_size=chunk_rows)
+    writer.write_table(pa.Table.from_arrays(cols, schema=writer.schema), row_group_size=chunk_rows)
+    return labels
+
+
+def _summary(mission: _Mission, paths: dict, anomalous: dict, started: float) -> dict:
     counts = {k: sum(a.kind == k for a in mission.anomalies) for k in ANOMALY_KINDS}
     counts["mode_change"] = sum(len(tc.effects) for tc in mission.telecommands)
     counts["telecommand_no_effect"] = sum(not tc.effects for tc in mission.telecommands)
-    summary = {
+    return {
         "paths": {k: str(v) for k, v in paths.items()},
-        "rows": {"train": rows, "test": test_rows},
-        "anomalous_fraction": {"train": anomalous["train"] / rows, "test": anomalous["test"] / test_rows},
+        "rows": {"train": mission.rows, "test": mission.test_rows},
+        "anomalous_fraction": {"train": anomalous["train"] / mission.rows,
+                               "test": anomalous["test"] / mission.test_rows},
         "events_by_kind": counts,
         "anomalies_on_default_channels": float(np.mean([a.group == 0 for a in mission.anomalies])),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    write_text(paths["mission"], json.dumps(_mission_record(mission, summary, chunk_rows), indent=1) + "\n")
-    log.info("mission written to %s: %.1f %% of train and %.1f %% of test rows anomalous (%.1f s)", out,
-             100 * summary["anomalous_fraction"]["train"], 100 * summary["anomalous_fraction"]["test"],
-             summary["seconds"])
-    return summary
 
 
 def _mission_record(m: _Mission, summary: dict, chunk_rows: int) -> dict:

@@ -16,6 +16,19 @@ from telemetry.errors import TelemetryError
 REDUCTIONS = ("mean", "max")
 
 
+def check_window_fits(n_rows: int, window: int, horizon: int = 0, what: str = "the series") -> None:
+    """The one rule for lengths: a window (and its forecast horizon) must fit inside ``what``."""
+    if window + horizon > n_rows:
+        span = f"window {window}" + (f" + horizon {horizon}" if horizon else "")
+        raise TelemetryError(f"{span} is longer than {what} ({n_rows} rows)")
+
+
+def anomalous_windows(labels: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """Boolean per window: does ``[start, start + length)`` hold an anomalous row? (one prefix sum)"""
+    c = np.concatenate([[0], np.cumsum(np.asarray(labels), dtype=np.int64)])
+    return c[starts + length] > c[starts]
+
+
 def window_starts(n_rows: int, window: int, stride: int = 1, horizon: int = 0,
                   labels: np.ndarray | None = None, nominal_only: bool = False) -> np.ndarray:
     """First rows of the windows (int64), strided; the last window always reaches the end of the series.
@@ -24,18 +37,15 @@ def window_starts(n_rows: int, window: int, stride: int = 1, horizon: int = 0,
     """
     if window < 1 or stride < 1 or horizon < 0:
         raise TelemetryError(f"window ({window}) and stride ({stride}) must be >= 1 and horizon ({horizon}) >= 0")
-    span = window + horizon
-    if span > n_rows:
-        raise TelemetryError(f"window {window} + horizon {horizon} is longer than the series ({n_rows} rows)")
-    last = n_rows - span
+    check_window_fits(n_rows, window, horizon)
+    last = n_rows - window - horizon
     starts = np.arange(0, last + 1, stride, dtype=np.int64)
     if starts[-1] != last:  # cover the tail, so every row gets a score
         starts = np.append(starts, last)
     if nominal_only:
         if labels is None:
             raise TelemetryError("nominal_only windows need labels")
-        c = np.concatenate([[0], np.cumsum(np.asarray(labels, dtype=np.int64))])
-        starts = starts[c[starts + span] == c[starts]]
+        starts = starts[~anomalous_windows(labels, starts, window + horizon)]
     return starts
 
 
@@ -84,11 +94,15 @@ class WindowBatches:
     def __len__(self) -> int:
         return math.ceil(len(self.starts) / self.batch_size)
 
-    def batch_starts(self, i: int) -> np.ndarray:
+    def batch_indices(self, i: int) -> np.ndarray:
+        """Positions in ``starts`` of batch ``i``'s windows (so per-window arrays index alike)."""
         if not 0 <= i < len(self):
             raise IndexError(i)
-        sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
-        return self.starts[self._order[sl]] if self._order is not None else self.starts[sl]
+        lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, len(self.starts))
+        return self._order[lo:hi] if self._order is not None else np.arange(lo, hi)
+
+    def batch_starts(self, i: int) -> np.ndarray:
+        return self.starts[self.batch_indices(i)]
 
     def __getitem__(self, i: int):
         s = self.batch_starts(i)

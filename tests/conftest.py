@@ -12,6 +12,22 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+NAB_FILES = ("art_daily_small_noise.csv", "art_daily_jumpsup.csv", "combined_windows.json")
+
+
+@pytest.fixture(scope="session")
+def nab_dir() -> Path:
+    """The NAB files the reference tests need, beside the repository in ../shared/data/nab.
+
+    Missing data fails (never skips): a CI run without it would otherwise pass without testing.
+    """
+    nab = SHARED / "data" / "nab"
+    missing = [f for f in NAB_FILES if not (nab / f).is_file()]
+    if missing:
+        pytest.fail(f"NAB data missing: {', '.join(missing)} not found under {nab}. Put the NAB files "
+                    f"(github.com/numenta/NAB: data/artificial*/ and labels/combined_windows.json) there.",
+                    pytrace=False)
+    return nab
 
 
 def write_challenge_parquet(path, n=400, channels=(41, 42, 43), labels=True, start_id=0, seed=0, events=((150, 170), (300, 305))):

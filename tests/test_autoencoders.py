@@ -2,18 +2,16 @@
 on tiny series, parameter counts against the notebooks' model summaries, and the Keras example's
 NAB experiment (conv autoencoder, max-training-error threshold) reproduced end to end.
 """
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from models.autoencoders import AUTOENCODERS, ConvAE
-from models.base import WindowModel
 from models.registry import REGISTRY
+from models.window import ReconstructionDetector
 from telemetry.errors import TelemetryError
 from telemetry.series import Series
 
-NAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
 TINY = dict(latent=4, units=8, epochs=1, batch_size=64, seed=0)
 ANOMALY = slice(400, 430)  # rows given a large offset on every channel
 
@@ -31,10 +29,10 @@ def make_series(n=600, channels=3, seed=0, anomaly=False) -> Series:
 def test_every_autoencoder_is_registered():
     for name in AUTOENCODERS:
         cls = REGISTRY[name]
-        assert issubclass(cls, WindowModel) and cls.name == name and cls.target == "self"
+        assert issubclass(cls, ReconstructionDetector) and cls.name == name and cls.target == "self"
         est = cls()
         assert est.window == 32
-        assert set(est.get_params()) >= set(WindowModel.param_names())
+        assert set(est.get_params()) >= set(ReconstructionDetector.param_names())
 
 
 @pytest.mark.parametrize("window", [1, 7, 13, 64])
@@ -52,7 +50,7 @@ def test_fit_score_save_load(name, tmp_path):
     clean, dirty = make_series(), make_series(anomaly=True)
     est = REGISTRY[name](window=9, **TINY).fit(clean)
     assert len(est.history_["loss"]) == 1 and np.isfinite(est.history_["loss"][0])
-    scores = est.score(dirty)
+    scores = est.score_samples(dirty)
     assert scores.dtype == np.float32 and scores.shape == (len(dirty),)
     assert np.isfinite(scores).all()
     # Aligned: the rows of the large anomaly score above the typical nominal row.
@@ -61,9 +59,9 @@ def test_fit_score_save_load(name, tmp_path):
     assert scores[ANOMALY.start + 2: ANOMALY.stop - 2].min() > np.median(scores[nominal])
 
     path = est.save(tmp_path / name)
-    loaded = WindowModel.load(path)  # through the registry, as a sweep reloads a trial
+    loaded = ReconstructionDetector.load(path)  # through the registry, as a sweep reloads a trial
     assert type(loaded) is type(est) and loaded.get_params() == est.get_params()
-    np.testing.assert_allclose(loaded.score(dirty), scores, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(loaded.score_samples(dirty), scores, rtol=0, atol=1e-6)
 
 
 def test_hyperparameters_shape_the_model():
@@ -79,12 +77,13 @@ def test_hyperparameters_shape_the_model():
     assert attn.get_params()["filters"] == 8 and attn.build(4).get_layer("per_step").output.shape[-1] == 32
     no_dropout = REGISTRY["lstm_ae"](window=5, dropout=0.0).build(2)
     assert not any("dropout" in layer.name for layer in no_dropout.layers)
-    with pytest.raises(TelemetryError, match="units"):
-        REGISTRY["lstm_ae"](units=0).build(2)
-    with pytest.raises(TelemetryError, match="latent"):
-        REGISTRY["conv_ae"](latent=-1).build(2)
-    with pytest.raises(TelemetryError, match="filters"):
-        REGISTRY["conv_lstm_attention_ae"](filters=2.5).build(2)
+    # bad widths fail at fit, before any training, naming the parameter
+    with pytest.raises(TelemetryError, match="lstm_ae: units must be a positive integer, got 0"):
+        REGISTRY["lstm_ae"](units=0).fit(make_series())
+    with pytest.raises(TelemetryError, match="conv_ae: latent must be a positive integer, got -1"):
+        REGISTRY["conv_ae"](latent=-1).fit(make_series())
+    with pytest.raises(TelemetryError, match="filters must be a positive integer, got 2.5"):
+        REGISTRY["conv_lstm_attention_ae"](filters=2.5).fit(make_series())
 
 
 # The notebooks' model summaries, rebuilt with the same widths: (name, params, window, channels, count).
@@ -103,7 +102,7 @@ def test_parameter_counts_match_the_notebooks(name, params, window, channels, co
     assert REGISTRY[name](window=window, **params).build(channels).count_params() == count
 
 
-def test_keras_example_conv_ae_detects_the_nab_jump():
+def test_keras_example_conv_ae_detects_the_nab_jump(nab_dir):
     """keras.io/examples/timeseries/timeseries_anomaly_detection, through the project's pipeline.
 
     Train the conv autoencoder (window 288, filters 32/16, kernel 7, strides 2, dropout 0.2, Adam 1e-3,
@@ -121,16 +120,14 @@ def test_keras_example_conv_ae_detects_the_nab_jump():
     run is that long exactly when ``window`` consecutive windows exceed the threshold, i.e. when some
     row has all its covering windows above it.
     """
-    keras = pytest.importorskip("keras")
+    import keras
+
     from telemetry.events import events
     from telemetry.loading import load_nab
     from telemetry.metrics import event_counts
     from telemetry.thresholds import Threshold
 
-    files = [NAB / f for f in ("art_daily_small_noise.csv", "art_daily_jumpsup.csv", "combined_windows.json")]
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        pytest.skip(f"shared NAB data not found under {NAB}: {', '.join(missing)}")
+    files = [nab_dir / f for f in ("art_daily_small_noise.csv", "art_daily_jumpsup.csv", "combined_windows.json")]
     train = load_nab(files[0])
     test = load_nab(files[1], files[2])
     mean, std = train.values.mean(axis=0), train.values.std(axis=0)
@@ -146,7 +143,7 @@ def test_keras_example_conv_ae_detects_the_nab_jump():
     est.fit(fit, validation, callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=5, mode="min")])
     assert est.history_["val_loss"][-1] < 0.1
 
-    train_scores, test_scores = est.score(train), est.score(test)
+    train_scores, test_scores = est.score_samples(train), est.score_samples(test)
     threshold = Threshold(method="max_fit", min_length=2 * window - 1).fit(test_scores, fit_scores=train_scores)
     assert threshold.threshold_ == pytest.approx(float(train_scores.max()))
     predicted = threshold.predict(test_scores)

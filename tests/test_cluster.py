@@ -7,6 +7,7 @@ validation that ``ray up`` runs before it contacts the cloud (see ``_prepared``)
 from __future__ import annotations
 
 import copy
+import os
 import re
 import subprocess
 import sys
@@ -232,12 +233,35 @@ def test_esa_sweep_parses_and_covers_every_architecture():
 # -- GPU memory cap of fractional trials --------------------------------------------------------
 
 def test_fractional_gpu_trials_get_a_memory_cap(monkeypatch):
+    """What TensorFlow is told, per trial share of a (fake) 24,000 MiB GPU: four quarter trials fit
+    on the card together, with room left for their CUDA contexts; whole-GPU trials grow instead."""
+    import tensorflow as tf
+
     from search import backend
 
-    assert backend.gpu_memory_limit_mb(0.25, 24_000) == int(0.25 * backend.GPU_MEMORY_HEADROOM * 24_000)
-    assert backend.gpu_memory_limit_mb(1.0, 24_000) is None  # whole GPUs: memory growth
-    assert backend.gpu_memory_limit_mb(0.5, None) is None  # size unknown: memory growth
-    assert backend.gpu_memory_limit_mb(0, 24_000) is None
+    real_total_memory = backend.gpu_total_memory_mb
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # configure_backend sets thread/GPU variables
+    calls = []
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config, "set_logical_device_configuration", lambda dev, cfgs: calls.append(("cap", cfgs)))
+    monkeypatch.setattr(tf.config.experimental, "set_memory_growth", lambda dev, on: calls.append(("growth", on)))
+    monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads", lambda n: None)
+    monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads", lambda n: None)
+    monkeypatch.setattr(backend, "gpu_total_memory_mb", lambda visible=None: 24_000.0)
+    for var in ("CUDA_VISIBLE_DEVICES", "TF_FORCE_GPU_ALLOW_GROWTH", "XLA_PYTHON_CLIENT_MEM_FRACTION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+
+    quarter = backend.configure_backend(1, 0.25)
+    (kind, cfgs), = calls
+    assert kind == "cap" and len(cfgs) == 1 and cfgs[0].memory_limit == quarter["gpu_memory_limit_mb"]
+    assert 0.2 * 24_000 <= cfgs[0].memory_limit and 4 * cfgs[0].memory_limit < 24_000
+    calls.clear()
+    whole = backend.configure_backend(1, 1.0)
+    assert calls == [("growth", True)] and whole["gpu_memory_limit_mb"] is None
+    calls.clear()
+    monkeypatch.setattr(backend, "gpu_total_memory_mb", lambda visible=None: None)  # size unknown: grow
+    assert backend.configure_backend(1, 0.5)["gpu_memory_limit_mb"] is None and calls == [("growth", True)]
 
     seen = {}
 
@@ -247,10 +271,10 @@ def test_fractional_gpu_trials_get_a_memory_cap(monkeypatch):
 
     monkeypatch.setattr(backend.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
     monkeypatch.setattr(backend.subprocess, "run", fake_run)
-    assert backend.gpu_total_memory_mb("2") == 23028.0
+    assert real_total_memory("2") == 23028.0
     assert seen["cmd"][-2:] == ["-i", "2"]
     monkeypatch.setattr(backend.shutil, "which", lambda name: None)
-    assert backend.gpu_total_memory_mb("0") is None
+    assert real_total_memory("0") is None
 
 
 # -- storage URIs ---------------------------------------------------------------------------------

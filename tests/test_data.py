@@ -3,17 +3,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from telemetry.checks import check_disjoint, check_window_fits
+from telemetry.checks import check_disjoint
 from telemetry.errors import TelemetryError
 from telemetry.loading import load, load_labels, load_nab, load_parquet
-from telemetry.prepare import DataConfig, Prepared, prepare
+from telemetry.prepare import DataConfig, prepare
 from telemetry.scaling import StandardScaler
 from telemetry.schema import channel_names
 from telemetry.series import Series
 from telemetry.splits import split_series
 from telemetry.wavelets import WaveletDenoiser
 
-from conftest import SHARED, write_challenge_parquet
+from conftest import write_challenge_parquet
 
 
 def test_channel_selection_forms():
@@ -90,14 +90,8 @@ def test_test_ids_overlapping_train_ids_are_refused():
     check_disjoint(np.arange(10), np.arange(10, 20), "a", "b")
 
 
-def test_window_longer_than_a_split_is_refused():
-    with pytest.raises(TelemetryError, match="window 100 is longer than the holdout split \\(80 rows\\)"):
-        check_window_fits(100, {"fit": 500, "validation": 120, "holdout": 80})
-
-
-@pytest.mark.skipif(not (SHARED / "data" / "nab").is_dir(), reason="shared NAB data not present")
-def test_nab_series_with_labelled_window():
-    nab = SHARED / "data" / "nab"
+def test_nab_series_with_labelled_window(nab_dir):
+    nab = nab_dir
     s = load_nab(nab / "art_daily_jumpsup.csv", nab / "combined_windows.json")
     assert len(s) == 4032 and s.channels == ("value",)
     assert 0 < s.labels.sum() < 4032
@@ -163,17 +157,20 @@ def test_wavelet_denoising_shrinks_noise_and_is_not_the_identity():
         WaveletDenoiser("db99").fit(noisy)
 
 
-def test_prepare_fits_on_fit_split_and_round_trips_through_npy(challenge_files, tmp_path):
+def test_prepare_fits_on_fit_split_and_applies_it_to_every_split(challenge_files):
     cfg = DataConfig.from_dict({"train": "train.parquet", "test": "test.parquet", "channels": "41-43",
                                 "fractions": [0.4, 0.4, 0.2], "wavelet": {"wavelet": "haar", "level": 1}},
                                base_dir=challenge_files)
     p = prepare(cfg)
     assert {k: len(v) for k, v in p.sets().items()} == {"fit": 240, "validation": 240, "holdout": 120, "test": 200}
-    fit_nominal = p.scaler.transform(load(cfg.train, "41-43").values[:240][p.fit.labels == 0])
+    raw = load(cfg.train, "41-43")
+    fit_nominal = p.scaler.transform(raw.values[:240][p.fit.labels == 0])
     np.testing.assert_allclose(fit_nominal.mean(axis=0), 0, atol=1e-5)
-    q = Prepared.load(p.save(tmp_path / "prep"))
-    np.testing.assert_array_equal(q.validation.values, p.validation.values)
-    np.testing.assert_array_equal(q.test.ids, p.test.ids)
+    # validation and test get the fit split's scaler and denoiser, not statistics of their own
+    np.testing.assert_array_equal(p.validation.values, p.denoiser.transform(p.scaler.transform(raw.values[240:480])))
+    test = load(cfg.test, "41-43", labels=False)
+    np.testing.assert_array_equal(p.test.values, p.denoiser.transform(p.scaler.transform(test.values)))
+    np.testing.assert_array_equal(p.test.ids, np.arange(600, 800))
     with pytest.raises(TelemetryError, match="data: unknown key 'chanels'"):
         DataConfig.from_dict({"train": "x", "chanels": "41"})
 

@@ -5,12 +5,14 @@ Models are tiny (window 8, a handful of units, 1 epoch) so the file runs in abou
 import numpy as np
 import pytest
 
+from sklearn.base import clone
+
 from models import registry
-from models.base import Detector
+from models.base import POSITIVE_INT, Detector, _merged
 from telemetry.errors import TelemetryError
 from telemetry.series import Series
 
-TAG_KEYS = {"needs_labels", "forecaster", "windowed", "keras"}
+TAG_KEYS = {"needs_labels", "forecaster", "windowed", "keras", "baseline"}
 BIG = slice(400, 430)  # the large injected anomaly
 
 # Tiny hyperparameters, merged in this dict's order ("all" first, later entries win) for the tags a
@@ -67,21 +69,88 @@ def test_detector_interface(name, series, validation, tmp_path):
     params = tiny_params(cls)
     est = cls(**params)
     assert est.name == name
-    # scikit-learn style: the constructor only stores; get_params round-trips through it.
-    assert cls(**est.get_params()).get_params() == est.get_params()
+
+    # scikit-learn's contract: the constructor only stores; clone, get_params and set_params agree.
+    assert set(est.get_params(deep=True)) == set(cls.param_names()) == set(est.get_params(deep=False))
     assert {k: est.get_params()[k] for k in params} == params
+    twin = clone(est)
+    assert twin is not est and type(twin) is cls and twin.get_params() == est.get_params()
+    some = sorted(params)[0] if params else None
+    if some is not None:
+        assert twin.set_params(**{some: params[some]}) is twin
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        est.set_params(no_such_parameter=1)
+
+    # input checks, all before any training: every checked parameter, wrong input types, labels
+    for param in _merged(cls, "_checks"):
+        bad = clone(est).set_params(**{param: "bogus"})
+        with pytest.raises(TelemetryError, match=f"{name}: {param} must be"):
+            bad.fit(series, validation)
+    with pytest.raises(TelemetryError, match="expected a telemetry Series"):
+        clone(est).fit(series.values)
+    with pytest.raises(TelemetryError, match="call fit before"):
+        clone(est).score_samples(series)
+    if cls.tags["needs_labels"]:
+        with pytest.raises(TelemetryError, match="supervised: the training split .* no labels"):
+            clone(est).fit(Series(series.ids, series.values, None, series.channels, source="unlabelled"))
+    if cls.tags["windowed"]:
+        short = make_series(n=est.window - 1, events=(), name="short")
+        with pytest.raises(TelemetryError, match=f"window {est.window}( \\+ horizon 1)? is longer than the validation split"):
+            clone(est).fit(series, short)
 
     assert est.fit(series, validation) is est
-    s = est.score(series)
+    s = est.score_samples(series)
     assert s.dtype == np.float32 and s.shape == (len(series),)
     assert np.isfinite(s).all()
+    np.testing.assert_array_equal(est.score_samples(series), s)  # the alias older callers use
     nominal = series.labels == 0
     assert np.median(s[BIG]) > np.median(s[nominal]), f"{name}: the large anomaly does not stand out"
+    assert not hasattr(clone(est), "fitted_"), "clone must copy parameters, not fitted state"
+    two_channels = Series(series.ids, series.values[:, :2].copy(), series.labels, series.channels[:2])
+    with pytest.raises(TelemetryError, match="fitted on 3 channels, got 2"):
+        est.score_samples(two_channels)
 
     est.save(tmp_path / "m")
     back = Detector.load(tmp_path / "m")
-    assert type(back) is cls and back.get_params() == est.get_params()
-    np.testing.assert_array_equal(back.score(series), s)
+    assert type(back) is cls and back.get_params() == est.get_params() and back.channels_ == est.channels_
+    np.testing.assert_array_equal(back.score_samples(series), s)
+
+
+def test_tags_are_merged_along_the_hierarchy():
+    from models.baselines import RowDetector
+    from models.window import KerasWindowDetector
+
+    for name in registry.names():
+        cls = registry.get(name)
+        assert set(cls.tags) == TAG_KEYS, name
+        assert cls.tags["baseline"] == (name in ("global_std", "isolation_forest")), name  # pca is a real member
+        assert issubclass(cls, RowDetector) != cls.tags["keras"], name
+        assert cls.tags["keras"] == cls.tags["windowed"] == issubclass(cls, KerasWindowDetector), name
+    assert registry.get("lstm_forecaster").tags["forecaster"] and not registry.get("lstm_ae").tags["forecaster"]
+    assert registry.get("cnn_lstm_classifier").tags["needs_labels"]
+
+
+def test_a_subclass_declares_only_what_it_adds():
+    import inspect
+
+    from models.window import ReconstructionDetector
+
+    class Wider(ReconstructionDetector):
+        _tags = {"needs_labels": True}
+        _checks = {"extra": POSITIVE_INT}
+        units: int = 128  # a new default for an inherited parameter
+        extra: int = 3
+
+    sig = inspect.signature(Wider.__init__)
+    assert all(p.kind is p.KEYWORD_ONLY for n, p in sig.parameters.items() if n != "self")
+    assert sig.parameters["units"].default == 128 and sig.parameters["window"].default == 32
+    assert Wider.param_names()[-1] == "extra" and "latent" in Wider.param_names()
+    assert Wider.tags == {**registry.get("lstm_ae").tags, "needs_labels": True}
+    assert clone(Wider(extra=5)).extra == 5
+    with pytest.raises(TelemetryError, match="extra must be a positive integer"):
+        Wider(extra=0).fit(make_series())
+    with pytest.raises(TelemetryError, match="latent must be a positive integer"):  # inherited check
+        Wider(latent=0).fit(make_series())
 
 
 # -- the forecaster ----------------------------------------------------------------------------------
@@ -93,8 +162,8 @@ def test_forecaster_scores_land_on_the_predicted_rows(horizon):
     values = (np.sin(np.arange(n)[:, None] / 6.0 + np.arange(2)) + rng.normal(0, 0.05, (n, 2))).astype(np.float32)
     values[spike, 1] += 40.0
     s_ = Series(np.arange(n, dtype=np.int64), values, None, ("a", "b"))
-    est = registry.create("lstm_forecaster", window=8, units=6, epochs=1, batch_size=64, horizon=horizon)
-    s = est.fit(s_).score(s_)
+    est = registry.get("lstm_forecaster")(window=8, units=6, epochs=1, batch_size=64, horizon=horizon)
+    s = est.fit(s_).score_samples(s_)
     assert s.shape == (n,) and s.dtype == np.float32
     assert spike <= int(np.argmax(s)) <= spike + 1, f"peak at row {np.argmax(s)}, spike at {spike}"
     # rows before the first forecast (the first window) take the first predicted row's score
@@ -104,9 +173,9 @@ def test_forecaster_scores_land_on_the_predicted_rows(horizon):
 # -- the classifier ---------------------------------------------------------------------------------
 
 def test_classifier_refuses_fit_without_labels_or_anomalies(series):
-    est = registry.create("cnn_lstm_classifier", window=8)
+    est = registry.get("cnn_lstm_classifier")(window=8)
     unlabelled = Series(series.ids, series.values, None, series.channels, source="train.parquet")
-    with pytest.raises(TelemetryError, match=r"supervised.*train\.parquet.*no labels"):
+    with pytest.raises(TelemetryError, match=r"supervised: the training split \(train\.parquet\).*no labels"):
         est.fit(unlabelled)
     nominal = Series(series.ids, series.values, np.zeros(len(series), np.uint8), series.channels, source="fit")
     with pytest.raises(TelemetryError, match="no anomalous row"):
@@ -115,29 +184,48 @@ def test_classifier_refuses_fit_without_labels_or_anomalies(series):
         est.fit(series, Series(series.ids, series.values, None, series.channels, source="validation"))
 
 
+def test_classifier_class_weights_balance_the_two_classes(series):
+    """Each window's target is "holds an anomalous row"; with class_weight="balanced" both classes
+    carry the same total weight, with None every window weighs 1."""
+    labels = series.labels
+    for class_weight in ("balanced", None):
+        est = registry.get("cnn_lstm_classifier")(window=8, batch_size=50, class_weight=class_weight)
+        data = est._training_data(series, training=True)
+        ys, ws = map(np.concatenate, zip(*((y.ravel(), w) for _, y, w in (data[i] for i in range(len(data))))))
+        starts = np.arange(len(series) - 8 + 1)  # stride 1: every window, each once (in shuffled order)
+        assert len(ys) == starts.size
+        assert ys.sum() == sum(labels[s:s + 8].any() for s in starts)
+        assert est.positive_rate_ == pytest.approx(ys.mean())
+        if class_weight is None:
+            assert (ws == 1).all()
+        else:
+            assert ws[ys == 1].sum() == pytest.approx(ws[ys == 0].sum())
+            assert ws[ys == 1].min() > ws[ys == 0].max()  # the rare class weighs more per window
+
+
 # -- the baselines ----------------------------------------------------------------------------------
 
 def test_global_std_matches_hand_computation():
     fit = Series(np.arange(3, dtype=np.int64), np.array([[1, 10], [3, 30], [100, 100]], np.float32),
                  np.array([0, 0, 1], np.uint8), ("a", "b"))
     test = Series(np.arange(3, dtype=np.int64), np.array([[5, 20], [2, 45], [2, 20]], np.float32), None, ("a", "b"))
-    est = registry.create("global_std").fit(fit)
+    est = registry.get("global_std")().fit(fit)
     # nominal rows only: mean (2, 20), std (1, 10); the labelled row (100, 100) is ignored
     np.testing.assert_array_equal(est.mean_, [2, 20])
     np.testing.assert_array_equal(est.std_, [1, 10])
-    np.testing.assert_array_equal(est.score(test), np.array([3.0, 2.5, 0.0], np.float32))
-    assert est.score(test).dtype == np.float32
+    np.testing.assert_array_equal(est.score_samples(test), np.array([3.0, 2.5, 0.0], np.float32))
+    assert est.score_samples(test).dtype == np.float32
 
 
 def test_isolation_forest_fit_rows_subsample_still_scores_every_row(series, monkeypatch):
     from models import baselines
 
-    est = registry.create("isolation_forest", n_estimators=20, fit_rows=50, seed=3).fit(series)
+    est = registry.get("isolation_forest")(n_estimators=20, fit_rows=50, seed=3).fit(series)
     assert est.n_fit_rows_ == 50
-    s = est.score(series)
+    s = est.score_samples(series)
     assert s.shape == (len(series),) and s.dtype == np.float32 and np.isfinite(s).all()
     monkeypatch.setattr(baselines, "CHUNK_ROWS", 64)  # chunked scoring equals one-shot scoring
-    np.testing.assert_array_equal(est.score(series), s)
+    np.testing.assert_array_equal(est.score_samples(series), s)
     # the subsample is seeded: the same seed gives the same forest
-    again = registry.create("isolation_forest", n_estimators=20, fit_rows=50, seed=3).fit(series)
-    np.testing.assert_array_equal(again.score(series), s)
+    again = registry.get("isolation_forest")(n_estimators=20, fit_rows=50, seed=3).fit(series)
+    np.testing.assert_array_equal(again.score_samples(series), s)

@@ -32,6 +32,8 @@ from search.runner import check_storage_for_cluster, run_sweep
 from telemetry.errors import TelemetryError
 from telemetry.synth import generate_mission
 
+from conftest import write_challenge_parquet
+
 ray = pytest.importorskip("ray")
 
 TRAIN_ROWS, TEST_ROWS = 8_000, 2_000  # fractions [0.5, 0.25, 0.25]: fit 4,000, validation 2,000, holdout 2,000
@@ -168,6 +170,22 @@ def test_window_longer_than_a_split_rejected_before_ray(mission, tmp_path):
     assert not (tmp_path / "sweeps").exists()
 
 
+def test_window_longer_than_the_test_split_rejected_before_ray(tmp_path):
+    """The test split is scored too: a window that fits the labelled splits but not the test file
+    fails before Ray, not after training."""
+    events = ((100, 110), (600, 610), (850, 860))  # one event in each labelled split
+    write_challenge_parquet(tmp_path / "train.parquet", n=1_000, events=events)
+    write_challenge_parquet(tmp_path / "test.parquet", n=100, labels=False, start_id=1_000, seed=1)
+    raw = {"name": "short_test", "data": {"train": str(tmp_path / "train.parquet"), "test": str(tmp_path / "test.parquet"),
+                                          "channels": "41-43", "fractions": [0.5, 0.25, 0.25]},
+           "architectures": {"lstm_forecaster": {"trials": 1, "fixed": {"window": 100, "epochs": 1}}}}
+    with pytest.raises(TelemetryError) as err:
+        run_sweep(parse_config(raw), storage_path=str(tmp_path / "sweeps"))
+    assert str(err.value) == ("architectures.lstm_forecaster: window 100 + horizon 1 is longer than the test split "
+                              "(100 rows)")  # the forecaster's default horizon counts
+    assert not ray.is_initialized() and not (tmp_path / "sweeps").exists()
+
+
 # -- 1 and 4. local sweeps -------------------------------------------------------------------------
 
 @pytest.fixture(scope="class")
@@ -287,6 +305,45 @@ class TestLocal:
         path = write_sweep(tmp_path / "all_fail.yaml", raw)
         assert main(["run", "--config", str(path), "--storage", str(tmp_path / "sweeps")]) == 1
         assert "dense_ae: 0/1 trials completed, 1 failed" in capsys.readouterr().out
+
+
+    def test_smoke_test_random_searcher_and_log_int_space(self, mission, tmp_path, local_ray, capsys):
+        """``--smoke-test`` keeps two trials; ``searcher: random`` samples the log-int space (Tune's
+        random variant generator, whose state it saves, instead of Optuna's)."""
+        raw = sweep(mission, "random_log", search={"searcher": "random", "scheduler": "fifo"},
+                    architectures={"isolation_forest": {"trials": 5, "space": {"n_estimators": {"int": [2, 64], "log": True}},
+                                                        "fixed": {"fit_rows": 500}}})
+        path = write_sweep(tmp_path / "random_log.yaml", raw)
+        assert main(["run", "--config", str(path), "--storage", str(tmp_path / "sweeps"), "--smoke-test"]) == 0
+        assert "isolation_forest: 2/2 trials completed, 0 failed" in capsys.readouterr().out
+        arch_dir = tmp_path / "sweeps" / "random_log" / "isolation_forest"
+        table = trial_table(str(arch_dir.parent))
+        n_estimators = [json.loads(p)["n_estimators"] for p in table["params"]]
+        assert len(n_estimators) == 2 and all(isinstance(n, int) and 2 <= n <= 64 for n in n_estimators)
+        assert list(arch_dir.glob("basic-variant-state-*.json")) and not list(arch_dir.glob("searcher-state-*"))
+        thresholds = [json.loads(t) for t in table["threshold"]]  # the nested threshold rule reached the trial
+        assert all(t == {"method": "best_f05", "min_length": 1, "max_gap": 0} for t in thresholds)
+
+    def test_asha_stops_a_poor_trial_and_fifo_does_not(self, mission, tmp_path, local_ray):
+        """The same three seeded random configurations, run one at a time for up to 3 epochs: ASHA
+        (grace 1, halving) stops a trial whose validation loss trails at a rung; FIFO runs all to the end."""
+        epochs = {}
+        for scheduler in ("fifo", "asha"):
+            raw = sweep(mission, f"sched_{scheduler}", seed=0,
+                        search={"searcher": "random", "scheduler": scheduler, "max_concurrent_trials": 1,
+                                "grace_period": 1, "reduction_factor": 2, "max_failures": 0},
+                        architectures={"dense_ae": {"trials": 3,
+                                                    "space": {"learning_rate": {"float": [1e-5, 1e-1], "log": True}},
+                                                    "fixed": {**TINY, "latent": 2, "epochs": 3}}})
+            run_sweep(parse_config(raw), storage_path=str(tmp_path / "sweeps"))
+            table = trial_table(str(tmp_path / "sweeps" / f"sched_{scheduler}"))
+            assert (table["status"] == "TERMINATED").all()
+            # a stopped trial ends between epochs: no final scores, so the ensemble never picks it
+            assert (table["completed"] == (table["epochs"] == 3)).all()
+            epochs[scheduler] = {json.loads(p)["learning_rate"]: e for p, e in zip(table["params"], table["epochs"])}
+        assert set(epochs["fifo"]) == set(epochs["asha"])  # the same seeded configurations
+        assert set(epochs["fifo"].values()) == {3}
+        assert min(epochs["asha"].values()) < 3 and max(epochs["asha"].values()) == 3, epochs["asha"]
 
 
 # -- 2. interrupted (Ctrl-C) and resumed ------------------------------------------------------------

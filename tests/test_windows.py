@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from telemetry.errors import TelemetryError
-from telemetry.windows import WindowBatches, as_keras_dataset, spread_to_rows, window_starts
+from telemetry.windows import (WindowBatches, anomalous_windows, as_keras_dataset, check_window_fits, spread_to_rows,
+                               window_starts)
 
 
 def materialised(values, window, horizon=0):
@@ -30,7 +31,7 @@ def test_autoencoder_and_forecast_targets(values):
     np.testing.assert_array_equal(x, materialised(values, 8, horizon=2))
     np.testing.assert_array_equal(y, np.stack([values[i + 8:i + 10] for i in range(len(starts))]))
     x, y = WindowBatches(values, 8, starts, 16, target="self")[0]
-    assert x is y or np.array_equal(x, y)
+    np.testing.assert_array_equal(y, materialised(values, 8)[:16])  # an autoencoder's target is its window
     _, y = WindowBatches(values, 8, starts, 16, target="next", horizon=2, target_channels=[1, 3])[0]
     assert y.shape == (16, 2, 2)
 
@@ -64,15 +65,38 @@ def test_strided_starts_always_reach_the_end():
 
 
 def test_window_longer_than_series_is_refused():
-    with pytest.raises(TelemetryError, match="window 30 \\+ horizon 0 is longer than the series \\(20 rows\\)"):
+    with pytest.raises(TelemetryError, match="window 30 is longer than the series \\(20 rows\\)"):
         window_starts(20, 30)
+    with pytest.raises(TelemetryError, match="window 18 \\+ horizon 3 is longer than the fit split \\(20 rows\\)"):
+        check_window_fits(20, 18, 3, "the fit split")
+    check_window_fits(20, 18, 2, "the fit split")  # exactly fits
 
 
-def test_keras_dataset_serves_the_same_batches(values):
-    b = WindowBatches(values, 10, window_starts(len(values), 10), 32, target="self")
-    ds = as_keras_dataset(b)
-    assert len(ds) == len(b)
-    np.testing.assert_array_equal(ds[1][0], b[1][0])
+def test_anomalous_windows_flags_exactly_the_windows_holding_an_anomalous_row():
+    rng = np.random.default_rng(4)
+    labels = (rng.random(60) < 0.1).astype(np.uint8)
+    starts = window_starts(60, 7, stride=3)
+    expected = [labels[s:s + 7].any() for s in starts]
+    np.testing.assert_array_equal(anomalous_windows(labels, starts, 7), expected)
+
+
+def test_keras_trains_on_the_dataset_and_reshuffles_it_every_epoch(values):
+    """Keras must see every window once per epoch and call on_epoch_end, so the order changes."""
+    keras = pytest.importorskip("keras")
+    b = WindowBatches(values, 10, window_starts(len(values), 10), 32, target="self", shuffle=True, seed=0)
+    orders = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            orders.append(np.concatenate([b.batch_starts(i) for i in range(len(b))]))
+
+    inputs = keras.Input(shape=(10, 4))
+    model = keras.Model(inputs, keras.layers.Dense(4)(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    hist = model.fit(as_keras_dataset(b), epochs=2, verbose=0, callbacks=[Spy()])
+    assert len(hist.history["loss"]) == 2 and np.isfinite(hist.history["loss"]).all()
+    assert sorted(orders[0]) == sorted(orders[1]) == list(b.starts)
+    assert not np.array_equal(orders[0], orders[1])
 
 
 def naive_spread(v, first, length, n, how):

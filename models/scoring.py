@@ -1,0 +1,52 @@
+"""From errors to row scores, one way for every member.
+
+A member measures something per window (or per row) and channel: a reconstruction or forecast
+error, a row's distance from the nominal mean, a window's anomaly probability. :class:`RowScorer`
+turns that into the one float32 score per row the ensemble expects:
+
+1. standardise each channel by the location/scale fitted on nominal data (so channels weigh
+   alike; skipped when not fitted, e.g. for probabilities);
+2. reduce over channels (``max``: one bad channel is enough; ``mean``: all of them together);
+3. spread each window's value back to the rows it covers (``row_reduction`` over the covering
+   windows, :func:`telemetry.windows.spread_to_rows`); row members skip this step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from telemetry.windows import spread_to_rows
+
+CHANNEL_REDUCTIONS = ("max", "mean")
+MIN_SCALE = 1e-6  # a channel whose nominal error never varies must not divide by zero
+
+
+class RowScorer:
+    """Errors [n, C] (or [n]) -> per-window scores -> per-row scores. ``loc_``/``scale_`` are the
+    fitted per-channel statistics (None: no standardisation)."""
+
+    def __init__(self, channel_reduction: str = "max", row_reduction: str = "mean"):
+        self.channel_reduction = channel_reduction
+        self.row_reduction = row_reduction
+        self.loc_ = self.scale_ = None
+
+    def fit(self, errors: np.ndarray, keep: np.ndarray | None = None) -> "RowScorer":
+        """Per-channel mean and std of ``errors[keep]`` (every row when ``keep`` selects none)."""
+        if keep is not None and keep.any():
+            errors = errors[keep]
+        return self.set_stats(errors.mean(axis=0), np.maximum(errors.std(axis=0), MIN_SCALE))
+
+    def set_stats(self, loc, scale) -> "RowScorer":
+        self.loc_ = np.asarray(loc).astype(np.float32)
+        self.scale_ = np.asarray(scale).astype(np.float32)
+        return self
+
+    def window_scores(self, errors: np.ndarray) -> np.ndarray:
+        """One value per window (or row): standardised, then reduced over channels."""
+        z = errors if self.loc_ is None else (errors - self.loc_) / self.scale_
+        if z.ndim == 1:
+            return z
+        return z.max(axis=1) if self.channel_reduction == "max" else z.mean(axis=1)
+
+    def row_scores(self, errors: np.ndarray, first_rows: np.ndarray, length: int, n_rows: int) -> np.ndarray:
+        """Window ``j`` covers rows ``[first_rows[j], first_rows[j] + length)``; float32 per row."""
+        return spread_to_rows(self.window_scores(errors), first_rows, length, n_rows, how=self.row_reduction)
