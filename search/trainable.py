@@ -25,9 +25,14 @@ TRIAL_FILE = "trial.json"
 
 
 def split_config(config: dict) -> tuple[str, dict, dict]:
-    """(architecture, estimator params, threshold rule) from a trial config."""
-    params = {k: v for k, v in config.items() if k not in META_KEYS}
-    return config["arch"], params, dict(config.get("threshold") or {})
+    """(architecture, estimator params, threshold rule) from a trial config.
+
+    Experiments started before the rule became a nested dict carry it as flat ``threshold_<key>``
+    entries: those are read too, so such sweeps still resume and build."""
+    legacy = {k: v for k, v in config.items() if k.startswith("threshold_")}
+    params = {k: v for k, v in config.items() if k not in META_KEYS and k not in legacy}
+    rule = {k[len("threshold_"):]: v for k, v in legacy.items()}
+    return config["arch"], params, {**rule, **dict(config.get("threshold") or {})}
 
 
 def _epoch_reporter(last_epoch: int, tmp_root: Path):

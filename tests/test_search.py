@@ -524,3 +524,12 @@ class TestCluster:
         assert failures == {d: int(d == trial_dir) for d in results}
         board = pd.read_csv(tmp_path / "sweeps" / "node_loss" / LEADERBOARD)
         assert board["completed"].all() and (board["status"] == "TERMINATED").all()
+
+
+def test_trial_configs_of_older_experiments_still_split_into_params_and_rule():
+    from search.trainable import split_config
+
+    old = {"arch": "pca", "lags": 3, "threshold_method": "ndt", "threshold_min_length": 4}
+    assert split_config(old) == ("pca", {"lags": 3}, {"method": "ndt", "min_length": 4})
+    new = {"arch": "pca", "lags": 3, "threshold": {"method": "plateau", "smooth": 5}}
+    assert split_config(new) == ("pca", {"lags": 3}, {"method": "plateau", "smooth": 5})
