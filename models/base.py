@@ -75,12 +75,15 @@ class Detector(BaseEstimator):
 
     Tags: ``needs_labels`` (supervised), ``forecaster``, ``windowed`` (scores windows of rows),
     ``keras`` (trains with Keras, reporting once per epoch), ``baseline`` (a reference method, not
-    a searched deep model; the ensemble leaves it out unless asked).
+    a searched deep model; the ensemble leaves it out unless asked), ``channel_scores`` (its score is
+    built from one error per channel, so :meth:`score_channels` can give each channel's own score:
+    the error window models, pca and global_std; not isolation_forest, which scores whole rows, nor
+    the classifier, one probability per window).
     """
 
     name: ClassVar[str] = "detector"
     _tags: ClassVar[dict] = {"needs_labels": False, "forecaster": False, "windowed": False, "keras": False,
-                             "baseline": False}
+                             "baseline": False, "channel_scores": False}
     _checks: ClassVar[dict[str, Check]] = {}
     tags: ClassVar[dict] = dict(_tags)
 
@@ -139,14 +142,40 @@ class Detector(BaseEstimator):
         note the sign: sklearn's outlier detectors return lower = more abnormal, these the reverse,
         because every threshold here is "anomalous when the score is at least t".
         """
-        if not getattr(self, "fitted_", False):
-            raise TelemetryError(f"{self.name}: call fit before score_samples")
-        self._check_input(series, "scored")
+        self._check_scorable(series)
         return self._score_samples(series)
 
     def score(self, series: Series) -> np.ndarray:
         """Alias of :meth:`score_samples`, kept for callers written before the rename."""
         return self.score_samples(series)
+
+    def score_channels(self, series: Series) -> np.ndarray:
+        """One float32 score per row and channel [N, C] (channels in ``channels_`` order), aligned to
+        the ids: each channel's standardised error spread to rows like the per-row score, without the
+        reduction over channels (see models/scoring.py for how the two relate). Only members tagged
+        ``channel_scores``; the others raise a TelemetryError."""
+        self._check_scorable(series)
+        if not self.tags["channel_scores"]:
+            raise TelemetryError(f"{self.name} has no per-channel scores (it scores whole rows or windows); "
+                                 f"use a member tagged channel_scores (window autoencoders, forecaster, pca, global_std)")
+        return self._score_both(series)[1]
+
+    def score_samples_and_channels(self, series: Series) -> tuple[np.ndarray, np.ndarray | None]:
+        """(:meth:`score_samples`, :meth:`score_channels` or None when the member has none), from one
+        pass over the series: a window model predicts once for both."""
+        self._check_scorable(series)
+        if not self.tags["channel_scores"]:
+            return self._score_samples(series), None
+        return self._score_both(series)
+
+    def _check_scorable(self, series: Series) -> None:
+        if not getattr(self, "fitted_", False):
+            raise TelemetryError(f"{self.name}: call fit before score_samples")
+        self._check_input(series, "scored")
+
+    def _score_both(self, series: Series) -> tuple[np.ndarray, np.ndarray]:
+        """(per-row [N], per-channel [N, C]) scores; members tagged ``channel_scores`` define it."""
+        raise NotImplementedError
 
     def _fit(self, train: Series, validation: Series | None) -> None:
         raise NotImplementedError

@@ -52,6 +52,22 @@ class RowDetector(Detector):
             out[lo:hi] = self._score_rows(series.values, lo, hi)
         return out
 
+    def _channel_rows(self, values: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """Standardised per-channel errors of rows [lo, hi) (members tagged ``channel_scores``)."""
+        raise NotImplementedError
+
+    def _score_both(self, series: Series) -> tuple[np.ndarray, np.ndarray]:
+        """Per-row and per-channel scores chunk by chunk; the per-row score is exactly the scorer's
+        channel reduction of the per-channel one (the same float32 operations as ``_score_samples``)."""
+        out = np.empty(len(series), dtype=np.float32)
+        channels = np.empty((len(series), series.n_channels), dtype=np.float32)
+        step = self._chunk_rows()
+        for lo in range(0, len(series), step):
+            hi = min(lo + step, len(series))
+            channels[lo:hi] = self._channel_rows(series.values, lo, hi)
+            out[lo:hi] = self.scorer_.reduce(channels[lo:hi])
+        return out, channels
+
 
 @register("isolation_forest")
 class IsolationForestDetector(RowDetector):
@@ -127,7 +143,7 @@ class GlobalStd(RowDetector):
     ``min_std`` (a constant channel) is raised to it so the score stays finite.
     """
 
-    _tags = {"baseline": True}
+    _tags = {"baseline": True, "channel_scores": True}
     _checks = {"ddof": NON_NEGATIVE_INT, "min_std": POSITIVE}
     ddof: int = 0
     min_std: float = 1e-6
@@ -159,6 +175,9 @@ class GlobalStd(RowDetector):
 
     def _score_chunk(self, x: np.ndarray) -> np.ndarray:
         return self.scorer_.window_scores(np.abs(x - self.mean_))
+
+    def _channel_rows(self, values: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        return self.scorer_.standardised(np.abs(values[lo:hi] - self.mean_))
 
     def _save_state(self, path: Path) -> None:
         np.savez(path / "state.npz", mean=self.mean_, std=self.std_)

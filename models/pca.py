@@ -49,6 +49,7 @@ class PCADetector(RowDetector):
     left to score. ``nominal_only``: fit on the labelled-nominal rows when labels are known.
     """
 
+    _tags = {"channel_scores": True}
     _checks = {"lags": POSITIVE_INT, "n_components": COMPONENTS, "channel_reduction": one_of(*CHANNEL_REDUCTIONS)}
     lags: int = 1
     n_components: int | float = 0.95
@@ -101,6 +102,9 @@ class PCADetector(RowDetector):
 
     def _score_rows(self, values: np.ndarray, lo: int, hi: int) -> np.ndarray:
         return self.scorer_.window_scores(self._channel_errors(values, lo, hi))
+
+    def _channel_rows(self, values: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        return self.scorer_.standardised(self._channel_errors(values, lo, hi))
 
     def _save_state(self, path: Path) -> None:
         np.savez(path / "state.npz", mean=self.mean_, components=self.components_,

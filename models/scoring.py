@@ -9,11 +9,25 @@ turns that into the one float32 score per row the ensemble expects:
 2. reduce over channels (``max``: one bad channel is enough; ``mean``: all of them together);
 3. spread each window's value back to the rows it covers (``row_reduction`` over the covering
    windows, :func:`telemetry.windows.spread_to_rows`); row members skip this step.
+
+:meth:`RowScorer.channel_row_scores` is the same without step 2: one score per row *and channel*
+([n_rows, C]), for per-channel detection (each channel thresholded on its own, Telemanom style) and
+for naming the channels behind an event. How it relates to the per-row score:
+
+- row members (one "window" per row): the per-row score is exactly the channel reduction of the
+  per-channel row scores (``max`` or ``mean`` over axis 1);
+- window members: reducing over channels and spreading over windows commute only when both are the
+  same kind of operation: ``max``/``max`` (a max of maxima) exactly, ``mean``/``mean`` (a linear map)
+  up to rounding. With ``channel_reduction="max"`` and ``row_reduction="mean"`` (the default) the
+  per-row score is a mean of maxima, which is at least the maximum of the per-channel means:
+  ``row_scores >= channel_row_scores.max(axis=1)``, with equality where one channel dominates every
+  window covering the row.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from telemetry.errors import TelemetryError
 from telemetry.windows import spread_to_rows
 
 CHANNEL_REDUCTIONS = ("max", "mean")
@@ -40,13 +54,34 @@ class RowScorer:
         self.scale_ = np.asarray(scale).astype(np.float32)
         return self
 
-    def window_scores(self, errors: np.ndarray) -> np.ndarray:
-        """One value per window (or row): standardised, then reduced over channels."""
-        z = errors if self.loc_ is None else (errors - self.loc_) / self.scale_
+    def standardised(self, errors: np.ndarray) -> np.ndarray:
+        """Errors [n, C] in units of each channel's nominal spread (unchanged when not fitted)."""
+        return errors if self.loc_ is None else (errors - self.loc_) / self.scale_
+
+    def reduce(self, z: np.ndarray) -> np.ndarray:
+        """Standardised errors [n, C] -> one value per window (or row); 1-D input passes through."""
         if z.ndim == 1:
             return z
         return z.max(axis=1) if self.channel_reduction == "max" else z.mean(axis=1)
 
+    def window_scores(self, errors: np.ndarray) -> np.ndarray:
+        """One value per window (or row): standardised, then reduced over channels."""
+        return self.reduce(self.standardised(errors))
+
     def row_scores(self, errors: np.ndarray, first_rows: np.ndarray, length: int, n_rows: int) -> np.ndarray:
         """Window ``j`` covers rows ``[first_rows[j], first_rows[j] + length)``; float32 per row."""
         return spread_to_rows(self.window_scores(errors), first_rows, length, n_rows, how=self.row_reduction)
+
+    def channel_row_scores(self, errors: np.ndarray, first_rows: np.ndarray, length: int, n_rows: int) -> np.ndarray:
+        """Standardised errors [n, C] spread to rows channel by channel: float32 [n_rows, C], no
+        reduction over channels. Rows covered by no window take the nearest covered row's value, as
+        in :meth:`row_scores`."""
+        z = self.standardised(errors)
+        if z.ndim != 2:
+            raise TelemetryError(f"per-channel scores need errors [windows, channels], got shape {list(z.shape)}")
+        out = np.empty((n_rows, z.shape[1]), dtype=np.float32)
+        # One vectorised spread per channel: C is small (6 recommended, 89 at most) and each pass
+        # keeps only one channel's float64 temporaries alive instead of [n_rows, C] of them.
+        for c in range(z.shape[1]):
+            out[:, c] = spread_to_rows(z[:, c], first_rows, length, n_rows, how=self.row_reduction)
+        return out

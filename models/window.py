@@ -154,6 +154,7 @@ class KerasWindowDetector(Detector):
 class ErrorWindowDetector(KerasWindowDetector):
     """Scores the per-channel mean absolute error of what the network predicts for each window."""
 
+    _tags = {"channel_scores": True}
     _checks = {"channel_reduction": one_of(*CHANNEL_REDUCTIONS)}
     channel_reduction: str = "max"
 
@@ -175,6 +176,14 @@ class ErrorWindowDetector(KerasWindowDetector):
 
     def _scorer(self) -> RowScorer:
         return self.scorer_
+
+    def _score_both(self, series: Series) -> tuple[np.ndarray, np.ndarray]:
+        # One prediction pass serves both: the network is the expensive part, not the spreading.
+        starts, values = self.window_values(series)
+        first, length = self._rows_of(starts)
+        n = len(series)
+        return (self.scorer_.row_scores(values, first, length, n),
+                self.scorer_.channel_row_scores(values, first, length, n))
 
     def _state(self) -> dict:
         return {"error_mean": self.scorer_.loc_, "error_std": self.scorer_.scale_}

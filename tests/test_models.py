@@ -12,7 +12,7 @@ from models.base import POSITIVE_INT, Detector, _merged
 from telemetry.errors import TelemetryError
 from telemetry.series import Series
 
-TAG_KEYS = {"needs_labels", "forecaster", "windowed", "keras", "baseline"}
+TAG_KEYS = {"needs_labels", "forecaster", "windowed", "keras", "baseline", "channel_scores"}
 BIG = slice(400, 430)  # the large injected anomaly
 
 # Tiny hyperparameters, merged in this dict's order ("all" first, later entries win) for the tags a
@@ -110,10 +110,26 @@ def test_detector_interface(name, series, validation, tmp_path):
     with pytest.raises(TelemetryError, match="fitted on 3 channels, got 2"):
         est.score_samples(two_channels)
 
+    # per-channel scores: one pass gives the same per-row score, and [N, C] per channel where supported
+    both, per_channel = est.score_samples_and_channels(series)
+    np.testing.assert_array_equal(both, s)
+    if cls.tags["channel_scores"]:
+        assert per_channel.shape == (len(series), series.n_channels) and per_channel.dtype == np.float32
+        assert np.isfinite(per_channel).all()
+        np.testing.assert_array_equal(est.score_channels(series), per_channel)
+    else:
+        assert per_channel is None
+        with pytest.raises(TelemetryError, match=f"{name} has no per-channel scores"):
+            est.score_channels(series)
+    with pytest.raises(TelemetryError, match="call fit before"):
+        clone(est).score_channels(series)
+
     est.save(tmp_path / "m")
     back = Detector.load(tmp_path / "m")
     assert type(back) is cls and back.get_params() == est.get_params() and back.channels_ == est.channels_
     np.testing.assert_array_equal(back.score_samples(series), s)
+    if cls.tags["channel_scores"]:
+        np.testing.assert_array_equal(back.score_channels(series), per_channel)
 
 
 def test_tags_are_merged_along_the_hierarchy():
@@ -128,6 +144,9 @@ def test_tags_are_merged_along_the_hierarchy():
         assert cls.tags["keras"] == cls.tags["windowed"] == issubclass(cls, KerasWindowDetector), name
     assert registry.get("lstm_forecaster").tags["forecaster"] and not registry.get("lstm_ae").tags["forecaster"]
     assert registry.get("cnn_lstm_classifier").tags["needs_labels"]
+    with_channels = {n for n in registry.names() if registry.get(n).tags["channel_scores"]}
+    assert {"pca", "global_std", "lstm_forecaster", "dense_ae"} <= with_channels
+    assert not {"isolation_forest", "cnn_lstm_classifier"} & with_channels
 
 
 def test_a_subclass_declares_only_what_it_adds():
@@ -229,3 +248,76 @@ def test_isolation_forest_fit_rows_subsample_still_scores_every_row(series, monk
     # the subsample is seeded: the same seed gives the same forest
     again = registry.get("isolation_forest")(n_estimators=20, fit_rows=50, seed=3).fit(series)
     np.testing.assert_array_equal(again.score_samples(series), s)
+
+
+# -- per-channel scores ------------------------------------------------------------------------------
+
+def one_channel_spike(n=300, rows=slice(200, 204), channel=1, size=8.0, seed=3):
+    """Three smooth channels; a spike in ``channel`` only, on ``rows``."""
+    rng = np.random.default_rng(seed)
+    values = np.sin(np.arange(n)[:, None] / 7.0 + np.arange(3)) + rng.normal(0, 0.05, (n, 3))
+    values[rows, channel] += size
+    return Series(np.arange(n, dtype=np.int64), values.astype(np.float32), None, ("a", "b", "c"))
+
+
+@pytest.mark.parametrize("name, params", [
+    ("dense_ae", {"window": 8, "latent": 2, "units": 8, "epochs": 1, "batch_size": 64, "seed": 0}),
+    ("lstm_forecaster", {"window": 8, "units": 6, "epochs": 1, "batch_size": 64, "horizon": 2, "seed": 0}),
+    ("pca", {"lags": 2, "n_components": 2}),
+])
+def test_channel_scores_are_aligned_to_rows_and_name_the_spiked_channel(name, params):
+    spiked, rows = one_channel_spike(), slice(200, 204)
+    clean = one_channel_spike(size=0.0)
+    est = registry.get(name)(**params).fit(clean)
+    ch = est.score_channels(spiked)
+    assert ch.shape == (300, 3) and ch.dtype == np.float32
+    # the spiked channel alone stands out, at the spiked rows (a window model smears it over the
+    # windows that hold them, a forecaster over the rows it predicted: within a window of them)
+    peak_row, peak_channel = np.unravel_index(np.argmax(ch), ch.shape)
+    assert peak_channel == 1 and rows.start - 8 <= peak_row < rows.stop + 8, (peak_row, peak_channel)
+    # at each spiked row it is the spiked channel that scores highest (pca's residual leaks into the
+    # other channels too, since the spike moves the projection, but less)
+    assert (ch[rows].argmax(axis=1) == 1).all()
+    far = np.r_[0:150]
+    assert ch[far, 1].max() < ch[rows, 1].max() / 3
+    # untouched rows score the same whether or not another part of the series was spiked
+    np.testing.assert_allclose(ch[:150], est.score_channels(clean)[:150], atol=1e-4)
+
+
+@pytest.mark.parametrize("reduction", ["max", "mean"])
+def test_row_members_score_is_exactly_the_channel_reduction(reduction):
+    s = make_series()
+    for est in (registry.get("pca")(lags=2, n_components=2, channel_reduction=reduction), registry.get("global_std")()):
+        if est.name == "global_std" and reduction == "mean":
+            continue  # global_std always takes the max
+        est.fit(s)
+        ch = est.score_channels(s)
+        reduced = ch.max(axis=1) if reduction == "max" else ch.mean(axis=1)
+        np.testing.assert_array_equal(est.score_samples(s), reduced)
+
+
+def test_window_channel_scores_relate_to_the_row_score_as_documented(series, validation):
+    # max over channels and max over covering windows commute exactly; a mean over windows of a max
+    # over channels is at least the max over channels of the per-channel means.
+    base = {"window": 8, "latent": 2, "units": 8, "epochs": 1, "batch_size": 64, "seed": 0}
+    mm = registry.get("dense_ae")(row_reduction="max", **base).fit(series, validation)
+    np.testing.assert_array_equal(mm.score_samples(series), mm.score_channels(series).max(axis=1))
+    mean = registry.get("dense_ae")(**base).fit(series, validation)  # channel max, row mean: the default
+    s, ch = mean.score_samples_and_channels(series)
+    assert (s >= ch.max(axis=1) - 1e-5).all() and (s > ch.max(axis=1) + 1e-3).any()
+    # mean/mean is linear: equal up to rounding
+    lin = registry.get("dense_ae")(channel_reduction="mean", **base).fit(series, validation)
+    np.testing.assert_allclose(lin.score_samples(series), lin.score_channels(series).mean(axis=1), atol=1e-5)
+
+
+def test_channel_row_scores_hand_computed():
+    from models.scoring import RowScorer
+
+    # two windows of length 2 over 3 rows, two channels; loc 1, scale 2 per channel
+    err = np.array([[3.0, 1.0], [1.0, 5.0]], np.float32)
+    sc = RowScorer("max", "mean").set_stats([1, 1], [2, 2])
+    ch = sc.channel_row_scores(err, np.array([0, 1]), 2, 3)
+    np.testing.assert_allclose(ch, [[1.0, 0.0], [0.5, 1.0], [0.0, 2.0]])  # z = [[1, 0], [0, 2]]
+    np.testing.assert_allclose(sc.row_scores(err, np.array([0, 1]), 2, 3), [1.0, 1.5, 2.0])  # >= ch.max(1)
+    with pytest.raises(TelemetryError, match="per-channel scores need errors"):
+        sc.channel_row_scores(err[:, 0], np.array([0, 1]), 2, 3)
