@@ -66,8 +66,12 @@ def evaluate_dataset(ds, exp: str, quick: bool) -> dict:
     row = {"dataset": ds.name, "kind": ds.kind, "val_events": int(_n_events(yv)), "test_events": int(_n_events(yt)),
            "members": len(m.names)}
     for name in VARIANTS:
-        ens = Ensemble(seed=0, **ensemble_params(name)).fit(m.scores["validation"], yv, m.names)
-        row[name] = corrected_event_f05(yt, ens.predict(m.scores["test"]))
+        params = ensemble_params(name)
+        if params.get("per_channel") and not m.channel_scores:  # a cached sweep from before per-channel scores
+            row[name] = np.nan
+            continue
+        ens = Ensemble(seed=0, **params).fit(m.scores["validation"], yv, m.names, **m.channel_inputs("validation"))
+        row[name] = corrected_event_f05(yt, ens.predict(m.scores["test"], m.channel_scores.get("test")))
     member_test = [corrected_event_f05(yt, m.rule(j).predict(m.scores["test"][:, j])) for j in range(len(m.names))]
     row["picked"] = member_test[m.picked]
     row["picked_member"] = m.names[m.picked]

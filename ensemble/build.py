@@ -1,4 +1,4 @@
-"""``python -m ensemble build``: members from a sweep -> ensemble -> submission, predictions, report.
+"""``python -m ensemble build``: members from a sweep -> ensemble -> submission, predictions, events, report.
 
 Three steps, each its own function: load the members (ensemble.members), fit the decision layer on
 validation and evaluate everything on holdout with bootstrap intervals (``evaluate``), write the
@@ -16,7 +16,7 @@ import yaml
 
 from ensemble.combine import VARIANTS, Ensemble
 from ensemble.members import Members, load_members
-from ensemble.report import plot_trace, verdict_text, write_report
+from ensemble.report import event_table, plot_trace, verdict_text, write_report
 from ensemble.submission import read_test_ids, write_submission
 from search import storage
 from telemetry import metrics
@@ -55,10 +55,10 @@ def evaluate(y: np.ndarray, preds: dict[str, np.ndarray], raw: dict[str, np.ndar
 
 def split_predictions(members: Members, ens: Ensemble, split: str) -> tuple[dict, dict]:
     """Each member with its own validated rule, and the ensemble, on one split: (binary, raw score)."""
-    S = members.scores[split]
+    S, cs = members.scores[split], members.channel_scores.get(split)
     preds = {n: members.rule(j).predict(S[:, j]) for j, n in enumerate(members.names)}
     raw = {n: S[:, j] for j, n in enumerate(members.names)}
-    preds[ENSEMBLE], raw[ENSEMBLE] = ens.predict(S), ens.score(S)
+    preds[ENSEMBLE], raw[ENSEMBLE] = ens.predict(S, cs), ens.score(S, cs)
     return preds, raw
 
 
@@ -69,7 +69,10 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
         raise TelemetryError(f"{members.experiment}: the sweep had no test file, so there is nothing to submit")
     params = ensemble_params(decision, combination=combination, calibration=calibration, weight_trials=weight_trials)
     log.info("ensemble of %d members (%s): %s", len(members.names), decision, ", ".join(members.names))
-    ens = Ensemble(seed=seed, **params).fit(members.scores["validation"], members.sets["validation_labels"], members.names)
+    if not members.channel_scores:
+        log.info("the members hold no per-channel scores: no per-channel view")
+    ens = Ensemble(seed=seed, **params).fit(members.scores["validation"], members.sets["validation_labels"], members.names,
+                                            **members.channel_inputs("validation"))
     picked = members.names[members.picked]
 
     hold_rows, hold_cmp = evaluate(members.sets["holdout_labels"], *split_predictions(members, ens, "holdout"), picked, seed=seed)
@@ -107,27 +110,33 @@ def write_outputs(out: Path, members: Members, ens: Ensemble, hold_rows: list[di
     test_file = members.test_file
     # The submission is checked against the test file itself when it is reachable from here.
     expected_ids = read_test_ids(test_file) if test_file and storage.exists(test_file) else sets["test_ids"]
-    S = members.scores
-    pred_test, raw_test = ens.predict(S["test"]), ens.score(S["test"])
+    S, CS = members.scores, members.channel_scores
+    pred_test, raw_test = ens.predict(S["test"], CS.get("test")), ens.score(S["test"], CS.get("test"))
     out.mkdir(parents=True, exist_ok=True)
     write_submission(out / "submission.csv", sets["test_ids"], pred_test, expected_ids)
     buf = io.BytesIO()
     pd.DataFrame({"id": sets["test_ids"], "score": raw_test, "is_anomaly": pred_test}).to_parquet(buf, index=False)
     with atomic_path(out / "predictions.parquet") as tmp:
         tmp.write_bytes(buf.getvalue())
+    # One row per predicted test event; with per-channel scores, the channels behind each one.
+    margins = ens.channel_margins(CS["test"]) if ens.has_channels else None
+    test_events = event_table(sets["test_ids"], pred_test, ens.decision_score(S["test"], CS.get("test")), margins,
+                              ens.channels_ if ens.has_channels else None)
+    write_text(out / "events.csv", test_events.to_csv(index=False))
     plots = []
     for split in ("validation", "holdout"):
         name = f"trace_{split}.png"
         cal = ens.calibrated(S[split])
-        score = ens.rule_.smoothed(ens.score(S[split]))
-        plot_trace(out / name, sets[f"{split}_ids"], score, sets[f"{split}_labels"], ens.predict(S[split]), ens.threshold_,
-                   f"{split} split", members={n: cal[:, j] for j, n in enumerate(members.names)})
+        score = ens.decision_score(S[split], CS.get(split))
+        plot_trace(out / name, sets[f"{split}_ids"], score, sets[f"{split}_labels"], ens.predict(S[split], CS.get(split)),
+                   ens.threshold_, f"{split} split", members={n: cal[:, j] for j, n in enumerate(members.names)})
         plots.append(name)
     from telemetry.drift import plot_score_splits
 
-    parts = [(split, sets[f"{split}_ids"], ens.rule_.smoothed(ens.score(S[split]))) for split in ("validation", "holdout", "test")]
+    parts = [(split, sets[f"{split}_ids"], ens.decision_score(S[split], CS.get(split)))
+             for split in ("validation", "holdout", "test")]
     plot_score_splits(out / "score_over_time.png", parts, title="ensemble score over time (as thresholded)",
-                      ylabel="ensemble score", threshold=ens.threshold_)
+                      ylabel="largest channel margin" if ens.per_channel else "ensemble score", threshold=ens.threshold_)
     plots.append("score_over_time.png")
     drift = drift_check(members)
     if drift is not None:
@@ -138,7 +147,8 @@ def write_outputs(out: Path, members: Members, ens: Ensemble, hold_rows: list[di
     write_text(out / "ensemble.yaml", yaml.safe_dump({
         "experiment": members.experiment, "ensemble": ens_cfg, "members": members.metas, "holdout": plain([hold])[0],
         "holdout_table": plain(hold_rows), "comparison": plain([hold_cmp])[0]}, sort_keys=False))
-    report = write_report(out, members.experiment, hold_rows, ens_cfg, members.board, plots, verdict, test_rows, drift)
+    report = write_report(out, members.experiment, hold_rows, ens_cfg, members.board, plots, verdict, test_rows, drift,
+                          test_events)
     picked = next(r for r in hold_rows if r["picked"])
     return {"out": str(out), "report": str(report), "holdout_f05": hold["f05"], "picked_member": picked["member"],
             "picked_member_holdout_f05": picked["f05"], "comparison": hold_cmp, "members": members.names, "verdict": verdict,

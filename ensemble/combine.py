@@ -8,6 +8,12 @@ rows (robust z, no labels); weights from a strongly L2-regularised logistic regr
 halfway toward uniform; the score smoothed (span 1, 5 or 25, the one validation prefers); the
 threshold in the middle of the near-best F0.5 range rather than at its edge; and hysteresis, so an
 event lasts until the score falls halfway back to the nominal median instead of flickering.
+
+Per channel (Telemanom's way, and the ESA-ADB paper's channel-aware view): given the members'
+per-channel scores, each channel gets its own ensemble score (each member's channel score calibrated
+on the validation nominal rows, combined with the main score's weights) and its own rule (the same
+:class:`Threshold` settings, fitted on validation). ``per_channel=True`` makes the decision the union
+of the channels' predictions; either way those rules name the channels behind each predicted event.
 """
 from __future__ import annotations
 
@@ -42,11 +48,23 @@ class Ensemble:
     ``smooth`` is replaced by each of ``spans`` in turn and the span with the best validation F0.5
     kept; ties keep the earlier). ``post_grid``: also search min event length x gap merging
     (the old default; many choices on few events).
+
+    Per-channel scores ``channel_scores`` [rows, P, C] (P of the members, ``channel_members`` their
+    columns in ``scores``; members without per-channel scores, such as isolation_forest, are simply
+    not among them) give each channel ``c`` an ensemble score: ``max`` combination, the max over
+    the P members with weight; otherwise their weights renormalised over the P (uniform if those are
+    all 0) times each member's channel-``c`` score calibrated on the validation nominal rows. Each
+    channel's rule is ``rule`` fitted on that score with the validation labels, the smoothing span
+    (from ``spans``) being the one whose union over channels has the best validation F0.5.
+    ``per_channel``: the decision is that union (a row is anomalous when any channel's own rule
+    fires) instead of the main rule on the combined score; ``score`` is then the largest margin of a
+    channel above its own threshold (the union fires where it reaches 0, before hysteresis and
+    post-processing).
     """
 
     def __init__(self, calibration: str = "robust_z", combination: str = "stack", selection: float | None = None,
                  rule: dict | None = None, spans=(1, 5, 25), post_grid: bool = False, weight_trials: int = 60,
-                 shrinkage: float = 0.5, stack_c: float = 0.01, seed: int = 0):
+                 shrinkage: float = 0.5, stack_c: float = 0.01, per_channel: bool = False, seed: int = 0):
         if combination not in COMBINATIONS:
             raise TelemetryError(f"unknown combination {combination!r}; choose one of {', '.join(COMBINATIONS)}")
         if selection is not None and not 0.0 <= float(selection) <= 1.0:
@@ -63,6 +81,7 @@ class Ensemble:
             raise TelemetryError(f"shrinkage must be in [0, 1], got {shrinkage!r}")
         self.shrinkage = shrinkage
         self.stack_c = stack_c
+        self.per_channel = bool(per_channel)
         self.seed = seed
 
     def calibrated(self, scores: np.ndarray) -> np.ndarray:
@@ -74,11 +93,106 @@ class Ensemble:
         w = self.weights_ if weights is None else weights
         return (calibrated @ w).astype(np.float32)
 
-    def score(self, scores: np.ndarray) -> np.ndarray:
-        """The raw ensemble score per row (before the rule's smoothing)."""
+    def score(self, scores: np.ndarray, channel_scores: np.ndarray | None = None) -> np.ndarray:
+        """The raw ensemble score per row (before the rule's smoothing); with ``per_channel``, the
+        largest margin of a channel's smoothed score above its own threshold."""
+        if self.per_channel:
+            return self.channel_margins(self._need_channels(channel_scores)).max(axis=1)
         return self.combine(self.calibrated(np.asarray(scores)))
 
-    def fit(self, scores: np.ndarray, labels: np.ndarray, names=None) -> "Ensemble":
+    def decision_score(self, scores: np.ndarray, channel_scores: np.ndarray | None = None) -> np.ndarray:
+        """The score as the decision thresholds it (smoothed), to plot against ``threshold_``."""
+        if self.per_channel:
+            return self.score(scores, channel_scores)
+        return self.rule_.smoothed(self.score(scores))
+
+    def predict(self, scores: np.ndarray, channel_scores: np.ndarray | None = None) -> np.ndarray:
+        """Binary uint8 per row: the main rule on the combined score, or the union over channels."""
+        if self.per_channel:
+            return self.channel_predictions(self._need_channels(channel_scores)).any(axis=1).astype(np.uint8)
+        return self.rule_.predict(self.score(scores))
+
+    # -- per channel --------------------------------------------------------------------------------
+    @property
+    def has_channels(self) -> bool:
+        return getattr(self, "channel_rules_", None) is not None
+
+    def _need_channels(self, channel_scores) -> np.ndarray:
+        if not self.has_channels:
+            raise TelemetryError("this ensemble was fitted without per-channel scores")
+        if channel_scores is None:
+            raise TelemetryError("the per-channel decision needs the members' per-channel scores of this split")
+        cs = np.asarray(channel_scores, dtype=np.float32)
+        want = (len(self.channel_members_), len(self.channels_))
+        if cs.ndim != 3 or cs.shape[1:] != want:
+            raise TelemetryError(f"per-channel scores must be [rows, {want[0]} members, {want[1]} channels], "
+                                 f"got {list(cs.shape)}")
+        return cs
+
+    def channel_ensemble_scores(self, channel_scores: np.ndarray) -> np.ndarray:
+        """Each channel's ensemble score [rows, C] (before the channel rule's smoothing)."""
+        return self._combine_channels(self._need_channels(channel_scores))
+
+    def _combine_channels(self, cs: np.ndarray) -> np.ndarray:
+        out = None
+        # Member by member: never a calibrated copy of the whole [rows, P, C] block.
+        for p, cals in enumerate(self.channel_calibrators_):
+            if self._channel_weights_[p] <= 0:
+                continue
+            cal = np.stack([c.transform(cs[:, p, k]) for k, c in enumerate(cals)], axis=1)
+            if self.combination == "max":
+                out = cal if out is None else np.maximum(out, cal)
+            else:
+                out = cal * self._channel_weights_[p] if out is None else out + cal * self._channel_weights_[p]
+        return out.astype(np.float32)
+
+    def channel_margins(self, channel_scores: np.ndarray) -> np.ndarray:
+        """[rows, C]: each channel's smoothed ensemble score minus its own threshold (>= 0: above it)."""
+        e = self.channel_ensemble_scores(channel_scores)
+        return np.stack([r.smoothed(e[:, k]) - r.threshold_ for k, r in enumerate(self.channel_rules_)],
+                        axis=1).astype(np.float32)
+
+    def channel_predictions(self, channel_scores: np.ndarray) -> np.ndarray:
+        """[rows, C] uint8: each channel's own rule on its own ensemble score."""
+        e = self.channel_ensemble_scores(channel_scores)
+        return np.stack([r.predict(e[:, k]) for k, r in enumerate(self.channel_rules_)], axis=1)
+
+    def _fit_channels(self, channel_scores, labels: np.ndarray, channel_members, channels) -> None:
+        cs = np.asarray(channel_scores, dtype=np.float32)
+        if cs.ndim != 3 or cs.shape[0] != labels.shape[0]:
+            raise TelemetryError(f"per-channel scores must be [rows, members, channels] with {labels.shape[0]} rows, "
+                                 f"got {list(cs.shape)}")
+        n_p, n_c = cs.shape[1:]
+        members = np.arange(n_p) if channel_members is None else np.asarray(channel_members, dtype=np.int64)
+        if members.shape != (n_p,) or (members.size and (members.min() < 0 or members.max() >= len(self.names_))):
+            raise TelemetryError(f"channel_members must name {n_p} of the {len(self.names_)} members, got {members.tolist()}")
+        self.channel_members_ = members
+        self.channels_ = [str(c) for c in channels] if channels is not None else [f"channel {k}" for k in range(n_c)]
+        if len(self.channels_) != n_c:
+            raise TelemetryError(f"{len(self.channels_)} channel names for {n_c} per-channel score columns")
+        w = self.weights_[members].astype(np.float64)
+        if self.combination == "max":  # the max takes the members with weight, each as it is
+            w = (w > 0).astype(np.float64) if (w > 0).any() else np.ones(n_p)
+        else:
+            w = w / w.sum() if w.sum() > 0 else np.full(n_p, 1.0 / n_p)
+        self._channel_weights_ = w
+        nominal = labels == 0
+        self.channel_calibrators_ = [[Calibrator(self.calibration).fit(cs[:, p, k], nominal) for k in range(n_c)]
+                                     for p in range(n_p)]
+        e = self._combine_channels(cs)
+        best = None
+        for span in self.spans:
+            rules = [Threshold(**{**self.rule, "smooth": span, "seed": self.seed}).fit(e[:, k], labels)
+                     for k in range(n_c)]
+            union = np.any([r.predict(e[:, k]) for k, r in enumerate(rules)], axis=0).astype(np.uint8)
+            f = _f05(labels, union)
+            if best is None or f > best[0] + 1e-12:
+                best = (f, rules)
+        self.channel_val_f05_, self.channel_rules_ = best
+        self.channel_val_f05_alone_ = [rule_f05(r, e[:, k], labels) for k, r in enumerate(self.channel_rules_)]
+
+    def fit(self, scores: np.ndarray, labels: np.ndarray, names=None, channel_scores: np.ndarray | None = None,
+            channel_members=None, channels=None) -> "Ensemble":
         scores = np.asarray(scores, dtype=np.float32)
         labels = np.asarray(labels).astype(np.uint8)
         if scores.ndim != 2 or scores.shape[0] != labels.shape[0]:
@@ -103,6 +217,14 @@ class Ensemble:
             w = self._fit_stack(cal, labels, active)
             self.weights_ = float(self.shrinkage) * self.weights_ + (1.0 - float(self.shrinkage)) * w
         self._fit_rule(self.combine(cal), labels)
+        self.channel_rules_ = None
+        if channel_scores is not None:
+            self._fit_channels(channel_scores, labels, channel_members, channels)
+        elif self.per_channel:
+            raise TelemetryError("the per-channel decision needs the members' per-channel scores; this experiment "
+                                 "has none (trials from before they were stored, or members without them)")
+        if self.per_channel:  # the decision is the union: its F0.5, and margins thresholded at 0
+            self.val_f05_, self.threshold_ = self.channel_val_f05_, 0.0
         return self
 
     def _fit_rule(self, combined: np.ndarray, labels: np.ndarray) -> None:
@@ -150,30 +272,36 @@ class Ensemble:
         w[active] = np.maximum(lr.coef_[0], 0.0)
         return w / w.sum() if w.sum() > 0 else np.where(active, 1.0 / active.sum(), 0.0)
 
-    def predict(self, scores: np.ndarray) -> np.ndarray:
-        return self.rule_.predict(self.score(scores))
-
     def to_dict(self) -> dict:
         return {
             "calibration": self.calibration, "combination": self.combination, "selection": self.selection,
             "seed": self.seed,
             "members": [{"name": n, "weight": float(w), "calibration": c.to_dict(), "validation_f05_alone": f}
                         for n, w, c, f in zip(self.names_, self.weights_, self.calibrators_, self.member_val_f05_)],
-            "rule": self.rule_.to_dict(), "validation_f05": float(self.val_f05_),
+            "rule": self.rule_.to_dict(), "validation_f05": float(self.val_f05_), "per_channel": self.per_channel,
+            "channels": None if not self.has_channels else [
+                {"channel": n, "threshold": float(r.threshold_), "end_threshold": float(r.end_threshold_),
+                 "smooth": int(r.smooth), "validation_f05_alone": float(f)}
+                for n, r, f in zip(self.channels_, self.channel_rules_, self.channel_val_f05_alone_)],
+            "channel_union_validation_f05": float(self.channel_val_f05_) if self.has_channels else None,
         }
 
 
 def rule_f05(rule: Threshold, scores: np.ndarray, labels: np.ndarray) -> float:
     """Validation F0.5 of a fitted rule's own predictions (post-processing included)."""
+    return _f05(labels, rule.predict(scores))
+
+
+def _f05(labels: np.ndarray, predictions: np.ndarray) -> float:
     from telemetry.metrics import corrected_event_f05
 
-    return corrected_event_f05(labels, rule.predict(scores))
+    return corrected_event_f05(labels, predictions)
 
 
 # Named decision layers compared by the quality benchmark (benchmarks/bench_quality.py); the first is
 # the default of Ensemble() and of `ensemble build`. Each lists every choice it makes.
 _PLAIN = {"calibration": "robust_z", "combination": "mean", "selection": None, "shrinkage": 0.0, "spans": (1,),
-          "rule": {"method": "plateau"}, "post_grid": False}
+          "rule": {"method": "plateau"}, "post_grid": False, "per_channel": False}
 _SPANS = (1, 5, 25)
 _HYST = {"method": "plateau", "hysteresis": 0.5}
 VARIANTS = {
@@ -196,4 +324,8 @@ VARIANTS = {
     "stack-shrunk-smooth-plateau": {**_PLAIN, "combination": "stack", "shrinkage": 0.5, "spans": _SPANS},
     "max-plateau": {**_PLAIN, "combination": "max"},
     "rankmean-plateau": {**_PLAIN, "calibration": "normal"},
+    # The default's choices, but each channel thresholded on its own and the union taken (Telemanom);
+    # needs the members' per-channel scores.
+    "channel-union-stack-shrunk-smooth-plateau-hysteresis": {**_PLAIN, "combination": "stack", "shrinkage": 0.5,
+                                                             "spans": _SPANS, "rule": _HYST, "per_channel": True},
 }

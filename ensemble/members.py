@@ -1,8 +1,9 @@
-"""Ensemble members from a sweep: which trials, and their stored per-row scores by split."""
+"""Ensemble members from a sweep: which trials, and their stored per-row (and, where the trials
+stored them, per-channel) scores by split."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import yaml
 
 from models import registry
 from search import results, storage
+from search.trainable import CHANNEL_SUFFIX
 from telemetry.errors import TelemetryError
 from telemetry.thresholds import Threshold
 
@@ -40,7 +42,13 @@ def select_members(board: pd.DataFrame, k: int = 2, include: tuple[str, ...] = (
 @dataclass
 class Members:
     """The chosen trials: ``scores[split]`` is [rows, members] in ``names`` order (best validation
-    F0.5 first); ``metas`` their stored trial records; ``sets`` ids and labels of every split."""
+    F0.5 first); ``metas`` their stored trial records; ``sets`` ids and labels of every split.
+
+    Per channel: ``channel_scores[split]`` is [rows, P, C] for the P members (``channel_members``,
+    their columns in ``scores``) whose trials stored per-channel scores over the same ``channels``;
+    empty when none did (experiments from before they were stored, or only members without them).
+    Memory: C x P times one split's per-row scores, float32.
+    """
 
     experiment: str
     names: list[str]
@@ -49,6 +57,16 @@ class Members:
     sets: dict[str, np.ndarray]
     board: pd.DataFrame
     test_file: str | None
+    channel_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    channel_members: list[int] = field(default_factory=list)
+    channels: list[str] | None = None
+
+    def channel_inputs(self, split: str = "validation") -> dict:
+        """What ``Ensemble.fit`` takes for the per-channel view ({} when there is none)."""
+        if not self.channel_scores:
+            return {}
+        return {"channel_scores": self.channel_scores[split], "channel_members": self.channel_members,
+                "channels": self.channels}
 
     def rule(self, j: int) -> Threshold:
         """Member ``j``'s own decision rule, as its trial fitted it on validation."""
@@ -74,16 +92,30 @@ def load_members(experiment: str, k: int = 2, include: tuple[str, ...] = ()) -> 
     sweep = yaml.safe_load(storage.read_text(storage.join(exp, results.SWEEP_FILE)))
     splits = [s for s in SPLITS if f"{s}_ids" in sets]
     names, metas, scores = [], [], {s: [] for s in splits}
-    for _, row in chosen.iterrows():
+    channels, channel_members, channel_scores = None, [], {s: [] for s in splits}
+    for j, (_, row) in enumerate(chosen.iterrows()):
         meta, sc = results.load_trial(row["checkpoint"])
         for split in splits:
             expected = sets[f"{split}_ids"].size
             if sc[split].shape != (expected,):
                 raise TelemetryError(f"{row['checkpoint']}: {split} scores have {sc[split].size} rows, expected {expected}")
             scores[split].append(sc[split])
+        # Per-channel scores: only from trials that stored them for every split, over the same
+        # channels as the first such member (one sweep has one channel set; anything else is left out).
+        names_c = meta.get("channels")
+        if names_c and all(split + CHANNEL_SUFFIX in sc for split in splits) and channels in (None, names_c):
+            channels = list(names_c)
+            channel_members.append(j)
+            for split in splits:
+                cs = sc[split + CHANNEL_SUFFIX]
+                if cs.shape != (sets[f"{split}_ids"].size, len(channels)):
+                    raise TelemetryError(f"{row['checkpoint']}: {split} per-channel scores have shape {list(cs.shape)}, "
+                                         f"expected [{sets[f'{split}_ids'].size}, {len(channels)}]")
+                channel_scores[split].append(cs)
         names.append(_member_name(row))
         metas.append({"name": names[-1], "arch": row["arch"], "trial_id": row["trial_id"], "checkpoint": row["checkpoint"],
                       "params": json.loads(row["params"]), "threshold": meta["threshold"], "holdout": meta["holdout"],
                       "validation": meta["validation"]})
+    per_channel = {s: np.stack(v, axis=1) for s, v in channel_scores.items()} if channel_members else {}
     return Members(exp, names, metas, {s: np.stack(v, axis=1) for s, v in scores.items()}, sets, board,
-                   sweep["data"].get("test"))
+                   sweep["data"].get("test"), per_channel, channel_members, channels)

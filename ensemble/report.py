@@ -56,6 +56,43 @@ def plot_trace(path: Path, ids: np.ndarray, score: np.ndarray, labels: np.ndarra
     plt.close(fig)
 
 
+EVENT_COLUMNS = ["event", "start_id", "end_id", "rows", "peak_score"]
+
+
+def event_table(ids: np.ndarray, pred: np.ndarray, score: np.ndarray, margins: np.ndarray | None = None,
+                channels: list[str] | None = None) -> pd.DataFrame:
+    """One row per predicted event: ``start_id``/``end_id`` (inclusive), ``rows``, ``peak_score`` (the
+    decision score as thresholded, at its highest in the event).
+
+    With per-channel ``margins`` [rows, C] (each channel's smoothed ensemble score minus its own
+    threshold): ``channels``, the channels whose score reached their own threshold somewhere in the
+    event, most exceeded first, ";"-joined (under the per-channel union at least one; under the main
+    decision possibly none, when only the channels together crossed it); ``n_channels``;
+    ``top_channel``, the one closest to or furthest above its threshold; and ``margin_<channel>``,
+    each channel's peak margin in the event.
+    """
+    ev = events(pred)
+    starts, stops = ev[:, 0], ev[:, 1]
+    inside = np.asarray(pred).astype(bool)
+    # reduceat spans [start, next start): masking rows outside events keeps each max inside its event
+    peak = np.maximum.reduceat(np.where(inside, score, -np.inf), starts) if len(ev) else np.zeros(0)
+    df = pd.DataFrame({"event": np.arange(1, len(ev) + 1), "start_id": ids[starts], "end_id": ids[stops - 1],
+                       "rows": stops - starts, "peak_score": peak})
+    if margins is None:
+        return df
+    names = np.asarray(channels, dtype=object)
+    peaks = (np.maximum.reduceat(np.where(inside[:, None], margins, -np.inf), starts, axis=0) if len(ev)
+             else np.zeros((0, len(names))))
+    order = np.argsort(-peaks, axis=1, kind="stable")
+    fired = np.take_along_axis(peaks, order, axis=1) >= 0
+    df["channels"] = [";".join(names[o[f]]) for o, f in zip(order, fired)]
+    df["n_channels"] = fired.sum(axis=1)
+    df["top_channel"] = names[order[:, 0]] if len(ev) else np.zeros(0, dtype=object)
+    for k, name in enumerate(names):
+        df[f"margin_{name}"] = peaks[:, k]
+    return df
+
+
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "–"
@@ -93,9 +130,36 @@ def verdict_text(rows: list[dict], cmp: dict) -> str:
             f"the holdout has too few events to tell them apart.")
 
 
+def _channel_section(ensemble_cfg: dict, test_events: pd.DataFrame | None) -> list[str]:
+    """The channel-aware view (ESA-ADB): each channel's own threshold, and which channels fired in the
+    predicted test events (events.csv)."""
+    lines = ["## Per-channel view", ""]
+    n_events = 0 if test_events is None else len(test_events)
+    channels = ensemble_cfg.get("channels")
+    if not channels:
+        return lines + ["The members hold no per-channel scores (trials from before they were stored, or only members "
+                        "that score whole rows), so there is no per-channel breakdown; `events.csv` lists the "
+                        f"{n_events} predicted test events without channels.", ""]
+    fired = {c["channel"]: 0 for c in channels}
+    if n_events:
+        for names in test_events["channels"]:
+            for name in filter(None, str(names).split(";")):
+                fired[name] += 1
+    how = ("is the decision: a row is anomalous when any channel's own rule fires" if ensemble_cfg.get("per_channel")
+           else "explains the decision, which is made on the combined score")
+    lines += [f"Each channel has its own ensemble score (every member's channel score, calibrated on validation nominal "
+              f"rows and combined with the members' weights) and its own threshold fitted on validation; their union "
+              f"{how} (union validation F0.5 {ensemble_cfg['channel_union_validation_f05']:.3f}). `events.csv` lists "
+              f"the {n_events} predicted test events with the channels that crossed their own threshold in each, most "
+              f"exceeded first, and every channel's peak margin.", "",
+              table([{**c, "test_events": fired[c["channel"]]} for c in channels],
+                    ["channel", "threshold", "smooth", "validation_f05_alone", "test_events"]), ""]
+    return lines
+
+
 def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_cfg: dict, leaderboard: pd.DataFrame,
                  plots: list[str], verdict: str, test_rows: list[dict] | None = None,
-                 drift: tuple[pd.DataFrame, str] | None = None) -> Path:
+                 drift: tuple[pd.DataFrame, str] | None = None, test_events: pd.DataFrame | None = None) -> Path:
     cols = ["member", "weight", "val_f05", "f05 [90 % interval]", "event_recall", "false_events", "point_f1", "auc_pr"]
     rule = ensemble_cfg["rule"]
     lines = [
@@ -119,14 +183,19 @@ def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_
                   "[0.5, 2]); all channels in `drift.csv`. A drifted channel explains false alarms that no threshold "
                   "fitted on validation can prevent.", "",
                   table(shown.to_dict("records"), ["channel", "split", "ks", "psi", "mean_shift", "std_ratio", "drifted"]), ""]
+    per_channel = ensemble_cfg.get("per_channel")
+    decision = (f"decision **per-channel union**: each channel's ensemble score against its own **{rule['method']}** "
+                f"threshold (see the per-channel view), a row anomalous when any channel fires." if per_channel else
+                f"rule **{rule['method']}**: smoothing span {rule['smooth']} ({rule['smoothing']}), threshold "
+                f"{rule['threshold']:.4g}, hysteresis {rule['hysteresis']}, minimum event length {rule['min_length']}, "
+                f"gaps under {rule['max_gap']} rows merged.")
     lines += ["## Ensemble", "",
               f"Combination **{ensemble_cfg['combination']}** of **{ensemble_cfg['calibration']}**-calibrated scores; "
-              f"rule **{rule['method']}**: smoothing span {rule['smooth']} ({rule['smoothing']}), threshold "
-              f"{rule['threshold']:.4g}, hysteresis {rule['hysteresis']}, minimum event length {rule['min_length']}, "
-              f"gaps under {rule['max_gap']} rows merged.", "",
+              + decision, "",
               table([{"member": m["name"], "weight": m["weight"], "val_f05": m["validation_f05_alone"]}
-                     for m in ensemble_cfg["members"]], ["member", "weight", "val_f05"]), "",
-              "## Score traces", ""]
+                     for m in ensemble_cfg["members"]], ["member", "weight", "val_f05"]), ""]
+    lines += _channel_section(ensemble_cfg, test_events)
+    lines += ["## Score traces", ""]
     lines += [f"![{p}]({p})" for p in plots]
     lines += ["", "## Sweep leaderboard (top 5 per architecture)", ""]
     if not leaderboard.empty:

@@ -3,7 +3,9 @@
 Pure function of (config, data): reports once per epoch (``epoch``, ``loss``, ``val_loss``;
 ASHA counts ``epoch``), checkpoints weights each epoch so a retried trial continues, and makes its
 last report after scoring, carrying the objective ``f05`` (validation) and, in its checkpoint, the
-per-row scores of validation, holdout and test for the ensemble.
+per-row scores of validation, holdout and test for the ensemble, and, for members tagged
+``channel_scores``, their per-channel scores (``<split>_channels``, [rows, C], columns named by
+``channels`` in trial.json) for per-channel detection and the channel breakdown of events.
 """
 from __future__ import annotations
 
@@ -22,6 +24,11 @@ from search.backend import configure_backend, trial_resources
 META_KEYS = ("arch", "threshold")
 SCORES_FILE = "scores.npz"
 TRIAL_FILE = "trial.json"
+CHANNEL_SUFFIX = "_channels"  # scores.npz key of a split's per-channel scores: "validation_channels", ...
+# Per-channel scores are C times the size of the per-row ones (float32 [rows, C]): at the challenge's
+# 14.7 M rows x 6 channels that is ~350 MB per trial over all splits, x 89 channels ~5 GB. Above this
+# many cells (splits together) a trial stores none; the ensemble then skips the per-channel view.
+CHANNEL_SCORES_MAX_CELLS = 1 << 27  # 128 M cells = 512 MiB
 
 
 def split_config(config: dict) -> tuple[str, dict, dict]:
@@ -109,15 +116,33 @@ def _evaluate(est, data, thr: dict) -> tuple[dict, object, dict, dict, float]:
 
     t0 = time.perf_counter()
     rule = Threshold(**thr)
-    out = {"validation": est.score_samples(data.validation)}
+    keep_channels = _keeps_channel_scores(est, data)
+    out = {}
+
+    def score(split: str, series) -> np.ndarray:
+        if not keep_channels:
+            out[split] = est.score_samples(series)
+        else:  # one pass for both (a window model predicts once)
+            out[split], out[split + CHANNEL_SUFFIX] = est.score_samples_and_channels(series)
+        return out[split]
+
+    score("validation", data.validation)
     fit_scores = est.score_samples(data.fit) if rule.method == "max_fit" else None
     rule.fit(out["validation"], data.validation.labels, fit_scores)
-    out["holdout"] = est.score_samples(data.holdout)
+    score("holdout", data.holdout)
     if data.test is not None:
-        out["test"] = est.score_samples(data.test)
+        score("test", data.test)
     m_val = metrics.scores(data.validation.labels, rule.predict(out["validation"]), out["validation"])
     m_hold = metrics.scores(data.holdout.labels, rule.predict(out["holdout"]), out["holdout"])
     return out, rule, m_val, m_hold, time.perf_counter() - t0
+
+
+def _keeps_channel_scores(est, data) -> bool:
+    """Store per-channel scores when the member has them and they fit CHANNEL_SCORES_MAX_CELLS."""
+    if not est.tags["channel_scores"]:
+        return False
+    rows = sum(len(s) for s in (data.validation, data.holdout, data.test) if s is not None)
+    return rows * int(est.n_channels_) <= CHANNEL_SCORES_MAX_CELLS
 
 
 def train_member(config: dict, data=None) -> None:
@@ -148,6 +173,8 @@ def train_member(config: dict, data=None) -> None:
         (d / TRIAL_FILE).write_text(json.dumps({
             "arch": arch, "params": params, "threshold": rule.to_dict(), "validation": m_val, "holdout": m_hold,
             "backend": backend, "history": getattr(est, "history_", {}),
+            # the per-channel scores' columns (absent in trials written before they were stored)
+            "channels": list(est.channels_), "channel_scores": f"validation{CHANNEL_SUFFIX}" in out,
         }, indent=1, default=float))
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(d)))
     finally:

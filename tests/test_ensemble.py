@@ -104,7 +104,75 @@ def test_submission_refuses_mismatched_ids_and_writes_nothing(tmp_path, ids, lab
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv"]  # and no temp file is left
 
 
+# -- per channel -------------------------------------------------------------------------------
+
+def test_channel_union_matches_a_hand_computed_case():
+    """Two members with per-channel scores (a third without), two channels, 20 rows. Nominal rows
+    alternate +-1 in every channel, so z calibration leaves them as they are; member 2 is member 0
+    times 10 plus 100, which its own per-channel calibration undoes. Channel 0 peaks (4) at row 5,
+    channel 1 (3) at row 15. The 95th percentile of 20 values [-1 x9, 0, 1 x9, peak] is
+    1 + 0.05 (peak - 1): 1.15 for channel 0, 1.10 for channel 1; each fires on its own row only."""
+    n = 20
+    y = np.zeros(n, np.uint8)
+    y[[4, 15]] = 1
+    base = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    base[[4, 15]] = 0.0  # nominal rows: nine +1 and nine -1
+    ch = np.stack([base, base], axis=1)
+    ch[4, 0], ch[15, 1] = 4.0, 3.0
+    cs = np.stack([ch, np.zeros_like(ch), 10 * ch + 100], axis=1)[:, [0, 2]].astype(np.float32)  # [rows, 2, 2]
+    main = np.stack([ch.max(1), np.random.default_rng(0).normal(size=n), ch.max(1)], axis=1)
+    rule = {"method": "percentile", "percentile": 95}
+    ens = Ensemble(calibration="z", combination="mean", rule=rule, spans=(1,), per_channel=True)
+    ens.fit(main, y, ["a", "iforest", "b"], channel_scores=cs, channel_members=[0, 2], channels=["x", "y"])
+    np.testing.assert_allclose([r.threshold_ for r in ens.channel_rules_], [1.15, 1.10], rtol=1e-5)
+    np.testing.assert_allclose(ens.channel_ensemble_scores(cs), ch, atol=1e-5)
+    per = ens.channel_predictions(cs)
+    np.testing.assert_array_equal(np.flatnonzero(per[:, 0]), [4])
+    np.testing.assert_array_equal(np.flatnonzero(per[:, 1]), [15])
+    union = ens.predict(main, cs)
+    np.testing.assert_array_equal(np.flatnonzero(union), [4, 15])
+    assert union.dtype == np.uint8 and ens.val_f05_ == ens.channel_val_f05_ == 1.0 and ens.threshold_ == 0.0
+    margin = ens.score(main, cs)  # the largest margin of a channel over its own threshold
+    assert margin[4] == pytest.approx(4 - 1.15, abs=1e-5) and margin[15] == pytest.approx(3 - 1.10, abs=1e-5)
+    assert (margin[y == 0] < 0).all()
+    d = ens.to_dict()
+    assert d["per_channel"] and [c["channel"] for c in d["channels"]] == ["x", "y"]
+    # the main decision keeps its own rule, and the channel rules are still there to explain it
+    plain = Ensemble(calibration="z", combination="mean", rule=rule, spans=(1,))
+    plain.fit(main, y, channel_scores=cs, channel_members=[0, 2], channels=["x", "y"])
+    np.testing.assert_array_equal(plain.predict(main), plain.rule_.predict(plain.score(main)))
+    np.testing.assert_array_equal(plain.channel_predictions(cs), per)
+    with pytest.raises(TelemetryError, match="per-channel decision needs the members' per-channel scores"):
+        Ensemble(per_channel=True, rule=rule).fit(main, y)
+    with pytest.raises(TelemetryError, match="needs the members' per-channel scores of this split"):
+        ens.predict(main)
+    with pytest.raises(TelemetryError, match=r"must be \[rows, 2 members, 2 channels\]"):
+        ens.predict(main, cs[:, :1])
+
+
+def test_event_table_names_the_channels_above_their_own_threshold():
+    from ensemble.report import event_table
+
+    ids = np.arange(100, 110)
+    pred = np.array([0, 1, 1, 0, 0, 1, 0, 0, 1, 1], np.uint8)
+    score = np.arange(10, dtype=np.float32)
+    margins = np.full((10, 3), -1.0, np.float32)
+    margins[2, 1], margins[1, 2] = 2.0, 0.5  # event 1: b (2.0) then c (0.5)
+    margins[5, 0] = -0.25  # event 2: no channel over its own threshold; a is the closest
+    margins[9, 2] = 0.0  # event 3: c, exactly at its threshold
+    margins[3, 0] = 9.0  # outside every event: ignored
+    t = event_table(ids, pred, score, margins, ["a", "b", "c"])
+    assert t[["start_id", "end_id", "rows", "peak_score"]].values.tolist() == [[101, 102, 2, 2], [105, 105, 1, 5],
+                                                                             [108, 109, 2, 9]]
+    assert t["channels"].tolist() == ["b;c", "", "c"] and t["n_channels"].tolist() == [2, 0, 1]
+    assert t["top_channel"].tolist() == ["b", "a", "c"] and t["margin_a"].tolist() == [-1.0, -0.25, -1.0]
+    assert list(event_table(ids, np.zeros(10), score, margins, ["a", "b", "c"]).columns)[-1] == "margin_c"
+    assert list(event_table(ids, pred, score).columns) == ["event", "start_id", "end_id", "rows", "peak_score"]
+
+
 # -- end to end from a stored experiment -------------------------------------------------------
+
+PLANT = slice(1200, 1215)  # test rows given a large offset in channel_42 alone
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
@@ -116,6 +184,17 @@ def experiment(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("ens")
     generate_mission(root / "m", rows=8000, seed=5, test_rows=2000)
+    # A signal in one channel only (channel_42), for the per-channel view: labelled as an anomaly.
+    test = pd.read_parquet(root / "m" / "test.parquet")
+    x = test["channel_42"].to_numpy().copy()
+    x[PLANT] += np.float32(30 * x.std())
+    test["channel_42"] = x
+    test.to_parquet(root / "m" / "test.parquet", index=False)
+    truth = pd.read_parquet(root / "m" / "test_labels.parquet")
+    y = truth["is_anomaly"].to_numpy().copy()
+    y[PLANT] = 1
+    truth["is_anomaly"] = y
+    truth.to_parquet(root / "m" / "test_labels.parquet", index=False)
     cfg = parse_config({
         "name": "e2e", "seed": 3,
         "data": {"train": "m/train.parquet", "test": "m/test.parquet", "test_labels": "m/test_labels.parquet",
@@ -162,6 +241,57 @@ def test_build_end_to_end_writes_a_valid_submission_and_report(experiment, tmp_p
     assert (tmp_path / "out" / "score_over_time.png").stat().st_size > 10_000
 
 
+
+@pytest.mark.parametrize("decision", ["stack-shrunk-smooth-plateau-hysteresis",
+                                      "channel-union-stack-shrunk-smooth-plateau-hysteresis"])
+def test_build_names_the_channel_of_a_signal_planted_in_one_channel(experiment, tmp_path, decision):
+    from ensemble.build import build
+    from search.results import load_sets
+
+    exp, _ = experiment
+    build(exp, tmp_path / "out", include=("baselines",), weight_trials=10, decision=decision)
+    ev = pd.read_csv(tmp_path / "out" / "events.csv", keep_default_na=False)
+    test_ids = load_sets(exp)["test_ids"]
+    lo, hi = test_ids[PLANT.start], test_ids[PLANT.stop - 1]
+    hit = ev[(ev["start_id"] <= hi) & (ev["end_id"] >= lo)]
+    assert len(hit) == 1, ev
+    row = hit.iloc[0]
+    assert row["top_channel"] == "channel_42" and row["channels"].split(";")[0] == "channel_42"
+    assert row["margin_channel_42"] > 10 * max(row["margin_channel_41"], row["margin_channel_43"], 1.0)
+    assert (ev["n_channels"] >= 1).all() or decision.startswith("stack")  # the union: every event has a channel
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Per-channel view" in report and "| channel_42 |" in report
+    cfg = yaml.safe_load((tmp_path / "out" / "ensemble.yaml").read_text())["ensemble"]
+    assert cfg["per_channel"] == decision.startswith("channel-union")
+    assert [c["channel"] for c in cfg["channels"]] == ["channel_41", "channel_42", "channel_43"]
+    if cfg["per_channel"]:
+        assert "per-channel union" in report
+
+
+def test_experiments_without_per_channel_scores_still_build(experiment, tmp_path):
+    """Trials stored before per-channel scores existed: the build works and says there is no view."""
+    from ensemble.build import build
+    from search.results import leaderboard
+
+    exp, _ = experiment
+    copy = tmp_path / "old"
+    shutil.copytree(exp, copy)
+    for ckpt in leaderboard(str(copy), write=False)["checkpoint"].dropna():
+        sc = dict(np.load(f"{ckpt}/scores.npz"))
+        assert "validation_channels" in sc
+        np.savez(f"{ckpt}/scores.npz", **{k: v for k, v in sc.items() if not k.endswith("_channels")})
+        meta = json.loads(open(f"{ckpt}/trial.json").read())
+        meta.pop("channels"), meta.pop("channel_scores")
+        open(f"{ckpt}/trial.json", "w").write(json.dumps(meta))
+    build(str(copy), tmp_path / "out", include=("baselines",), weight_trials=10)
+    ev = pd.read_csv(tmp_path / "out" / "events.csv")
+    assert list(ev.columns) == ["event", "start_id", "end_id", "rows", "peak_score"]
+    assert "no per-channel breakdown" in (tmp_path / "out" / "report.md").read_text()
+    with pytest.raises(TelemetryError, match="per-channel decision needs the members' per-channel scores"):
+        build(str(copy), tmp_path / "union", include=("baselines",), weight_trials=10,
+              decision="channel-union-stack-shrunk-smooth-plateau-hysteresis")
+
+
 def _rows(ens, ref):
     return [{"member": "**ensemble**", "f05": ens}, {"member": "m#1", "f05": ref}]
 
@@ -200,7 +330,8 @@ def test_holdout_evaluation_intervals_are_paired():
 
 
 @pytest.mark.parametrize("decision", ["stack-shrunk-smooth-plateau-hysteresis", "mean-plateau", "legacy-weighted-edge",
-                                      "mean-bootstrap", "mean-pot-1e-3", "select-mean-plateau"])
+                                      "mean-bootstrap", "mean-pot-1e-3", "select-mean-plateau",
+                                      "channel-union-stack-shrunk-smooth-plateau-hysteresis"])
 def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp_path, decision):
     """Calibration, weights, threshold and post-processing must not move when holdout/test scores change."""
     from ensemble.build import build
@@ -223,7 +354,7 @@ def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp
     build(str(copy), tmp_path / "b", include=("baselines",), weight_trials=10, decision=decision)
     a = yaml.safe_load((tmp_path / "a" / "ensemble.yaml").read_text())["ensemble"]
     b = yaml.safe_load((tmp_path / "b" / "ensemble.yaml").read_text())["ensemble"]
-    assert a["rule"] == b["rule"] and a["validation_f05"] == b["validation_f05"]
+    assert a["rule"] == b["rule"] and a["validation_f05"] == b["validation_f05"] and a["channels"] == b["channels"]
     assert [(m["weight"], m["calibration"]) for m in a["members"]] == [(m["weight"], m["calibration"]) for m in b["members"]]
     if decision == "mean-plateau":  # every member counts, so the plant must show in the test scores
         pa = pd.read_parquet(tmp_path / "a" / "predictions.parquet")
