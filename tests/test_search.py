@@ -148,6 +148,35 @@ def test_bad_sweep_file_rejected_before_ray(mission, tmp_path, capsys, case):
     assert not (tmp_path / "sweeps").exists()
 
 
+def test_trial_stores_per_channel_scores_only_for_members_with_them_and_under_the_cap(monkeypatch):
+    from types import SimpleNamespace
+
+    from models import registry
+    from search import trainable
+    from telemetry.series import Series
+
+    rng = np.random.default_rng(0)
+
+    def split(n, name):
+        y = np.zeros(n, np.uint8)
+        y[n // 2: n // 2 + 5] = 1
+        return Series(np.arange(n, dtype=np.int64), rng.normal(size=(n, 3)).astype(np.float32), y,
+                      ("channel_41", "channel_42", "channel_43"), source=name)
+
+    data = SimpleNamespace(fit=split(200, "fit"), validation=split(100, "validation"), holdout=split(100, "holdout"),
+                           test=split(50, "test"))
+    thr = {"method": "best_f05"}
+    std = registry.get("global_std")().fit(data.fit, data.validation)
+    out = trainable._evaluate(std, data, thr)[0]
+    assert sorted(out) == ["holdout", "holdout_channels", "test", "test_channels", "validation", "validation_channels"]
+    assert out["test_channels"].shape == (50, 3)
+    monkeypatch.setattr(trainable, "CHANNEL_SCORES_MAX_CELLS", 250 * 3 - 1)  # one cell short of the three splits
+    assert sorted(trainable._evaluate(std, data, thr)[0]) == ["holdout", "test", "validation"]
+    monkeypatch.undo()
+    forest = registry.get("isolation_forest")(n_estimators=5).fit(data.fit, data.validation)
+    assert sorted(trainable._evaluate(forest, data, thr)[0]) == ["holdout", "test", "validation"]
+
+
 def test_window_longer_than_a_split_rejected_before_ray(mission, tmp_path):
     raw = _base(mission)
     raw["architectures"]["dense_ae"]["space"]["window"] = {"choice": [8, 2_500]}
@@ -243,10 +272,19 @@ class TestLocal:
         for row in parquet.itertuples():
             meta, scores = load_trial(row.checkpoint)
             assert meta["arch"] == row.arch
-            assert set(scores) == {"validation", "holdout", "test"}
+            # both members have per-channel scores: stored beside the per-row ones, columns named
+            assert set(scores) == {"validation", "holdout", "test", "validation_channels", "holdout_channels",
+                                   "test_channels"}
+            assert meta["channel_scores"] and meta["channels"] == ["channel_41", "channel_42", "channel_43"]
             for split, n in lengths.items():
                 assert scores[split].shape == (n,), (row.arch, split)
                 assert np.isfinite(scores[split]).all()
+                ch = scores[f"{split}_channels"]
+                assert ch.shape == (n, 3) and ch.dtype == np.float32
+                # channel max, row mean (conv_ae) is at least the max of the channels; a row member equals it
+                assert (scores[split] >= ch.max(axis=1) - 1e-4).all()
+                if row.arch == "global_std":
+                    np.testing.assert_array_equal(scores[split], ch.max(axis=1))
             assert meta["validation"]["f05"] == pytest.approx(row.val_f05)
 
         capsys.readouterr()  # Tune's progress tables
