@@ -40,16 +40,17 @@ class RowDetector(Detector):
     def _chunk_rows(self) -> int:
         return CHUNK_ROWS
 
-    def _score_rows(self, values: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        """Scores of rows [lo, hi): from those rows alone (a member that looks back overrides this)."""
-        return self._score_chunk(values[lo:hi])
+    def _score_rows(self, series: Series, lo: int, hi: int) -> np.ndarray:
+        """Scores of rows [lo, hi): from those rows alone (a member that looks back, or reads more
+        than the channels, overrides this)."""
+        return self._score_chunk(series.values[lo:hi])
 
     def _score_samples(self, series: Series) -> np.ndarray:
         out = np.empty(len(series), dtype=np.float32)
         step = self._chunk_rows()
         for lo in range(0, len(series), step):
             hi = min(lo + step, len(series))
-            out[lo:hi] = self._score_rows(series.values, lo, hi)
+            out[lo:hi] = self._score_rows(series, lo, hi)
         return out
 
 
