@@ -40,19 +40,20 @@ class RowDetector(Detector):
     def _chunk_rows(self) -> int:
         return CHUNK_ROWS
 
-    def _score_rows(self, values: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        """Scores of rows [lo, hi): from those rows alone (a member that looks back overrides this)."""
-        return self._score_chunk(values[lo:hi])
+    def _score_rows(self, series: Series, lo: int, hi: int) -> np.ndarray:
+        """Scores of rows [lo, hi): from those rows alone (a member that looks back, or reads more
+        than the channels, overrides this)."""
+        return self._score_chunk(series.values[lo:hi])
 
     def _score_samples(self, series: Series) -> np.ndarray:
         out = np.empty(len(series), dtype=np.float32)
         step = self._chunk_rows()
         for lo in range(0, len(series), step):
             hi = min(lo + step, len(series))
-            out[lo:hi] = self._score_rows(series.values, lo, hi)
+            out[lo:hi] = self._score_rows(series, lo, hi)
         return out
 
-    def _channel_rows(self, values: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    def _channel_rows(self, series: Series, lo: int, hi: int) -> np.ndarray:
         """Standardised per-channel errors of rows [lo, hi) (members tagged ``channel_scores``)."""
         raise NotImplementedError
 
@@ -64,7 +65,7 @@ class RowDetector(Detector):
         step = self._chunk_rows()
         for lo in range(0, len(series), step):
             hi = min(lo + step, len(series))
-            channels[lo:hi] = self._channel_rows(series.values, lo, hi)
+            channels[lo:hi] = self._channel_rows(series, lo, hi)
             out[lo:hi] = self.scorer_.reduce(channels[lo:hi])
         return out, channels
 
@@ -176,8 +177,8 @@ class GlobalStd(RowDetector):
     def _score_chunk(self, x: np.ndarray) -> np.ndarray:
         return self.scorer_.window_scores(np.abs(x - self.mean_))
 
-    def _channel_rows(self, values: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        return self.scorer_.standardised(np.abs(values[lo:hi] - self.mean_))
+    def _channel_rows(self, series: Series, lo: int, hi: int) -> np.ndarray:
+        return self.scorer_.standardised(np.abs(series.values[lo:hi] - self.mean_))
 
     def _save_state(self, path: Path) -> None:
         np.savez(path / "state.npz", mean=self.mean_, std=self.std_)

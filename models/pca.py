@@ -22,6 +22,7 @@ from models.base import POSITIVE_INT, Check, _integer, one_of
 from models.baselines import RowDetector
 from models.registry import register
 from models.scoring import CHANNEL_REDUCTIONS, RowScorer
+from models.window import conditioning_of
 from telemetry.errors import TelemetryError
 from telemetry.series import Series
 
@@ -47,14 +48,25 @@ class PCADetector(RowDetector):
     ``n_components``: an int (number of components) or a float in (0, 1) (the smallest number that
     explains that share of the variance); always fewer than the embedded width, so something is
     left to score. ``nominal_only``: fit on the labelled-nominal rows when labels are known.
+    ``telecommands``: append the row's telecommand features (telemetry.telecommands) to its
+    embedding, so the subspace learns how the channels sit after each command; their own residuals
+    are not scored.
     """
 
     _tags = {"channel_scores": True}
-    _checks = {"lags": POSITIVE_INT, "n_components": COMPONENTS, "channel_reduction": one_of(*CHANNEL_REDUCTIONS)}
+    _checks = {"lags": POSITIVE_INT, "n_components": COMPONENTS, "channel_reduction": one_of(*CHANNEL_REDUCTIONS),
+               "telecommands": one_of(True, False)}
     lags: int = 1
     n_components: int | float = 0.95
     channel_reduction: str = "max"
     nominal_only: bool = True
+    telecommands: bool = False
+
+    def _embedded(self, series: Series, lo: int, hi: int) -> np.ndarray:
+        """Rows [lo, hi): the lag embedding of the channels, then the conditioning columns if any."""
+        x = lagged(series.values, int(self.lags), lo, hi)
+        cond = conditioning_of(self, series)
+        return x if cond is None else np.concatenate([x, cond[lo:hi]], axis=1)
 
     def _check_length(self, n_rows: int, what: str) -> None:
         if n_rows < 2:
@@ -67,11 +79,14 @@ class PCADetector(RowDetector):
         use = train.nominal if (self.nominal_only and train.labels is not None) else np.ones(len(train), dtype=bool)
         if use.sum() < 2:
             raise TelemetryError(f"{self.name}: {train.source} has fewer than 2 nominal rows to fit on")
-        d = train.n_channels * int(self.lags)
+        self.n_conditioning_ = None
+        cond = conditioning_of(self, train)
+        self.n_conditioning_ = 0 if cond is None else cond.shape[1]
+        d = train.n_channels * int(self.lags) + self.n_conditioning_
         total, s1, s2 = 0, np.zeros(d), np.zeros((d, d))
         for lo in range(0, len(train), CHUNK_ROWS):
             hi = min(lo + CHUNK_ROWS, len(train))
-            x = lagged(train.values, int(self.lags), lo, hi)[use[lo:hi]].astype(np.float64)
+            x = self._embedded(train, lo, hi)[use[lo:hi]].astype(np.float64)
             total += len(x)
             s1 += x.sum(axis=0)
             s2 += x.T @ x
@@ -91,28 +106,31 @@ class PCADetector(RowDetector):
         err = np.empty((len(ref), ref.n_channels), dtype=np.float32)
         for lo in range(0, len(ref), CHUNK_ROWS):  # chunk by chunk: never the whole embedding
             hi = min(lo + CHUNK_ROWS, len(ref))
-            err[lo:hi] = self._channel_errors(ref.values, lo, hi)
+            err[lo:hi] = self._channel_errors(ref, lo, hi)
         self.scorer_ = RowScorer(self.channel_reduction).fit(err, ref.nominal if ref.labels is not None else None)
 
-    def _channel_errors(self, values: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        """Mean absolute residual per row and channel [hi - lo, C] (over the channel's lags)."""
-        xc = lagged(values, int(self.lags), lo, hi) - self.mean_
+    def _channel_errors(self, series: Series, lo: int, hi: int) -> np.ndarray:
+        """Mean absolute residual per row and channel [hi - lo, C] (over the channel's lags; the
+        conditioning columns' residuals are left out)."""
+        xc = self._embedded(series, lo, hi) - self.mean_
         resid = xc - (xc @ self.components_.T) @ self.components_
-        return np.abs(resid).reshape(hi - lo, int(self.lags), values.shape[1]).mean(axis=1)
+        c = series.n_channels
+        return np.abs(resid[:, : c * int(self.lags)]).reshape(hi - lo, int(self.lags), c).mean(axis=1)
 
-    def _score_rows(self, values: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        return self.scorer_.window_scores(self._channel_errors(values, lo, hi))
+    def _score_rows(self, series: Series, lo: int, hi: int) -> np.ndarray:
+        return self.scorer_.window_scores(self._channel_errors(series, lo, hi))
 
-    def _channel_rows(self, values: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        return self.scorer_.standardised(self._channel_errors(values, lo, hi))
+    def _channel_rows(self, series: Series, lo: int, hi: int) -> np.ndarray:
+        return self.scorer_.standardised(self._channel_errors(series, lo, hi))
 
     def _save_state(self, path: Path) -> None:
         np.savez(path / "state.npz", mean=self.mean_, components=self.components_,
                  explained_variance_ratio=self.explained_variance_ratio_, error_mean=self.scorer_.loc_,
-                 error_std=self.scorer_.scale_)
+                 error_std=self.scorer_.scale_, n_conditioning=self.n_conditioning_)
 
     def _load_state(self, path: Path) -> None:
         st = np.load(path / "state.npz")
         self.mean_, self.components_ = st["mean"], st["components"]
         self.explained_variance_ratio_ = st["explained_variance_ratio"]
+        self.n_conditioning_ = int(st["n_conditioning"]) if "n_conditioning" in st else 0
         self.scorer_ = RowScorer(self.channel_reduction).set_stats(st["error_mean"], st["error_std"])

@@ -34,6 +34,21 @@ from telemetry.windows import (REDUCTIONS, WindowBatches, anomalous_windows, as_
 WEIGHTS_FILE, STATE_FILE = "model.weights.h5", "state.npz"
 
 
+def conditioning_of(est: Detector, series: Series) -> np.ndarray | None:
+    """The telecommand features a member with ``telecommands=True`` reads, checked against what it
+    was fitted with (None when the option is off)."""
+    if not est.telecommands:
+        return None
+    if series.telecommands is None:
+        raise TelemetryError(f"{est.name}: telecommands=True but the {series.source} series has no telecommand "
+                             f"columns (set data.telecommands in the sweep file)")
+    tc = np.ascontiguousarray(series.telecommands, dtype=np.float32)
+    fitted = getattr(est, "n_conditioning_", None)
+    if fitted is not None and tc.shape[1] != fitted:
+        raise TelemetryError(f"{est.name}: fitted with {fitted} telecommand columns, got {tc.shape[1]} in {series.source}")
+    return tc
+
+
 class KerasWindowDetector(Detector):
     """Subclasses define ``build(n_channels) -> keras.Model`` and the hooks below."""
 
@@ -81,6 +96,10 @@ class KerasWindowDetector(Detector):
         """(first row, length) of the rows each window's value belongs to: the window itself."""
         return starts, int(self.window)
 
+    def _conditioning(self, series: Series) -> np.ndarray | None:
+        """Input-only columns appended to every window (none by default; see ErrorWindowDetector)."""
+        return None
+
     # -- the machinery --------------------------------------------------------------------------
     def _check_length(self, n_rows: int, what: str) -> None:
         check_window_fits(n_rows, int(self.window), int(self.horizon), what)
@@ -92,7 +111,8 @@ class KerasWindowDetector(Detector):
             raise TelemetryError(f"{self.name}: the {series.source} series has no fully nominal window of "
                                  f"{self.window} rows to train on")
         return WindowBatches(series.values, int(self.window), starts, int(self.batch_size), target=self.target,
-                             horizon=max(int(self.horizon), 1), shuffle=shuffle, seed=int(self.seed))
+                             horizon=max(int(self.horizon), 1), shuffle=shuffle, seed=int(self.seed),
+                             conditioning=self._conditioning(series))
 
     def _fit(self, train: Series, validation: Series | None, callbacks=None, initial_epoch: int = 0,
              initial_weights: str | None = None) -> None:
@@ -100,11 +120,18 @@ class KerasWindowDetector(Detector):
         ``initial_epoch`` continue a checkpointed run."""
         import keras
 
+        self.n_conditioning_ = None  # set below, once the training inputs are known
         train_data = self._training_data(train, training=True)
         val_data = self._training_data(validation, training=False) if validation is not None else None
         keras.utils.set_random_seed(int(self.seed))
-        self.model_ = self.build(train.n_channels)
-        self.model_.compile(**self._compile_args(keras))
+        cond = self._conditioning(train)
+        self.n_conditioning_ = 0 if cond is None else cond.shape[1]
+        self.n_inputs_ = train.n_channels + self.n_conditioning_
+        self.model_ = self.build(self.n_inputs_)
+        args = self._compile_args(keras)
+        if self.n_inputs_ > train.n_channels:  # conditioning inputs come out too, but the loss ignores them
+            args["loss"] = _channels_only_mse(train.n_channels)
+        self.model_.compile(**args)
         if initial_weights:
             self.model_.load_weights(initial_weights)
         self.history_ = {}
@@ -143,27 +170,52 @@ class KerasWindowDetector(Detector):
 
     def _save_state(self, path: Path) -> None:
         self.model_.save_weights(str(path / WEIGHTS_FILE))
-        np.savez(path / STATE_FILE, **self._state())
+        np.savez(path / STATE_FILE, n_inputs=self.n_inputs_, **self._state())
 
     def _load_state(self, path: Path) -> None:
-        self._set_state(np.load(path / STATE_FILE))
-        self.model_ = self.build(self.n_channels_)
+        state = np.load(path / STATE_FILE)
+        self._set_state(state)
+        self.n_inputs_ = int(state["n_inputs"]) if "n_inputs" in state else self.n_channels_
+        self.n_conditioning_ = self.n_inputs_ - self.n_channels_
+        self.model_ = self.build(self.n_inputs_)
         self.model_.load_weights(str(path / WEIGHTS_FILE))
 
 
+def _channels_only_mse(n_channels: int):
+    """MSE over the first ``n_channels`` outputs: the network sees the conditioning columns as inputs
+    (and has outputs for them, so any architecture's ``build`` serves), but is never asked to
+    reconstruct or forecast them."""
+    import keras
+
+    def channels_mse(y_true, y_pred):
+        return keras.ops.mean(keras.ops.square(y_true - y_pred[..., :n_channels]), axis=-1)
+
+    return channels_mse
+
+
 class ErrorWindowDetector(KerasWindowDetector):
-    """Scores the per-channel mean absolute error of what the network predicts for each window."""
+    """Scores the per-channel mean absolute error of what the network predicts for each window.
+
+    ``telecommands``: feed the series' telecommand features (``data.telecommands`` of the sweep file,
+    telemetry.telecommands) to the network as extra input columns of every window, neither
+    reconstructed nor scored, so a commanded mode change need not look like an anomaly.
+    """
 
     _tags = {"channel_scores": True}
-    _checks = {"channel_reduction": one_of(*CHANNEL_REDUCTIONS)}
+    _checks = {"channel_reduction": one_of(*CHANNEL_REDUCTIONS), "telecommands": one_of(True, False)}
     channel_reduction: str = "max"
+    telecommands: bool = False
+
+    def _conditioning(self, series: Series) -> np.ndarray | None:
+        return conditioning_of(self, series)
 
     def _training_data(self, series: Series, training: bool):
         # Train (and validate) on fully nominal windows: the error must learn what nominal looks like.
         return as_keras_dataset(self._windows(series, self.train_stride, shuffle=training, nominal_only=True))
 
     def _window_values(self, prediction, target):
-        prediction = prediction.astype(np.float32, copy=False).reshape(target.shape)
+        # [B, rows, C (+ conditioning outputs, ignored)] -> the target's channels only
+        prediction = prediction.astype(np.float32, copy=False).reshape(*target.shape[:2], -1)[..., :target.shape[2]]
         return np.abs(prediction - target).mean(axis=1)  # [B, C]: mean over the window's (or horizon's) rows
 
     def _after_training(self, train: Series, validation: Series | None) -> None:

@@ -55,11 +55,13 @@ class WindowBatches:
     ``batch[i]`` is ``x`` [B, window, C] for scoring, ``(x, x)`` for autoencoder training
     (``target="self"``), or ``(x, y)`` with y [B, horizon, C_t] for forecasting (``target="next"``).
     ``shuffle`` reorders the window order each epoch (seeded); ``values`` is never copied.
+    ``conditioning`` [N, k]: columns appended to every window's inputs (x becomes [B, window, C + k])
+    but never to its target, so a model can condition on them without reconstructing them.
     """
 
     def __init__(self, values: np.ndarray, window: int, starts: np.ndarray, batch_size: int = 256,
                  target: str | None = None, horizon: int = 1, target_channels=None,
-                 shuffle: bool = False, seed: int = 0):
+                 shuffle: bool = False, seed: int = 0, conditioning: np.ndarray | None = None):
         if values.dtype != np.float32 or values.ndim != 2:
             raise TelemetryError(f"windows need a 2-D float32 array, got {values.dtype}{list(values.shape)}")
         if target not in (None, "self", "next"):
@@ -76,6 +78,9 @@ class WindowBatches:
         self.horizon = int(horizon)
         self.target_channels = None if target_channels is None else np.asarray(target_channels)
         self.shuffle = shuffle
+        if conditioning is not None and (conditioning.ndim != 2 or len(conditioning) != len(values)):
+            raise TelemetryError(f"conditioning inputs must be [rows, k] with {len(values)} rows, got {list(conditioning.shape)}")
+        self.conditioning = conditioning
         self._rng = np.random.default_rng(seed)
         self._order = self._rng.permutation(len(self.starts)) if shuffle else None
         self._offsets = np.arange(self.window, dtype=np.int64)
@@ -111,17 +116,20 @@ class WindowBatches:
             x = self._blocks[s].reshape(len(s), self.window, c)
         else:
             x = self.values[s[:, None] + self._offsets]  # one gather: [B, window, C]
+        # Conditioning columns (e.g. telecommand features) are inputs only: never part of a target.
+        x_in = x if self.conditioning is None else np.concatenate(
+            [x, self.conditioning[s[:, None] + self._offsets]], axis=2)
         if self.target is None:
-            return x
+            return x_in
         if self.target == "self":
-            return x, x
+            return x_in, x
         if self._target_blocks is not None:
             y = self._target_blocks[s + self.window].reshape(len(s), self.horizon, c)
         else:
             y = self.values[s[:, None] + self._target_offsets]
         if self.target_channels is not None:
             y = y[:, :, self.target_channels]
-        return x, y
+        return x_in, y
 
     def on_epoch_end(self) -> None:
         if self.shuffle:

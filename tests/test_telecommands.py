@@ -51,3 +51,55 @@ def test_prepare_loads_telecommands_as_features_sliced_with_the_splits(tmp_path)
     plain = prepare(DataConfig(train=cfg.train, test=cfg.test, channels="41-46", fractions=[0.5, 0.25, 0.25]))
     np.testing.assert_array_equal(plain.fit.values, d.fit.values)  # channels are not touched
     assert plain.fit.telecommands is None
+
+
+def _series_with_tc(n=2000, seed=0):
+    from telemetry.series import Series
+
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((n, 3)).astype(np.float32)
+    tc = tcm.features((rng.random((n, 2)) < 0.01).astype(np.uint8), 50.0)
+    return Series(np.arange(n, dtype=np.int64), v, np.zeros(n, np.uint8), ("a", "b", "c"), "s",
+                  telecommands=tc, telecommand_names=("telecommand_1", "telecommand_2"))
+
+
+def test_window_batches_append_conditioning_to_inputs_only():
+    from telemetry.windows import WindowBatches
+
+    s = _series_with_tc(100)
+    b = WindowBatches(s.values, 8, np.array([0, 5, 20]), batch_size=3, target="self", conditioning=s.telecommands)
+    x, y = b[0]
+    assert x.shape == (3, 8, 5) and y.shape == (3, 8, 3)
+    np.testing.assert_array_equal(x[1, :, :3], s.values[5:13])
+    np.testing.assert_array_equal(x[1, :, 3:], s.telecommands[5:13])
+    np.testing.assert_array_equal(y, x[:, :, :3])
+    f = WindowBatches(s.values, 8, np.array([0, 5]), target="next", horizon=2, conditioning=s.telecommands)
+    x, y = f[0]
+    assert x.shape == (2, 8, 5) and y.shape == (2, 2, 3)  # the forecast target holds channels only
+
+
+def test_telecommand_inputs_widen_the_input_not_the_scored_channels(tmp_path):
+    from models import registry
+
+    s = _series_with_tc()
+    ae = registry.get("dense_ae")(window=8, units=8, latent=4, epochs=1, telecommands=True).fit(s, s)
+    assert ae.model_.input_shape == (None, 8, 5) and ae.scorer_.loc_.shape == (3,)
+    plain = registry.get("dense_ae")(window=8, units=8, latent=4, epochs=1).fit(s, s)
+    assert plain.model_.input_shape == (None, 8, 3)
+    assert ae.score_samples(s).shape == (len(s),)
+    again = registry.get("dense_ae").load(ae.save(tmp_path / "ae"))
+    np.testing.assert_allclose(again.score_samples(s), ae.score_samples(s), rtol=1e-5)
+    pca = registry.get("pca")(lags=2, n_components=3, telecommands=True).fit(s, s)
+    assert pca.components_.shape == (3, 3 * 2 + 2) and pca.scorer_.loc_.shape == (3,)
+    # per-channel scores cover the scored channels only, and still reduce to the per-row score
+    row, ch = ae.score_samples_and_channels(s)
+    assert ch.shape == (len(s), 3) and (row >= ch.max(axis=1) - 1e-5).all()
+    row, ch = pca.score_samples_and_channels(s)
+    assert ch.shape == (len(s), 3)
+    np.testing.assert_array_equal(row, ch.max(axis=1))
+    bare = type(s)(s.ids, s.values, s.labels, s.channels, "bare")
+    with pytest.raises(TelemetryError, match="telecommands=True but the bare series has no telecommand columns"):
+        pca.score_samples(bare)
+    other = type(s)(s.ids, s.values, s.labels, s.channels, "one", telecommands=s.telecommands[:, :1])
+    with pytest.raises(TelemetryError, match="fitted with 2 telecommand columns, got 1 in one"):
+        pca.score_samples(other)

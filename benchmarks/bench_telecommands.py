@@ -1,0 +1,93 @@
+"""False alarms at commanded mode changes, with and without telecommands as model inputs.
+
+    python benchmarks/bench_telecommands.py [--rows 200000] [--seeds 0 1 2] [--no-record]
+
+On synthetic missions (whose telecommands switch channel groups into other operating modes, never
+labelled), each member is fitted with and without ``telecommands=True`` and thresholded by the
+default decision layer on validation; on the test series we count false events (predicted runs
+touching no true event) that start within ``--after`` rows of a telecommand pulse, all false
+events, and the test F0.5.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import record  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+MEMBERS = {
+    "pca": {"lags": 5, "n_components": 0.95},
+    "conv_ae": {"window": 32, "latent": 16, "epochs": 3, "batch_size": 256, "train_stride": 4, "score_stride": 2},
+}
+
+
+def false_events_after_pulses(y: np.ndarray, pred: np.ndarray, pulses: np.ndarray, after: int) -> tuple[int, int]:
+    """(false events starting within ``after`` rows after a pulse start, all false events)."""
+    from telemetry.events import event_labels, events
+
+    runs = events(pred)
+    lab, _ = event_labels(y)
+    touches = np.array([lab[a:b].any() for a, b in runs], dtype=bool) if len(runs) else np.zeros(0, bool)
+    false_starts = runs[~touches, 0]
+    near = np.zeros(len(y) + 1, dtype=np.int64)
+    for p in pulses:
+        near[p: min(p + after, len(y))] = 1
+    return int(near[false_starts].sum()), int(false_starts.size)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--after", type=int, default=700, help="rows after a pulse that count as its mode change")
+    ap.add_argument("--no-record", action="store_true")
+    args = ap.parse_args(argv)
+
+    from ensemble.combine import Ensemble
+    from models import registry
+    from telemetry.metrics import corrected_event_f05
+    from telemetry.prepare import DataConfig, prepare
+    from telemetry.synth import generate_mission
+
+    lines = ["| mission | member | telecommands | false events after a pulse | all false events | test F0.5 |",
+             "|---|---|---|---|---|---|"]
+    totals = {}
+    for seed in args.seeds:
+        d = REPO / "results" / "bench_telecommands" / f"synth-{args.rows}-s{seed}"
+        if not (d / "mission.json").is_file():
+            generate_mission(d, rows=args.rows, seed=seed)
+        data = prepare(DataConfig(train=str(d / "train.parquet"), test=str(d / "test.parquet"),
+                                  test_labels=str(d / "test_labels.parquet"), channels="41-46", telecommands="all"))
+        pulses = np.flatnonzero((data.test.telecommands == 1.0).any(axis=1))
+        for arch, params in MEMBERS.items():
+            for with_tc in (False, True):
+                t0 = time.perf_counter()
+                est = registry.get(arch)(**params, telecommands=with_tc).fit(data.fit, data.validation)
+                sv, st = est.score_samples(data.validation)[:, None], est.score_samples(data.test)[:, None]
+                pred = Ensemble(seed=0).fit(sv, data.validation.labels).predict(st)
+                near, total = false_events_after_pulses(data.test_labels, pred, pulses, args.after)
+                f = corrected_event_f05(data.test_labels, pred)
+                key = (arch, with_tc)
+                a = totals.setdefault(key, [0, 0, []])
+                a[0] += near
+                a[1] += total
+                a[2].append(f)
+                lines.append(f"| s{seed} ({len(pulses)} pulses in test) | {arch} | {'yes' if with_tc else 'no'} | {near} | "
+                             f"{total} | {f:.3f} |")
+                print(lines[-1], f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    lines += ["", "| member | telecommands | false events after a pulse (sum) | all false events (sum) | mean test F0.5 |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {arch} | {'yes' if tc else 'no'} | {a[0]} | {a[1]} | {np.mean(a[2]):.3f} |" for (arch, tc), a in totals.items()]
+    record(f"Telecommands as inputs: false events at commanded mode changes ({args.rows:,}-row missions)",
+           "\n".join(lines), out=None if args.no_record else REPO / "benchmarks" / "RESULTS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
