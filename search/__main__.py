@@ -8,6 +8,19 @@ import sys
 from telemetry.errors import TelemetryError
 
 
+def duration(text: str) -> float:
+    """Seconds from "3600", "90m", "1.5h" or "45s" (argparse type)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    t = text.strip().lower()
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 3600, 90m, 1h)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"a time budget must be > 0, got {text!r}")
+    return value
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m search", description="Ray Tune + Optuna sweeps of telesweep detectors")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -17,6 +30,9 @@ def main(argv=None) -> int:
     run.add_argument("--storage", default=None, help="where experiments live: a path, s3://... or gs://...")
     run.add_argument("--shared-storage", action="store_true", help="the storage path is a filesystem every node mounts (NFS)")
     run.add_argument("--smoke-test", action="store_true", help="2 trials per architecture, 1 epoch, window 16")
+    run.add_argument("--time-budget", type=duration, default=None,
+                     help="wall clock for the whole sweep, e.g. 3600, 90m or 1h: split across architectures "
+                          "(their budget_share), finished trials kept, the rest stopped")
     res = sub.add_parser("resume", help="continue an interrupted sweep")
     res.add_argument("experiment", help="experiment path (<storage>/<name>)")
     res.add_argument("--address", default=None)
@@ -58,7 +74,8 @@ def main(argv=None) -> int:
             return 0
         if args.cmd == "run":
             cfg = runner.load_config(args.config)
-            summary = runner.run_sweep(cfg, args.address, args.storage, args.smoke_test, args.shared_storage)
+            summary = runner.run_sweep(cfg, args.address, args.storage, args.smoke_test, args.shared_storage,
+                                       time_budget_s=args.time_budget)
         else:
             summary = runner.resume(results.resolve(args.experiment), args.address, args.shared_storage)
     except TelemetryError as err:
@@ -70,7 +87,8 @@ def main(argv=None) -> int:
         return 130
     total = sum(a["completed"] for a in summary["architectures"].values())
     for name, a in summary["architectures"].items():
-        print(f"{name}: {a['completed']}/{a['trials']} trials completed, {a['errored']} failed")
+        budget = f" (time budget {a['budget_s']:.0f} s)" if "budget_s" in a else ""
+        print(f"{name}: {a['completed']}/{a['trials']} trials completed, {a['errored']} failed{budget}")
     print(f"experiment: {summary['experiment']}")
     return 0 if total > 0 else 1
 

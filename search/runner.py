@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from dataclasses import asdict
 
 import numpy as np
@@ -66,7 +67,8 @@ def _effective_raw(cfg: SweepConfig, store: str) -> dict:
     raw.update(name=cfg.name, seed=cfg.seed, storage=store, data=asdict(cfg.data), threshold=cfg.threshold)
     raw["architectures"] = {a.name: {"trials": a.trials, "resources": {"cpu": a.cpu, "gpu": a.gpu},
                                      "space": a.space, "fixed": a.fixed,
-                                     **({"max_concurrent_trials": a.max_concurrent_trials} if a.max_concurrent_trials else {})}
+                                     **({"max_concurrent_trials": a.max_concurrent_trials} if a.max_concurrent_trials else {}),
+                                     **({"budget_share": a.budget_share} if a.budget_share != 1.0 else {})}
                             for a in cfg.architectures}
     return raw
 
@@ -82,7 +84,7 @@ def _concurrency(cfg: SweepConfig, arch, capacity_cpus: float) -> int:
     return max(1, min(fits, math.ceil(arch.trials / 3)))
 
 
-def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int):
+def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_budget_s: float | None = None):
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -116,7 +118,7 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int):
         trainable,
         param_space=space,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=arch.trials,
-                                    max_concurrent_trials=concurrency),
+                                    max_concurrent_trials=concurrency, time_budget_s=time_budget_s),
         run_config=tune.RunConfig(
             name=arch.name, storage_path=exp,
             failure_config=tune.FailureConfig(max_failures=int(cfg.search.get("max_failures", 2))),
@@ -125,9 +127,22 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int):
     )
 
 
+def budget_shares(cfg: SweepConfig, left_s: float, done: set[str]) -> dict[str, float]:
+    """Seconds for each architecture not yet run: what is left, split by ``budget_share`` (default
+    equal). Recomputed before each architecture, so time a fast one leaves goes to the ones after."""
+    todo = [a for a in cfg.architectures if a.name not in done]
+    total = sum(a.budget_share for a in todo) or 1.0
+    return {a.name: max(0.0, left_s) * a.budget_share / total for a in todo}
+
+
 def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | None = None,
-              smoke_test: bool = False, shared_storage: bool = False) -> dict:
-    """Run (or continue) every architecture's sweep; returns a summary per architecture."""
+              smoke_test: bool = False, shared_storage: bool = False, time_budget_s: float | None = None) -> dict:
+    """Run (or continue) every architecture's sweep; returns a summary per architecture.
+
+    ``time_budget_s`` (or the sweep file's ``search.time_budget_s``): wall-clock seconds for the
+    whole sweep, split across architectures (:func:`budget_shares`); an architecture whose share
+    runs out keeps the trials it finished (Tune's ``time_budget_s`` stops the rest), and the
+    ensemble is built from those."""
     # Everything that can be wrong with the inputs is checked before Ray starts.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # epochs report val_loss, the end f05
     if smoke_test:
@@ -158,18 +173,34 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
 
     with_data = tune.with_parameters(train_member, data=data)  # one copy in the object store
     capacity = ray.cluster_resources().get("CPU", 1)
+    budget = time_budget_s if time_budget_s is not None else cfg.search.get("time_budget_s")
+    started = time.monotonic()
     summary = {}
     for arch in cfg.architectures:
+        share = None
+        if budget is not None:
+            share = budget_shares(cfg, float(budget) - (time.monotonic() - started), set(summary))[arch.name]
+            if share < 1.0:
+                log.warning("%s: skipped, the time budget of %.0f s is spent", arch.name, float(budget))
+                summary[arch.name] = {"trials": 0, "completed": 0, "errored": 0, "budget_s": 0.0}
+                continue
+            log.info("%s: %.0f s of the time budget", arch.name, share)
         trainable = tune.with_resources(with_data, {"cpu": arch.cpu, "gpu": arch.gpu})
-        grid = _tuner(cfg, arch, trainable, exp, _concurrency(cfg, arch, capacity)).fit()
-        if grid.num_terminated + grid.num_errors < arch.trials:
+        t_arch = time.monotonic()
+        grid = _tuner(cfg, arch, trainable, exp, _concurrency(cfg, arch, capacity), share).fit()
+        out_of_time = share is not None and time.monotonic() - t_arch >= share - 1.0
+        if grid.num_terminated + grid.num_errors < arch.trials and out_of_time:
+            log.warning("%s: time budget reached after %d of %d trials; keeping what finished", arch.name,
+                        grid.num_terminated + grid.num_errors, arch.trials)
+        elif grid.num_terminated + grid.num_errors < arch.trials:
             # Tune catches the first Ctrl-C (SIGINT) itself: it saves the experiment state and fit()
             # returns early without raising. Stop here (not on to the next architecture) like Ctrl-C.
             raise KeyboardInterrupt(f"{arch.name}: interrupted after {grid.num_terminated + grid.num_errors} "
                                     f"of {arch.trials} trials; resume with: python -m search resume {exp}")
         statuses = [r.metrics.get("f05") is not None for r in grid]
         errors = [r for r in grid if r.error is not None]
-        summary[arch.name] = {"trials": len(grid), "completed": int(sum(statuses)), "errored": len(errors)}
+        summary[arch.name] = {"trials": len(grid), "completed": int(sum(statuses)), "errored": len(errors),
+                              **({"budget_s": round(share, 1)} if share is not None else {})}
         for r in errors:
             log.warning("%s: trial %s failed: %s", arch.name, r.path, str(r.error).strip().splitlines()[-1])
     board = leaderboard(exp)
