@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     run.add_argument("--storage", default=None, help="where experiments live: a path, s3://... or gs://...")
     run.add_argument("--shared-storage", action="store_true", help="the storage path is a filesystem every node mounts (NFS)")
     run.add_argument("--smoke-test", action="store_true", help="2 trials per architecture, 1 epoch, window 16")
+    run.add_argument("--verbose", action="store_true", help="Tune's trial tables and every worker's output too")
     run.add_argument("--time-budget", type=duration, default=None,
                      help="wall clock for the whole sweep, e.g. 3600, 90m or 1h: split across architectures "
                           "(their budget_share), finished trials kept, the rest stopped")
@@ -37,6 +38,7 @@ def main(argv=None) -> int:
     res.add_argument("experiment", help="experiment path (<storage>/<name>)")
     res.add_argument("--address", default=None)
     res.add_argument("--shared-storage", action="store_true")
+    res.add_argument("--verbose", action="store_true")
     pl = sub.add_parser("plan", help="trials, epochs, windows and estimated hours of a sweep file, before running it")
     pl.add_argument("config", help="sweep file (YAML)")
     pl.add_argument("--speedup", type=float, default=1.0, help="how many times faster than this machine the workers are")
@@ -75,9 +77,9 @@ def main(argv=None) -> int:
         if args.cmd == "run":
             cfg = runner.load_config(args.config)
             summary = runner.run_sweep(cfg, args.address, args.storage, args.smoke_test, args.shared_storage,
-                                       time_budget_s=args.time_budget)
+                                       time_budget_s=args.time_budget, verbose=args.verbose)
         else:
-            summary = runner.resume(results.resolve(args.experiment), args.address, args.shared_storage)
+            summary = runner.resume(results.resolve(args.experiment), args.address, args.shared_storage, args.verbose)
     except TelemetryError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -38,17 +38,20 @@ def param_space(cfg: SweepConfig, arch) -> dict:
     return space
 
 
-def connect(address: str | None, ray_cfg: dict) -> None:
-    """Local mode: a fresh one-node Ray on this machine. Cluster mode: join ``address`` ("auto")."""
+def connect(address: str | None, ray_cfg: dict, verbose: bool = False) -> None:
+    """Local mode: a fresh one-node Ray on this machine. Cluster mode: join ``address`` ("auto").
+
+    Quiet unless ``verbose``: the workers' output (TensorFlow's start-up banners, per-checkpoint
+    lines) stays in Ray's session logs (/tmp/ray/session_latest/logs) instead of the terminal."""
     import ray
 
     if ray.is_initialized():
         return
     if address in (None, "local"):
         ray.init(address="local", num_cpus=ray_cfg.get("num_cpus"), num_gpus=ray_cfg.get("num_gpus"),
-                 include_dashboard=False, logging_level=logging.WARNING)
+                 include_dashboard=False, logging_level=logging.WARNING, log_to_driver=verbose)
     else:
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=verbose)
 
 
 def check_storage_for_cluster(path: str, shared: bool) -> int:
@@ -84,10 +87,12 @@ def _concurrency(cfg: SweepConfig, arch, capacity_cpus: float) -> int:
     return max(1, min(fits, math.ceil(arch.trials / 3)))
 
 
-def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_budget_s: float | None = None):
+def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_budget_s: float | None = None,
+           verbose: bool = False):
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
+    from search.progress import Progress
     from search.searcher import FinalMetricOptunaSearch as OptunaSearch  # see search/searcher.py
 
     path = storage.join(exp, arch.name)
@@ -123,7 +128,8 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_b
             name=arch.name, storage_path=exp,
             failure_config=tune.FailureConfig(max_failures=int(cfg.search.get("max_failures", 2))),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=1),
+            callbacks=[Progress(arch.name, arch.trials, exp)],
+            verbose=1 if verbose else 0),
     )
 
 
@@ -136,7 +142,8 @@ def budget_shares(cfg: SweepConfig, left_s: float, done: set[str]) -> dict[str, 
 
 
 def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | None = None,
-              smoke_test: bool = False, shared_storage: bool = False, time_budget_s: float | None = None) -> dict:
+              smoke_test: bool = False, shared_storage: bool = False, time_budget_s: float | None = None,
+              verbose: bool = False) -> dict:
     """Run (or continue) every architecture's sweep; returns a summary per architecture.
 
     ``time_budget_s`` (or the sweep file's ``search.time_budget_s``): wall-clock seconds for the
@@ -154,7 +161,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
     data = prepare(cfg.data)
     check_against_data(cfg, {k: len(v) for k, v in data.sets().items()})  # test too: it is scored
 
-    connect(address, cfg.ray)
+    connect(address, cfg.ray, verbose)
     import ray
     from ray import tune
 
@@ -187,7 +194,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
             log.info("%s: %.0f s of the time budget", arch.name, share)
         trainable = tune.with_resources(with_data, {"cpu": arch.cpu, "gpu": arch.gpu})
         t_arch = time.monotonic()
-        grid = _tuner(cfg, arch, trainable, exp, _concurrency(cfg, arch, capacity), share).fit()
+        grid = _tuner(cfg, arch, trainable, exp, _concurrency(cfg, arch, capacity), share, verbose).fit()
         out_of_time = share is not None and time.monotonic() - t_arch >= share - 1.0
         if grid.num_terminated + grid.num_errors < arch.trials and out_of_time:
             log.warning("%s: time budget reached after %d of %d trials; keeping what finished", arch.name,
@@ -207,14 +214,14 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
     return {"experiment": exp, "architectures": summary, "leaderboard_rows": int(len(board))}
 
 
-def resume(exp: str, address: str | None = None, shared_storage: bool = False) -> dict:
+def resume(exp: str, address: str | None = None, shared_storage: bool = False, verbose: bool = False) -> dict:
     """Continue an interrupted sweep from its stored sweep file: finished trials stay, the rest run."""
     if not storage.exists(storage.join(exp, SWEEP_FILE)):
         raise TelemetryError(f"{exp}: not a telesweep experiment ({SWEEP_FILE} missing)")
     raw = yaml.safe_load(storage.read_text(storage.join(exp, SWEEP_FILE)))
     cfg = parse_config(raw, base_dir="/", source=f"{exp}/{SWEEP_FILE}")
     parent = exp.rstrip("/").rsplit("/", 1)[0]
-    return run_sweep(cfg, address=address, storage_path=parent, shared_storage=shared_storage)
+    return run_sweep(cfg, address=address, storage_path=parent, shared_storage=shared_storage, verbose=verbose)
 
 
 __all__ = ["run_sweep", "resume", "load_config", "param_space"]
