@@ -152,6 +152,8 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
     ensemble is built from those."""
     # Everything that can be wrong with the inputs is checked before Ray starts.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # epochs report val_loss, the end f05
+    # Tune's newer console output prints each experiment's configuration table even at verbose=0.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
     if smoke_test:
         cfg = smoke(cfg)
     store = storage_path or cfg.storage or default_storage()
