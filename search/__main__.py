@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     run.add_argument("--time-budget", type=duration, default=None,
                      help="wall clock for the whole sweep, e.g. 3600, 90m or 1h: split across architectures "
                           "(their budget_share), finished trials kept, the rest stopped")
-    res = sub.add_parser("resume", help="continue an interrupted sweep")
+    res = sub.add_parser("resume", help="continue an interrupted sweep (trusted storage only: Ray unpickles it)")
     res.add_argument("experiment", help="experiment path (<storage>/<name>)")
     res.add_argument("--address", default=None)
     res.add_argument("--shared-storage", action="store_true")
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     pl.add_argument("--rows", type=int, default=None, help="train rows, when the data files are not on this machine")
     pl.add_argument("--test-rows", type=int, default=None, help="test rows, likewise")
     pl.add_argument("--no-calibrate", action="store_true", help="counts only, no timing")
-    lb = sub.add_parser("leaderboard", help="best trials per architecture")
+    lb = sub.add_parser("leaderboard", help="best trials per architecture (trusted storage only: Ray unpickles it)")
     lb.add_argument("experiment")
     lb.add_argument("--top", type=int, default=5, help="rows per architecture")
     args = ap.parse_args(argv)
