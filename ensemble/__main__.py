@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DECISION = next(iter(VARIANTS))
 
 
-def demo(out: Path, rows: int, seed: int, smoke_test: bool = False) -> dict:
+def demo(out: Path, rows: int, seed: int, smoke_test: bool = False, verbose: bool = False) -> dict:
     """The embedded default end to end: synthetic mission -> local sweep -> ensemble -> submission."""
     from ensemble.build import build
     from search.config import load_config
@@ -33,7 +33,7 @@ def demo(out: Path, rows: int, seed: int, smoke_test: bool = False) -> dict:
     cfg.data.test_labels = str(mission / "test_labels.parquet")
     log.info("step 2/3: sweeping %s in local mode (an interrupted demo resumes where it stopped)",
              ", ".join(a.name for a in cfg.architectures))
-    summary = run_sweep(cfg, storage_path=str(out / "sweeps"), smoke_test=smoke_test)
+    summary = run_sweep(cfg, storage_path=str(out / "sweeps"), smoke_test=smoke_test, verbose=verbose)
     log.info("step 3/3: building the ensemble")
     return build(summary["experiment"], out, seed=seed)
 
@@ -41,7 +41,7 @@ def demo(out: Path, rows: int, seed: int, smoke_test: bool = False) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ensemble", description="combine sweep members into a submission")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="ensemble from a sweep experiment")
+    b = sub.add_parser("build", help="ensemble from a sweep experiment (trusted storage only: Ray unpickles it)")
     b.add_argument("experiment", help="experiment path or URI (<storage>/<name>)")
     b.add_argument("--out", required=True)
     b.add_argument("--k", type=int, default=2, help="best distinct trials per autoencoder architecture")
@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     d.add_argument("--rows", type=int, default=200_000, help="train rows of the synthetic mission")
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--smoke-test", action="store_true", help="2 trials per architecture, 1 epoch")
+    d.add_argument("--verbose", action="store_true", help="Tune's trial tables and every worker's output too")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
             res = build(args.experiment, args.out, k=args.k, include=tuple(args.include), decision=args.decision,
                         combination=args.combination, calibration=args.calibration, seed=args.seed)
         else:
-            res = demo(Path(args.out).resolve(), args.rows, args.seed, args.smoke_test)
+            res = demo(Path(args.out).resolve(), args.rows, args.seed, args.smoke_test, args.verbose)
     except TelemetryError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -8,6 +8,19 @@ import sys
 from telemetry.errors import TelemetryError
 
 
+def duration(text: str) -> float:
+    """Seconds from "3600", "90m", "1.5h" or "45s" (argparse type)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    t = text.strip().lower()
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 3600, 90m, 1h)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"a time budget must be > 0, got {text!r}")
+    return value
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m search", description="Ray Tune + Optuna sweeps of telesweep detectors")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -17,17 +30,22 @@ def main(argv=None) -> int:
     run.add_argument("--storage", default=None, help="where experiments live: a path, s3://... or gs://...")
     run.add_argument("--shared-storage", action="store_true", help="the storage path is a filesystem every node mounts (NFS)")
     run.add_argument("--smoke-test", action="store_true", help="2 trials per architecture, 1 epoch, window 16")
-    res = sub.add_parser("resume", help="continue an interrupted sweep")
+    run.add_argument("--verbose", action="store_true", help="Tune's trial tables and every worker's output too")
+    run.add_argument("--time-budget", type=duration, default=None,
+                     help="wall clock for the whole sweep, e.g. 3600, 90m or 1h: split across architectures "
+                          "(their budget_share), finished trials kept, the rest stopped")
+    res = sub.add_parser("resume", help="continue an interrupted sweep (trusted storage only: Ray unpickles it)")
     res.add_argument("experiment", help="experiment path (<storage>/<name>)")
     res.add_argument("--address", default=None)
     res.add_argument("--shared-storage", action="store_true")
+    res.add_argument("--verbose", action="store_true")
     pl = sub.add_parser("plan", help="trials, epochs, windows and estimated hours of a sweep file, before running it")
     pl.add_argument("config", help="sweep file (YAML)")
     pl.add_argument("--speedup", type=float, default=1.0, help="how many times faster than this machine the workers are")
     pl.add_argument("--rows", type=int, default=None, help="train rows, when the data files are not on this machine")
     pl.add_argument("--test-rows", type=int, default=None, help="test rows, likewise")
     pl.add_argument("--no-calibrate", action="store_true", help="counts only, no timing")
-    lb = sub.add_parser("leaderboard", help="best trials per architecture")
+    lb = sub.add_parser("leaderboard", help="best trials per architecture (trusted storage only: Ray unpickles it)")
     lb.add_argument("experiment")
     lb.add_argument("--top", type=int, default=5, help="rows per architecture")
     args = ap.parse_args(argv)
@@ -58,9 +76,10 @@ def main(argv=None) -> int:
             return 0
         if args.cmd == "run":
             cfg = runner.load_config(args.config)
-            summary = runner.run_sweep(cfg, args.address, args.storage, args.smoke_test, args.shared_storage)
+            summary = runner.run_sweep(cfg, args.address, args.storage, args.smoke_test, args.shared_storage,
+                                       time_budget_s=args.time_budget, verbose=args.verbose)
         else:
-            summary = runner.resume(results.resolve(args.experiment), args.address, args.shared_storage)
+            summary = runner.resume(results.resolve(args.experiment), args.address, args.shared_storage, args.verbose)
     except TelemetryError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -70,7 +89,8 @@ def main(argv=None) -> int:
         return 130
     total = sum(a["completed"] for a in summary["architectures"].values())
     for name, a in summary["architectures"].items():
-        print(f"{name}: {a['completed']}/{a['trials']} trials completed, {a['errored']} failed")
+        budget = f" (time budget {a['budget_s']:.0f} s)" if "budget_s" in a else ""
+        print(f"{name}: {a['completed']}/{a['trials']} trials completed, {a['errored']} failed{budget}")
     print(f"experiment: {summary['experiment']}")
     return 0 if total > 0 else 1
 

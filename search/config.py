@@ -26,8 +26,9 @@ from telemetry.thresholds import METHODS, PARAMS as THRESHOLD_PARAMS
 from telemetry.windows import check_window_fits
 
 TOP_KEYS = {"name", "seed", "storage", "data", "ray", "search", "threshold", "architectures"}
-SEARCH_KEYS = {"max_concurrent_trials", "grace_period", "reduction_factor", "max_failures", "scheduler", "searcher"}
-ARCH_KEYS = {"trials", "resources", "space", "fixed", "max_concurrent_trials"}
+SEARCH_KEYS = {"max_concurrent_trials", "grace_period", "reduction_factor", "max_failures", "scheduler", "searcher",
+               "time_budget_s"}
+ARCH_KEYS = {"trials", "resources", "space", "fixed", "max_concurrent_trials", "budget_share"}
 THRESHOLD_KEYS = set(THRESHOLD_PARAMS)
 # Search-side parameters of a trial beyond the estimator's own: the threshold rule.
 DEFAULT_THRESHOLD = {"method": "best_f05", "min_length": 1, "max_gap": 0}
@@ -48,6 +49,7 @@ class ArchSpec:
     space: dict
     fixed: dict
     max_concurrent_trials: int | None = None
+    budget_share: float = 1.0  # this architecture's weight when a time budget is split
 
 
 @dataclass
@@ -95,6 +97,9 @@ def parse_config(raw: dict, base_dir: str | os.PathLike = ".", source: str = "sw
     _unknown(f"{source}: search", search, SEARCH_KEYS)
     if search.get("searcher", "tpe") not in ("tpe", "random"):
         raise TelemetryError(f"{source}: search.searcher must be tpe or random, got {search['searcher']!r}")
+    tb = search.get("time_budget_s")
+    if tb is not None and (isinstance(tb, bool) or not isinstance(tb, (int, float)) or tb <= 0):
+        raise TelemetryError(f"{source}: search.time_budget_s must be a number of seconds > 0, got {tb!r}")
     if search.get("scheduler", "asha") not in ("asha", "fifo"):
         raise TelemetryError(f"{source}: search.scheduler must be asha or fifo, got {search['scheduler']!r}")
     ray_cfg = raw.get("ray") or {}
@@ -129,7 +134,10 @@ def parse_config(raw: dict, base_dir: str | os.PathLike = ".", source: str = "sw
         cpu, gpu = float(res.get("cpu", 1)), float(res.get("gpu", 0))
         if cpu <= 0 or gpu < 0 or gpu > 1 and gpu != int(gpu):
             raise TelemetryError(f"{where}.resources: cpu must be > 0 and gpu a fraction or a whole number, got {res}")
-        archs.append(ArchSpec(name, trials, cpu, gpu, space, fixed, spec.get("max_concurrent_trials")))
+        share = spec.get("budget_share", 1.0)
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or share <= 0:
+            raise TelemetryError(f"{where}.budget_share must be a number > 0, got {share!r}")
+        archs.append(ArchSpec(name, trials, cpu, gpu, space, fixed, spec.get("max_concurrent_trials"), float(share)))
     storage = raw.get("storage")
     if storage and "://" not in storage and not os.path.isabs(storage):
         storage = str((Path(base_dir) / storage).resolve())

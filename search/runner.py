@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from dataclasses import asdict
 
 import numpy as np
@@ -37,17 +38,20 @@ def param_space(cfg: SweepConfig, arch) -> dict:
     return space
 
 
-def connect(address: str | None, ray_cfg: dict) -> None:
-    """Local mode: a fresh one-node Ray on this machine. Cluster mode: join ``address`` ("auto")."""
+def connect(address: str | None, ray_cfg: dict, verbose: bool = False) -> None:
+    """Local mode: a fresh one-node Ray on this machine. Cluster mode: join ``address`` ("auto").
+
+    Quiet unless ``verbose``: the workers' output (TensorFlow's start-up banners, per-checkpoint
+    lines) stays in Ray's session logs (/tmp/ray/session_latest/logs) instead of the terminal."""
     import ray
 
     if ray.is_initialized():
         return
     if address in (None, "local"):
         ray.init(address="local", num_cpus=ray_cfg.get("num_cpus"), num_gpus=ray_cfg.get("num_gpus"),
-                 include_dashboard=False, logging_level=logging.WARNING)
+                 include_dashboard=False, logging_level=logging.WARNING, log_to_driver=verbose)
     else:
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=verbose)
 
 
 def check_storage_for_cluster(path: str, shared: bool) -> int:
@@ -66,7 +70,8 @@ def _effective_raw(cfg: SweepConfig, store: str) -> dict:
     raw.update(name=cfg.name, seed=cfg.seed, storage=store, data=asdict(cfg.data), threshold=cfg.threshold)
     raw["architectures"] = {a.name: {"trials": a.trials, "resources": {"cpu": a.cpu, "gpu": a.gpu},
                                      "space": a.space, "fixed": a.fixed,
-                                     **({"max_concurrent_trials": a.max_concurrent_trials} if a.max_concurrent_trials else {})}
+                                     **({"max_concurrent_trials": a.max_concurrent_trials} if a.max_concurrent_trials else {}),
+                                     **({"budget_share": a.budget_share} if a.budget_share != 1.0 else {})}
                             for a in cfg.architectures}
     return raw
 
@@ -82,10 +87,12 @@ def _concurrency(cfg: SweepConfig, arch, capacity_cpus: float) -> int:
     return max(1, min(fits, math.ceil(arch.trials / 3)))
 
 
-def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int):
+def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_budget_s: float | None = None,
+           verbose: bool = False):
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
+    from search.progress import Progress
     from search.searcher import FinalMetricOptunaSearch as OptunaSearch  # see search/searcher.py
 
     path = storage.join(exp, arch.name)
@@ -116,20 +123,37 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int):
         trainable,
         param_space=space,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=arch.trials,
-                                    max_concurrent_trials=concurrency),
+                                    max_concurrent_trials=concurrency, time_budget_s=time_budget_s),
         run_config=tune.RunConfig(
             name=arch.name, storage_path=exp,
             failure_config=tune.FailureConfig(max_failures=int(cfg.search.get("max_failures", 2))),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=1),
+            callbacks=[Progress(arch.name, arch.trials, exp)],
+            verbose=1 if verbose else 0),
     )
 
 
+def budget_shares(cfg: SweepConfig, left_s: float, done: set[str]) -> dict[str, float]:
+    """Seconds for each architecture not yet run: what is left, split by ``budget_share`` (default
+    equal). Recomputed before each architecture, so time a fast one leaves goes to the ones after."""
+    todo = [a for a in cfg.architectures if a.name not in done]
+    total = sum(a.budget_share for a in todo) or 1.0
+    return {a.name: max(0.0, left_s) * a.budget_share / total for a in todo}
+
+
 def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | None = None,
-              smoke_test: bool = False, shared_storage: bool = False) -> dict:
-    """Run (or continue) every architecture's sweep; returns a summary per architecture."""
+              smoke_test: bool = False, shared_storage: bool = False, time_budget_s: float | None = None,
+              verbose: bool = False) -> dict:
+    """Run (or continue) every architecture's sweep; returns a summary per architecture.
+
+    ``time_budget_s`` (or the sweep file's ``search.time_budget_s``): wall-clock seconds for the
+    whole sweep, split across architectures (:func:`budget_shares`); an architecture whose share
+    runs out keeps the trials it finished (Tune's ``time_budget_s`` stops the rest), and the
+    ensemble is built from those."""
     # Everything that can be wrong with the inputs is checked before Ray starts.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # epochs report val_loss, the end f05
+    # Tune's newer console output prints each experiment's configuration table even at verbose=0.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
     if smoke_test:
         cfg = smoke(cfg)
     store = storage_path or cfg.storage or default_storage()
@@ -139,7 +163,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
     data = prepare(cfg.data)
     check_against_data(cfg, {k: len(v) for k, v in data.sets().items()})  # test too: it is scored
 
-    connect(address, cfg.ray)
+    connect(address, cfg.ray, verbose)
     import ray
     from ray import tune
 
@@ -158,32 +182,48 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
 
     with_data = tune.with_parameters(train_member, data=data)  # one copy in the object store
     capacity = ray.cluster_resources().get("CPU", 1)
+    budget = time_budget_s if time_budget_s is not None else cfg.search.get("time_budget_s")
+    started = time.monotonic()
     summary = {}
     for arch in cfg.architectures:
+        share = None
+        if budget is not None:
+            share = budget_shares(cfg, float(budget) - (time.monotonic() - started), set(summary))[arch.name]
+            if share < 1.0:
+                log.warning("%s: skipped, the time budget of %.0f s is spent", arch.name, float(budget))
+                summary[arch.name] = {"trials": 0, "completed": 0, "errored": 0, "budget_s": 0.0}
+                continue
+            log.info("%s: %.0f s of the time budget", arch.name, share)
         trainable = tune.with_resources(with_data, {"cpu": arch.cpu, "gpu": arch.gpu})
-        grid = _tuner(cfg, arch, trainable, exp, _concurrency(cfg, arch, capacity)).fit()
-        if grid.num_terminated + grid.num_errors < arch.trials:
+        t_arch = time.monotonic()
+        grid = _tuner(cfg, arch, trainable, exp, _concurrency(cfg, arch, capacity), share, verbose).fit()
+        out_of_time = share is not None and time.monotonic() - t_arch >= share - 1.0
+        if grid.num_terminated + grid.num_errors < arch.trials and out_of_time:
+            log.warning("%s: time budget reached after %d of %d trials; keeping what finished", arch.name,
+                        grid.num_terminated + grid.num_errors, arch.trials)
+        elif grid.num_terminated + grid.num_errors < arch.trials:
             # Tune catches the first Ctrl-C (SIGINT) itself: it saves the experiment state and fit()
             # returns early without raising. Stop here (not on to the next architecture) like Ctrl-C.
             raise KeyboardInterrupt(f"{arch.name}: interrupted after {grid.num_terminated + grid.num_errors} "
                                     f"of {arch.trials} trials; resume with: python -m search resume {exp}")
         statuses = [r.metrics.get("f05") is not None for r in grid]
         errors = [r for r in grid if r.error is not None]
-        summary[arch.name] = {"trials": len(grid), "completed": int(sum(statuses)), "errored": len(errors)}
+        summary[arch.name] = {"trials": len(grid), "completed": int(sum(statuses)), "errored": len(errors),
+                              **({"budget_s": round(share, 1)} if share is not None else {})}
         for r in errors:
             log.warning("%s: trial %s failed: %s", arch.name, r.path, str(r.error).strip().splitlines()[-1])
     board = leaderboard(exp)
     return {"experiment": exp, "architectures": summary, "leaderboard_rows": int(len(board))}
 
 
-def resume(exp: str, address: str | None = None, shared_storage: bool = False) -> dict:
+def resume(exp: str, address: str | None = None, shared_storage: bool = False, verbose: bool = False) -> dict:
     """Continue an interrupted sweep from its stored sweep file: finished trials stay, the rest run."""
     if not storage.exists(storage.join(exp, SWEEP_FILE)):
         raise TelemetryError(f"{exp}: not a telesweep experiment ({SWEEP_FILE} missing)")
     raw = yaml.safe_load(storage.read_text(storage.join(exp, SWEEP_FILE)))
     cfg = parse_config(raw, base_dir="/", source=f"{exp}/{SWEEP_FILE}")
     parent = exp.rstrip("/").rsplit("/", 1)[0]
-    return run_sweep(cfg, address=address, storage_path=parent, shared_storage=shared_storage)
+    return run_sweep(cfg, address=address, storage_path=parent, shared_storage=shared_storage, verbose=verbose)
 
 
 __all__ = ["run_sweep", "resume", "load_config", "param_space"]

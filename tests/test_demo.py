@@ -51,3 +51,13 @@ def test_smoke_test_caps_trials_epochs_and_windows_and_every_trial_completes(dem
             assert params["epochs"] == 1 and params["window"] == 16, (row.arch, params)
         else:  # row models have no epochs: the smoke edits must leave them alone
             assert "epochs" not in params
+
+
+def test_the_demo_is_quiet_and_shows_progress(demo):
+    _, proc = demo
+    lines = (proc.stdout + proc.stderr).splitlines()
+    # One progress line per finished trial and the pipeline's own steps; no Tune tables, no worker
+    # banners (before: over a thousand lines for the full demo).
+    assert any("[pca] 2/2 trials finished" in line for line in lines), lines[-20:]
+    assert not any("Trial status" in line or "oneDNN" in line for line in lines)
+    assert len(lines) < 80, len(lines)

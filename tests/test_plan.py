@@ -14,6 +14,7 @@ def tiny(tmp_path, scheduler="asha"):
             "dense_ae": {"trials": 3, "space": {"epochs": {"int": [1, 4]}, "latent": {"choice": [2, 4, 8]}},
                          "fixed": {"window": 10, "train_stride": 5, "score_stride": 2, "units": 8}},
             "global_std": {"trials": 1},
+            "cnn_lstm_classifier": {"trials": 1, "fixed": {"window": 8, "filters": 4, "units": 4, "epochs": 1}},
         }}, base_dir=tmp_path)
 
 
@@ -50,4 +51,4 @@ def test_calibration_times_a_real_epoch_and_estimates_hours(tmp_path):
     expected = (d.epochs_expected * d.train_windows_per_epoch / d.train_rate + d.scored_windows_per_trial / d.score_rate) / 2.0
     assert d.trial_seconds == pytest.approx(expected + plan.TRIAL_OVERHEAD_S, abs=0.06)
     assert d.trial_hours == pytest.approx(3 * d.trial_seconds / 3600, abs=1e-3)
-    assert "total: 4 trials" in plan.report(t.reset_index(), 2.0)
+    assert "total: 5 trials" in plan.report(t.reset_index(), 2.0)  # the supervised member calibrates too

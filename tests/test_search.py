@@ -126,6 +126,10 @@ BAD_SWEEPS = {
     "unknown architecture": (lambda r: r["architectures"].update(no_such_net={}), "unknown architecture 'no_such_net'"),
     "searched and fixed": (lambda r: r["architectures"]["dense_ae"]["fixed"].update(latent=3),
                            "architectures.dense_ae: 'latent' is both searched and fixed"),
+    "time budget not a number": (lambda r: r.update(search={"time_budget_s": "1h"}),
+                                 "search.time_budget_s must be a number of seconds > 0, got '1h'"),
+    "budget share zero": (lambda r: r["architectures"]["global_std"].update(budget_share=0),
+                          "architectures.global_std.budget_share must be a number > 0, got 0"),
 }
 
 
@@ -232,6 +236,21 @@ class TestLocal:
     @pytest.fixture(autouse=True)
     def no_ray_before(self):  # overrides the module's: Ray stays up for the whole class
         yield
+
+    def test_a_time_budget_keeps_what_finished_and_the_ensemble_builds_from_it(self, mission, tmp_path, local_ray):
+        from ensemble.build import build
+
+        raw = sweep(mission, "budget", search={"max_concurrent_trials": 1, "searcher": "random"},
+                    architectures={"pca": {"trials": 40, "budget_share": 3,
+                                           "space": {"n_components": {"float": [0.5, 0.99]}}},
+                                   "global_std": {"trials": 1}})
+        t0 = time.monotonic()
+        summary = run_sweep(parse_config(raw), storage_path=str(tmp_path / "sweeps"), time_budget_s=16)
+        assert time.monotonic() - t0 < 16 + 30  # stopped near the budget (plus start-up and leaderboard)
+        pca = summary["architectures"]["pca"]
+        assert pca["budget_s"] == pytest.approx(12, abs=1) and 1 <= pca["completed"] < 40
+        res = build(summary["experiment"], tmp_path / "out")  # pca members only: no baselines
+        assert res["members"] and all(m.startswith("pca#") for m in res["members"])
 
     def test_two_architectures_scores_and_leaderboard(self, mission, tmp_path, local_ray, capsys):
         raw = sweep(mission, "two_archs", search={"max_concurrent_trials": 2, "max_failures": 0, "grace_period": 2},
@@ -571,3 +590,26 @@ def test_trial_configs_of_older_experiments_still_split_into_params_and_rule():
     assert split_config(old) == ("pca", {"lags": 3}, {"method": "ndt", "min_length": 4})
     new = {"arch": "pca", "lags": 3, "threshold": {"method": "plateau", "smooth": 5}}
     assert split_config(new) == ("pca", {"lags": 3}, {"method": "plateau", "smooth": 5})
+
+
+def test_budget_shares_split_what_is_left():
+    from search.runner import budget_shares
+
+    cfg = parse_config({"name": "b", "data": {"train": "t.parquet"},
+                        "architectures": {"pca": {"budget_share": 3}, "global_std": {}}}, base_dir="/")
+    assert budget_shares(cfg, 100.0, set()) == {"pca": 75.0, "global_std": 25.0}
+    assert budget_shares(cfg, 40.0, {"pca"}) == {"global_std": 40.0}  # what pca left goes on
+    assert budget_shares(cfg, -5.0, {"pca"}) == {"global_std": 0.0}
+
+
+@pytest.mark.parametrize("text, seconds", [("3600", 3600.0), ("90m", 5400.0), ("1.5h", 5400.0), ("45s", 45.0)])
+def test_time_budget_durations(text, seconds):
+    from search.__main__ import duration
+
+    assert duration(text) == seconds
+
+
+def test_a_bad_time_budget_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--config", "x.yaml", "--time-budget", "soon"])
+    assert stop.value.code == 2 and "not a duration: 'soon'" in capsys.readouterr().err

@@ -1,0 +1,44 @@
+"""``telesweep <command> ...``: one console script for every step, beside the ``python -m`` forms.
+
+    telesweep synth|check ...                 python -m telemetry synth|check ...
+    telesweep sweep|resume|leaderboard|plan   python -m search run|resume|leaderboard|plan ...
+    telesweep build|demo ...                  python -m ensemble build|demo ...
+
+It lives in ``ensemble`` because that package is the top of the dependency arrow (telemetry ->
+models -> search -> ensemble), so it may import the other three.
+"""
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {
+    "synth": ("telemetry", "synth"), "check": ("telemetry", "check"),
+    "sweep": ("search", "run"), "resume": ("search", "resume"), "leaderboard": ("search", "leaderboard"),
+    "plan": ("search", "plan"),
+    "build": ("ensemble", "build"), "demo": ("ensemble", "demo"),
+}
+USAGE = ("usage: telesweep {" + ",".join(COMMANDS) + "} ...\n"
+         "  synth, check: data (python -m telemetry); sweep, resume, leaderboard, plan: search (python -m search);\n"
+         "  build, demo: ensemble (python -m ensemble). 'telesweep <command> --help' for each.")
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        print(f"telesweep: unknown command {argv[0]!r}\n{USAGE}", file=sys.stderr)
+        return 2
+    package, sub = COMMANDS[argv[0]]
+    if package == "telemetry":
+        from telemetry.__main__ import main as run
+    elif package == "search":
+        from search.__main__ import main as run
+    else:
+        from ensemble.__main__ import main as run
+    return run([sub, *argv[1:]])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
