@@ -53,12 +53,22 @@ def evaluate(y: np.ndarray, preds: dict[str, np.ndarray], raw: dict[str, np.ndar
                   "true_events": rows[e]["true_events"]}
 
 
-def split_predictions(members: Members, ens: Ensemble, split: str) -> tuple[dict, dict]:
+def ensemble_outputs(members: Members, ens: Ensemble) -> dict[str, dict[str, np.ndarray]]:
+    """The ensemble on every split, computed once: binary predictions, raw score, and the score as
+    thresholded (smoothed; with per-channel decisions the largest channel margin)."""
+    out = {}
+    for split, S in members.scores.items():
+        cs = members.channel_scores.get(split)
+        out[split] = {"pred": ens.predict(S, cs), "raw": ens.score(S, cs), "decision": ens.decision_score(S, cs)}
+    return out
+
+
+def split_predictions(members: Members, ens_out: dict, split: str) -> tuple[dict, dict]:
     """Each member with its own validated rule, and the ensemble, on one split: (binary, raw score)."""
-    S, cs = members.scores[split], members.channel_scores.get(split)
+    S = members.scores[split]
     preds = {n: members.rule(j).predict(S[:, j]) for j, n in enumerate(members.names)}
     raw = {n: S[:, j] for j, n in enumerate(members.names)}
-    preds[ENSEMBLE], raw[ENSEMBLE] = ens.predict(S, cs), ens.score(S, cs)
+    preds[ENSEMBLE], raw[ENSEMBLE] = ens_out[split]["pred"], ens_out[split]["raw"]
     return preds, raw
 
 
@@ -74,8 +84,10 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     ens = Ensemble(seed=seed, **params).fit(members.scores["validation"], members.sets["validation_labels"], members.names,
                                             **members.channel_inputs("validation"))
     picked = members.names[members.picked]
+    ens_out = ensemble_outputs(members, ens)
 
-    hold_rows, hold_cmp = evaluate(members.sets["holdout_labels"], *split_predictions(members, ens, "holdout"), picked, seed=seed)
+    hold_rows, hold_cmp = evaluate(members.sets["holdout_labels"], *split_predictions(members, ens_out, "holdout"), picked,
+                                   seed=seed)
     weights = dict(zip(ens.names_, ens.weights_))
     val_f05 = {m["name"]: m["validation"]["f05"] for m in members.metas}
     val_f05[ENSEMBLE] = ens.val_f05_
@@ -83,9 +95,10 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
         r.update(weight=weights.get(r["member"], 1.0), val_f05=val_f05[r["member"]], picked=r["member"] == picked)
     test_rows = None
     if "test_true_labels" in members.sets:  # synthetic missions only: reported, never fitted
-        test_rows, _ = evaluate(members.sets["test_true_labels"], *split_predictions(members, ens, "test"), picked, seed=seed)
+        test_rows, _ = evaluate(members.sets["test_true_labels"], *split_predictions(members, ens_out, "test"), picked,
+                                seed=seed)
     verdict = verdict_text(hold_rows, hold_cmp)
-    return write_outputs(Path(out), members, ens, hold_rows, hold_cmp, test_rows, verdict)
+    return write_outputs(Path(out), members, ens, ens_out, hold_rows, hold_cmp, test_rows, verdict)
 
 
 def drift_check(members: Members) -> tuple[pd.DataFrame, str] | None:
@@ -104,14 +117,14 @@ def drift_check(members: Members) -> tuple[pd.DataFrame, str] | None:
     return table, describe_drift(table, split="test" if test is not None else None)
 
 
-def write_outputs(out: Path, members: Members, ens: Ensemble, hold_rows: list[dict], hold_cmp: dict, test_rows,
-                  verdict: str) -> dict:
+def write_outputs(out: Path, members: Members, ens: Ensemble, ens_out: dict, hold_rows: list[dict], hold_cmp: dict,
+                  test_rows, verdict: str) -> dict:
     sets = members.sets
     test_file = members.test_file
     # The submission is checked against the test file itself when it is reachable from here.
     expected_ids = read_test_ids(test_file) if test_file and storage.exists(test_file) else sets["test_ids"]
     S, CS = members.scores, members.channel_scores
-    pred_test, raw_test = ens.predict(S["test"], CS.get("test")), ens.score(S["test"], CS.get("test"))
+    pred_test, raw_test = ens_out["test"]["pred"], ens_out["test"]["raw"]
     out.mkdir(parents=True, exist_ok=True)
     write_submission(out / "submission.csv", sets["test_ids"], pred_test, expected_ids)
     buf = io.BytesIO()
@@ -120,21 +133,20 @@ def write_outputs(out: Path, members: Members, ens: Ensemble, hold_rows: list[di
         tmp.write_bytes(buf.getvalue())
     # One row per predicted test event; with per-channel scores, the channels behind each one.
     margins = ens.channel_margins(CS["test"]) if ens.has_channels else None
-    test_events = event_table(sets["test_ids"], pred_test, ens.decision_score(S["test"], CS.get("test")), margins,
+    test_events = event_table(sets["test_ids"], pred_test, ens_out["test"]["decision"], margins,
                               ens.channels_ if ens.has_channels else None)
     write_text(out / "events.csv", test_events.to_csv(index=False))
     plots = []
     for split in ("validation", "holdout"):
         name = f"trace_{split}.png"
         cal = ens.calibrated(S[split])
-        score = ens.decision_score(S[split], CS.get(split))
-        plot_trace(out / name, sets[f"{split}_ids"], score, sets[f"{split}_labels"], ens.predict(S[split], CS.get(split)),
-                   ens.threshold_, f"{split} split", members={n: cal[:, j] for j, n in enumerate(members.names)})
+        plot_trace(out / name, sets[f"{split}_ids"], ens_out[split]["decision"], sets[f"{split}_labels"],
+                   ens_out[split]["pred"], ens.threshold_, f"{split} split",
+                   members={n: cal[:, j] for j, n in enumerate(members.names)})
         plots.append(name)
     from telemetry.drift import plot_score_splits
 
-    parts = [(split, sets[f"{split}_ids"], ens.decision_score(S[split], CS.get(split)))
-             for split in ("validation", "holdout", "test")]
+    parts = [(split, sets[f"{split}_ids"], ens_out[split]["decision"]) for split in ("validation", "holdout", "test")]
     plot_score_splits(out / "score_over_time.png", parts, title="ensemble score over time (as thresholded)",
                       ylabel="largest channel margin" if ens.per_channel else "ensemble score", threshold=ens.threshold_)
     plots.append("score_over_time.png")
