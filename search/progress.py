@@ -11,7 +11,8 @@ from search import storage
 
 
 class Progress(Callback):
-    def __init__(self, arch: str, trials: int, experiment: str, echo=print):
+    def __init__(self, arch: str, trials: int, experiment: str, echo=None):
+        # Tune pickles its callbacks with the experiment state: keep no builtin (print) as state.
         self.arch, self.trials, self.experiment, self.echo = arch, int(trials), experiment, echo
         self.started = time.monotonic()
         self.done = self.failed = 0
@@ -29,7 +30,10 @@ class Progress(Callback):
 
     def _report(self) -> None:
         text = self.line()
-        self.echo(text)
+        if self.echo is None:
+            print(text, flush=True)
+        else:
+            self.echo(text)
         try:  # a progress file must never take the sweep down
             storage.write_text(storage.join(self.experiment, "progress.txt"), text + "\n")
         except OSError:

@@ -145,26 +145,80 @@ def _dockerfile_args() -> dict[str, str]:
     return dict(re.findall(r"^ARG\s+([A-Z_]+)=(\S+)", DOCKERFILE.read_text(), flags=re.M))
 
 
+def _dockerfile_runs() -> list[str]:
+    """The RUN steps of the Dockerfile as the shell sees them: continuation lines joined and the
+    build ARGs substituted, as ``docker build`` does with the defaults."""
+    text = DOCKERFILE.read_text()
+    args = _dockerfile_args()
+    args["BASE_IMAGE"] = args["BASE_IMAGE"].replace("${RAY_VERSION}", args["RAY_VERSION"])
+    joined = re.sub(r"\\\n", " ", text)
+    runs = [line[4:] for line in joined.splitlines() if line.startswith("RUN ")]
+    return [re.sub(r"\$\{([A-Z_]+)\}", lambda m: args[m.group(1)], r) for r in runs]
+
+
 def test_dockerfile_pins_match_pyproject():
     project = _pyproject()["project"]
     base = _pins(project["dependencies"])
     gpu = _pins(project["optional-dependencies"]["gpu"])
     args = _dockerfile_args()
-    text = DOCKERFILE.read_text()
     assert args["RAY_VERSION"] == base["ray"] == RAY_VERSION
     assert args["TF_VERSION"] == base["tensorflow-cpu"] == gpu["tensorflow"] == TF_VERSION
-    # The requirements are written from pyproject.toml with the ARG versions (checked against it, see
-    # the next test) and installed; then the project without its dependencies (they would pull
-    # tensorflow-cpu); then the image refuses to exist with tensorflow-cpu or other versions in it.
-    assert re.search(r'requirements\.py [^\n]*pyproject\.toml\s*\\?\s*--ray "\$\{RAY_VERSION\}" --tensorflow "\$\{TF_VERSION\}"', text)
-    assert "pip install -r /tmp/telesweep/requirements.txt" in text
-    assert re.search(r"pip install --no-deps \.(\s|$)", text)
-    assert "pip show tensorflow-cpu" in text and "pip check" in text
-    assert "ray.__version__ == '${RAY_VERSION}'" in text and "tf.__version__ == '${TF_VERSION}'" in text
-    assert re.search(r"^FROM \$\{BASE_IMAGE\}", text, flags=re.M)
-    base_image = args["BASE_IMAGE"].replace("${RAY_VERSION}", args["RAY_VERSION"])
-    assert base_image == f"rayproject/ray:{RAY_VERSION}-py311-gpu"
-    assert re.search(r"^USER ray$", text, flags=re.M), "a non-root user"
+    assert args["BASE_IMAGE"].replace("${RAY_VERSION}", args["RAY_VERSION"]) == f"rayproject/ray:{RAY_VERSION}-py311-gpu"
+
+
+def test_the_images_requirements_step_installs_the_gpu_tensorflow_and_never_the_cpu_one(tmp_path):
+    """Run the Dockerfile's first RUN step here, on the files its COPY puts in place, with pip
+    replaced by a recorder: what it would install is pyproject's pins with the CUDA TensorFlow."""
+    (tmp_path / "telesweep").mkdir()
+    for f in ("pyproject.toml", "docker/requirements.py"):
+        (tmp_path / "telesweep" / Path(f).name).write_text((REPO / f).read_text())
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    (bin_dir / "pip").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/pip.log\n")
+    (bin_dir / "pip").chmod(0o755)
+    step = next(r for r in _dockerfile_runs() if "requirements.py" in r).replace("/tmp/telesweep", str(tmp_path / "telesweep"))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "-c", step], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "pip.log").read_text().split()[:2] == ["install", "-r"]
+    reqs = (tmp_path / "telesweep" / "requirements.txt").read_text().splitlines()
+    pins = _pins(reqs)
+    assert pins["tensorflow"] == TF_VERSION and pins["ray"] == RAY_VERSION and "tensorflow-cpu" not in pins
+
+
+def _verify_step(tmp_path, installed: list[str], versions: dict[str, str], cuda: bool = True) -> subprocess.CompletedProcess:
+    """Run the Dockerfile's last RUN step (the image's self-check) against a fake environment:
+    ``pip show`` knows ``installed``, and ray/tensorflow/keras/search/ensemble are stub modules."""
+    bin_dir, site = tmp_path / "bin", tmp_path / "site"
+    bin_dir.mkdir(exist_ok=True)
+    site.mkdir(exist_ok=True)
+    if not (bin_dir / "python").exists():
+        (bin_dir / "python").symlink_to(sys.executable)
+    shown = " ".join(installed)
+    (bin_dir / "pip").write_text("#!/bin/sh\n"
+                                 "if [ \"$1\" = check ]; then exit 0; fi\n"
+                                 f"for p in {shown}; do [ \"$2\" = \"$p\" ] && exit 0; done\nexit 1\n")
+    (bin_dir / "pip").chmod(0o755)
+    for mod in ("ray", "keras", "search", "ensemble"):
+        (site / f"{mod}.py").write_text(f"__version__ = {versions.get(mod, '0')!r}\n")
+    (site / "tensorflow.py").write_text(f"__version__ = {versions['tensorflow']!r}\n"
+                                        f"class test:\n    is_built_with_cuda = staticmethod(lambda: {cuda})\n")
+    step = _dockerfile_runs()[-1]
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(site)}
+    return subprocess.run(["bash", "-c", step], env=env, capture_output=True, text=True)
+
+
+def test_the_image_refuses_the_cpu_tensorflow_and_other_versions(tmp_path):
+    good = {"ray": RAY_VERSION, "tensorflow": TF_VERSION}
+    ok = _verify_step(tmp_path, [], good)
+    assert ok.returncode == 0 and f"telesweep image: ray {RAY_VERSION} | tensorflow {TF_VERSION}" in ok.stdout
+    cpu = _verify_step(tmp_path, ["tensorflow-cpu"], good)
+    assert cpu.returncode != 0 and "tensorflow-cpu must not be installed" in cpu.stderr
+    assert _verify_step(tmp_path, [], {**good, "tensorflow": "2.20.0"}).returncode != 0
+    assert _verify_step(tmp_path, [], {**good, "ray": "2.59.0"}).returncode != 0
+    no_cuda = _verify_step(tmp_path, [], good, cuda=False)
+    assert no_cuda.returncode != 0 and "TensorFlow without CUDA support" in no_cuda.stderr
 
 
 def test_gpu_requirements_are_what_pyproject_declares(tmp_path):
@@ -190,10 +244,38 @@ def test_gpu_requirements_are_what_pyproject_declares(tmp_path):
     assert bad.returncode != 0 and "2.20.0" in bad.stderr
 
 
-def test_dockerignore_keeps_the_build_context_small():
-    ignored = {line.strip().strip("/") for line in (REPO / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
-    assert {"data", "results", ".git"} <= ignored
+def _docker_context(root: Path) -> set[str]:
+    """The files ``docker build`` sends from ``root`` under its .dockerignore, by Docker's rules:
+    patterns are relative to the context root, ``*`` does not cross '/', ``**`` matches any number
+    of directories, and a pattern that matches a directory excludes everything below it."""
+    patterns = [p.strip().strip("/") for p in (root / ".dockerignore").read_text().splitlines()
+                if p.strip() and not p.startswith("#")]
+
+    def ignored(rel: str) -> bool:
+        parts = rel.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        for pat in patterns:
+            rx = re.escape(pat).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+            if any(re.fullmatch(rx, p) for p in prefixes):
+                return True
+        return False
+
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not ignored(str(p.relative_to(root)))}
+
+
+def test_dockerignore_sends_code_and_metadata_only(tmp_path):
+    ctx = tmp_path / "ctx"
+    files = ["pyproject.toml", "README.md", "docker/Dockerfile", "docker/requirements.py", "models/base.py",
+             "search/runner.py", "data/esa/train.parquet", "results/sweeps/demo/sets.npz", ".git/HEAD",
+             ".venv/bin/python", "models/__pycache__/base.cpython-311.pyc", "telesweep.egg-info/PKG-INFO",
+             ".pytest_cache/v/cache"]
+    for f in files:
+        (ctx / f).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / f).write_text("x")
+    (ctx / ".dockerignore").write_text((REPO / ".dockerignore").read_text())
+    sent = _docker_context(ctx)
+    assert sent == {"pyproject.toml", "README.md", "docker/Dockerfile", "docker/requirements.py", "models/base.py",
+                    "search/runner.py", ".dockerignore"}
 
 
 # -- the ESA sweep file -------------------------------------------------------------------------
