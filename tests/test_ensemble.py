@@ -360,3 +360,26 @@ def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp
         pa = pd.read_parquet(tmp_path / "a" / "predictions.parquet")
         pb = pd.read_parquet(tmp_path / "b" / "predictions.parquet")
         assert not np.allclose(pa["score"], pb["score"])
+
+
+def test_select_members_rules():
+    from ensemble.members import select_members
+
+    rows = []
+    for arch, vals in {"conv_ae": [0.9, 0.8, 0.7], "lstm_forecaster": [0.6, 0.5], "global_std": [0.95],
+                       "cnn_lstm_classifier": [0.99], "pca": [0.4]}.items():
+        for i, v in enumerate(vals):
+            rows.append({"arch": arch, "trial_id": f"{arch}_{i}", "completed": True, "val_f05": v,
+                         "params": json.dumps({"i": i if v != 0.8 else 0})})  # conv_ae's 0.8 repeats the 0.9 config
+    rows.append({"arch": "conv_ae", "trial_id": "stopped", "completed": False, "val_f05": 0.99, "params": "{}"})
+    board = pd.DataFrame(rows)
+    picked = select_members(board, k=2)
+    # Best first; k distinct configurations per architecture; one forecaster; no baseline, no supervised
+    # member, no early-stopped trial unless asked.
+    assert picked["trial_id"].tolist() == ["conv_ae_0", "conv_ae_2", "lstm_forecaster_0", "pca_0"]
+    both = select_members(board, k=1, include=("baselines", "supervised"))
+    assert both["trial_id"].tolist() == ["cnn_lstm_classifier_0", "global_std_0", "conv_ae_0", "lstm_forecaster_0", "pca_0"]
+    with pytest.raises(TelemetryError, match="no completed trial"):
+        select_members(board.assign(completed=False))
+    with pytest.raises(TelemetryError, match="no member left after selection"):
+        select_members(board[board["arch"] == "global_std"])
