@@ -66,11 +66,9 @@ class SweepConfig:
 
     @property
     def max_epochs(self) -> dict[str, int]:
-        out = {}
-        for a in self.architectures:
-            spec = a.space.get("epochs", a.fixed.get("epochs", 1))
-            out[a.name] = int(spaces.bounds(spec)[1])
-        return out
+        """ASHA's ``max_t`` per architecture: the most epochs a trial can run (searched, fixed, or
+        the model's own default; 1 for members that do not train in epochs)."""
+        return {a.name: int(_largest(a, "epochs") or 1) for a in self.architectures}
 
 
 def load_config(path: str | os.PathLike) -> SweepConfig:

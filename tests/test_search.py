@@ -613,3 +613,13 @@ def test_a_bad_time_budget_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["run", "--config", "x.yaml", "--time-budget", "soon"])
     assert stop.value.code == 2 and "not a duration: 'soon'" in capsys.readouterr().err
+
+
+def test_a_sweep_without_epochs_gives_asha_the_models_default():
+    from models import registry
+
+    cfg = parse_config({"name": "e", "data": {"train": "t.parquet"},
+                        "architectures": {"conv_ae": {"space": {"latent": {"choice": [4, 8]}}},
+                                          "dense_ae": {"space": {"epochs": {"int": [2, 9]}}}, "pca": {}}}, base_dir="/")
+    assert cfg.max_epochs == {"conv_ae": registry.get("conv_ae")().epochs, "dense_ae": 9, "pca": 1}
+    assert cfg.max_epochs["conv_ae"] > 1
