@@ -154,6 +154,13 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # epochs report val_loss, the end f05
     # Tune's newer console output prints each experiment's configuration table even at verbose=0.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
+    if not verbose:
+        # An epoch checkpoint per trial triggers Tune's "snapshotting too often" advice every few
+        # seconds on short trials: by design here (a retried trial continues from its last epoch).
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created" per architecture
     if smoke_test:
         cfg = smoke(cfg)
     store = storage_path or cfg.storage or default_storage()
