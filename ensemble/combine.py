@@ -25,6 +25,7 @@ from ensemble.calibration import Calibrator
 from telemetry.errors import TelemetryError
 from telemetry.thresholds import Threshold, f05_curve
 
+STACK_ROWS = 500_000  # rows the stacking regression sees at most (every k-th row beyond that)
 COMBINATIONS = ("mean", "max", "weighted", "shrunk", "stack")
 # The decision layer chosen by benchmarks/bench_quality.py (see benchmarks/RESULTS.md).
 DEFAULT_RULE = {"method": "plateau", "hysteresis": 0.5}
@@ -64,7 +65,8 @@ class Ensemble:
 
     def __init__(self, calibration: str = "robust_z", combination: str = "stack", selection: float | None = None,
                  rule: dict | None = None, spans=(1, 5, 25), post_grid: bool = False, weight_trials: int = 60,
-                 shrinkage: float = 0.5, stack_c: float = 0.01, per_channel: bool = False, seed: int = 0):
+                 shrinkage: float = 0.5, stack_c: float = 0.01, per_channel: bool = False, fallback: bool = False,
+                 fallback_folds: int = 3, fallback_level: float = 0.9, seed: int = 0):
         if combination not in COMBINATIONS:
             raise TelemetryError(f"unknown combination {combination!r}; choose one of {', '.join(COMBINATIONS)}")
         if selection is not None and not 0.0 <= float(selection) <= 1.0:
@@ -82,7 +84,18 @@ class Ensemble:
         self.shrinkage = shrinkage
         self.stack_c = stack_c
         self.per_channel = bool(per_channel)
+        self.fallback = bool(fallback)
+        if int(fallback_folds) < 2 or not 0.0 < float(fallback_level) < 1.0:
+            raise TelemetryError(f"fallback needs >= 2 folds and a level in (0, 1), got {fallback_folds!r}, {fallback_level!r}")
+        self.fallback_folds = int(fallback_folds)
+        self.fallback_level = float(fallback_level)
         self.seed = seed
+
+    def get_params(self) -> dict:
+        """The constructor's parameters (what a clone needs)."""
+        return {k: getattr(self, k) for k in ("calibration", "combination", "selection", "rule", "spans", "post_grid",
+                                              "weight_trials", "shrinkage", "stack_c", "per_channel", "fallback",
+                                              "fallback_folds", "fallback_level", "seed")}
 
     def calibrated(self, scores: np.ndarray) -> np.ndarray:
         return np.stack([c.transform(scores[:, j]) for j, c in enumerate(self.calibrators_)], axis=1)
@@ -199,13 +212,35 @@ class Ensemble:
             raise TelemetryError(f"ensemble needs scores [rows, members] matching {labels.shape[0]} labels, got {list(scores.shape)}")
         m = scores.shape[1]
         self.names_ = list(names) if names is not None else [f"member_{j}" for j in range(m)]
+        self.fallback_ = None
+        self._fit_main(scores, labels, self.selection)
+        if self.fallback and m > 1:
+            self.fallback_ = self._cross_check(scores, labels)
+            if self.fallback_["chosen"] == "member":
+                self._fit_main(scores, labels, 1.0)
+                self.fallback_["member"] = self.names_[int(np.argmax(self.weights_))]
+        self.channel_rules_ = None
+        if channel_scores is not None:
+            self._fit_channels(channel_scores, labels, channel_members, channels)
+        elif self.per_channel:
+            raise TelemetryError("the per-channel decision needs the members' per-channel scores; this experiment "
+                                 "has none (trials from before they were stored, or members without them)")
+        if self.per_channel:  # the decision is the union: its F0.5, and margins thresholded at 0
+            self.val_f05_, self.threshold_ = self.channel_val_f05_, 0.0
+        return self
+
+    def _fit_main(self, scores: np.ndarray, labels: np.ndarray, selection: float | None, rank: bool = True) -> None:
+        """Calibrate, select, weight and fit the rule on the combined score (the main decision).
+        ``rank=False`` skips each member's own F0.5 where selection does not need it (cross-fitting)."""
+        m = scores.shape[1]
         nominal = labels == 0
         self.calibrators_ = [Calibrator(self.calibration).fit(scores[:, j], nominal) for j in range(m)]
         cal = self.calibrated(scores)
-        self.member_val_f05_ = [best_f05(cal[:, j], labels) for j in range(m)]
+        rank = rank or selection is not None
+        self.member_val_f05_ = [best_f05(cal[:, j], labels) for j in range(m)] if rank else None
         active = np.ones(m, dtype=bool)
-        if self.selection is not None:
-            active = np.asarray(self.member_val_f05_) >= float(self.selection) * max(self.member_val_f05_)
+        if selection is not None:
+            active = np.asarray(self.member_val_f05_) >= float(selection) * max(self.member_val_f05_)
         self.weights_ = np.where(active, 1.0 / active.sum(), 0.0)
         if self.combination in ("weighted", "shrunk") and active.sum() > 1:
             w = np.zeros(m)
@@ -217,15 +252,32 @@ class Ensemble:
             w = self._fit_stack(cal, labels, active)
             self.weights_ = float(self.shrinkage) * self.weights_ + (1.0 - float(self.shrinkage)) * w
         self._fit_rule(self.combine(cal), labels)
-        self.channel_rules_ = None
-        if channel_scores is not None:
-            self._fit_channels(channel_scores, labels, channel_members, channels)
-        elif self.per_channel:
-            raise TelemetryError("the per-channel decision needs the members' per-channel scores; this experiment "
-                                 "has none (trials from before they were stored, or members without them)")
-        if self.per_channel:  # the decision is the union: its F0.5, and margins thresholded at 0
-            self.val_f05_, self.threshold_ = self.channel_val_f05_, 0.0
-        return self
+
+    def _cross_check(self, scores: np.ndarray, labels: np.ndarray) -> dict:
+        """Cross-fitted on validation (ensemble.crossfit): this layer against the same layer on the best
+        member alone (``selection=1.0``). The member is chosen only when it is better out of fold with
+        the whole ``fallback_level`` interval above zero; otherwise (or when a fold leaves nothing to fit)
+        the combination stays."""
+        from ensemble import crossfit
+
+        base = {**self.get_params(), "fallback": False, "per_channel": False}
+
+        def runner(selection):
+            def fit_predict(s_fit, y_fit, s_fold):
+                e = Ensemble(**{**base, "selection": selection})
+                e._fit_main(s_fit, y_fit, selection, rank=False)
+                return e.predict(s_fold)
+            return fit_predict
+
+        combined = crossfit.out_of_fold(runner(self.selection), scores, labels, self.fallback_folds)
+        member = crossfit.out_of_fold(runner(1.0), scores, labels, self.fallback_folds)
+        if combined is None or member is None:
+            return {"chosen": "ensemble", "why": f"a fold of {self.fallback_folds} leaves no event to fit on"}
+        cmp = crossfit.compare(labels, member, combined, level=self.fallback_level, seed=self.seed)
+        chosen = "member" if cmp["candidate_wins"] else "ensemble"
+        return {"chosen": chosen, "folds": self.fallback_folds, "member_oof_f05": cmp["candidate_f05"],
+                "ensemble_oof_f05": cmp["incumbent_f05"], "difference": cmp["difference"],
+                "interval": [cmp["lo"], cmp["hi"]], "level": cmp["level"]}
 
     def _fit_rule(self, combined: np.ndarray, labels: np.ndarray) -> None:
         posts = itertools.product((1, 3, 10, 30), (0, 5, 20, 100)) if self.post_grid else [(None, None)]
@@ -267,7 +319,10 @@ class Ensemble:
         from sklearn.linear_model import LogisticRegression
 
         lr = LogisticRegression(C=float(self.stack_c), class_weight="balanced", max_iter=200)
-        lr.fit(np.clip(cal[:, active], -50, 50), labels)
+        step = -(-cal.shape[0] // STACK_ROWS)  # a strided sample bounds the cost on full-size splits
+        if not labels[::step].any():  # ...unless it would miss every anomalous row
+            step = 1
+        lr.fit(np.clip(cal[::step, active], -50, 50), labels[::step])
         w = np.zeros(cal.shape[1])
         w[active] = np.maximum(lr.coef_[0], 0.0)
         return w / w.sum() if w.sum() > 0 else np.where(active, 1.0 / active.sum(), 0.0)
@@ -284,6 +339,7 @@ class Ensemble:
                  "smooth": int(r.smooth), "validation_f05_alone": float(f)}
                 for n, r, f in zip(self.channels_, self.channel_rules_, self.channel_val_f05_alone_)],
             "channel_union_validation_f05": float(self.channel_val_f05_) if self.has_channels else None,
+            "fallback": self.fallback_,
         }
 
 
@@ -324,6 +380,9 @@ VARIANTS = {
     "stack-shrunk-smooth-plateau": {**_PLAIN, "combination": "stack", "shrinkage": 0.5, "spans": _SPANS},
     "max-plateau": {**_PLAIN, "combination": "max"},
     "rankmean-plateau": {**_PLAIN, "calibration": "normal"},
+    # The default, cross-checked on validation against the best member alone (ensemble.crossfit).
+    "stack-shrunk-smooth-plateau-hysteresis-fallback": {**_PLAIN, "combination": "stack", "shrinkage": 0.5,
+                                                        "spans": _SPANS, "rule": _HYST, "fallback": True},
     # The default's choices, but each channel thresholded on its own and the union taken (Telemanom);
     # needs the members' per-channel scores.
     "channel-union-stack-shrunk-smooth-plateau-hysteresis": {**_PLAIN, "combination": "stack", "shrinkage": 0.5,

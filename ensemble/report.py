@@ -157,6 +157,22 @@ def _channel_section(ensemble_cfg: dict, test_events: pd.DataFrame | None) -> li
     return lines
 
 
+def _fallback_lines(fb: dict | None) -> list[str]:
+    """The cross-check of the combination against its best member (ensemble.crossfit), in words."""
+    if not fb:
+        return []
+    if "why" in fb:
+        return [f"Cross-check against the best member alone: not possible ({fb['why']}); the combination is kept.", ""]
+    lo, hi = fb["interval"]
+    head = (f"Cross-check on validation ({fb['folds']} time folds, each predicted by a layer fitted on the others): "
+            f"out-of-fold F0.5 of the combination {fb['ensemble_oof_f05']:.3f}, of the best member alone "
+            f"{fb['member_oof_f05']:.3f}, difference {fb['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] "
+            f"({fb['level']:.0%} block bootstrap). ")
+    tail = (f"The member is better with the whole interval above zero, so the decision uses **{fb['member']}** alone."
+            if fb["chosen"] == "member" else "The combination is kept: the member is not better beyond doubt.")
+    return [head + tail, ""]
+
+
 def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_cfg: dict, leaderboard: pd.DataFrame,
                  plots: list[str], verdict: str, test_rows: list[dict] | None = None,
                  drift: tuple[pd.DataFrame, str] | None = None, test_events: pd.DataFrame | None = None) -> Path:
@@ -194,6 +210,7 @@ def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_
               + decision, "",
               table([{"member": m["name"], "weight": m["weight"], "val_f05": m["validation_f05_alone"]}
                      for m in ensemble_cfg["members"]], ["member", "weight", "val_f05"]), ""]
+    lines += _fallback_lines(ensemble_cfg.get("fallback"))
     lines += _channel_section(ensemble_cfg, test_events)
     lines += ["## Score traces", ""]
     lines += [f"![{p}]({p})" for p in plots]

@@ -25,6 +25,9 @@ def _count_ge(sorted_values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return sorted_values.size - np.searchsorted(sorted_values, thresholds, side="left")
 
 
+EXACT_CANDIDATES = 250_000  # distinct scores swept exactly; a 1M-row mission's validation stays exact
+
+
 def f05_curve(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | None = None):
     """Corrected event-wise F0.5 of ``scores >= t`` for every threshold ``t``, exactly, in O(N log N).
 
@@ -36,7 +39,9 @@ def f05_curve(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | N
     - runs that touch an event through a stretch's left / right border (min of the two border rows),
       plus stretches fully above t touching events on both sides (counted twice otherwise).
     So one sort per array and a searchsorted per threshold replaces thousands of metric runs.
-    Returns (thresholds, f05, precision, recall). Default thresholds: every distinct score, plus +inf.
+    Returns (thresholds, f05, precision, recall). Default thresholds: every distinct score, plus +inf;
+    beyond EXACT_CANDIDATES distinct scores (a full-size validation split), a quantile grid of that many
+    plus every event's maximum (where detections change), so millions of rows cost seconds, not minutes.
     """
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels).ravel().astype(bool)
@@ -45,14 +50,17 @@ def f05_curve(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | N
     if not np.isfinite(s).all():
         raise TelemetryError("scores contain NaN or inf")
     n = s.size
-    if thresholds is None:
-        thresholds = np.append(np.unique(s), np.inf)
-    thresholds = np.asarray(thresholds, dtype=np.float64)
-
     true_ev = events(y)
     nom_ev = events(~y)  # nominal stretches [a, b)
     # reduceat spans [start, next start): masking nominal rows keeps each maximum inside its event.
     ev_max = np.maximum.reduceat(np.where(y, s, -np.inf), true_ev[:, 0]) if len(true_ev) else np.zeros(0)
+    if thresholds is None:
+        thresholds = np.unique(s)
+        if thresholds.size > EXACT_CANDIDATES:
+            grid = thresholds[np.linspace(0, thresholds.size - 1, EXACT_CANDIDATES).astype(np.int64)]  # sorted: no re-sort
+            thresholds = np.unique(np.concatenate([grid, ev_max]))
+        thresholds = np.append(thresholds, np.inf)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
     nominal_scores = s[~y]
     both_nominal = ~y[1:] & ~y[:-1]
     pair_min = np.minimum(s[1:], s[:-1])[both_nominal]

@@ -19,6 +19,22 @@ def test_f05_curve_is_exact_at_every_threshold(seed):
     np.testing.assert_allclose(f, expected, atol=1e-12)
 
 
+def test_f05_curve_beyond_the_exact_limit_sweeps_a_grid_plus_every_event_maximum(monkeypatch):
+    import telemetry.thresholds as th
+
+    rng = np.random.default_rng(0)
+    y = np.zeros(3000, np.uint8)
+    for lo in range(100, 3000, 300):
+        y[lo:lo + 5] = 1
+    s = rng.normal(0, 1, 3000) + 2 * y
+    exact_thr, exact_f, _, _ = f05_curve(s, y)
+    monkeypatch.setattr(th, "EXACT_CANDIDATES", 200)
+    thr, f, _, _ = th.f05_curve(s, y)
+    ev_max = [s[lo:lo + 5].max() for lo in range(100, 3000, 300)]
+    assert 200 <= thr.size <= 211 and np.isin(ev_max, thr).all() and thr[-1] == np.inf
+    np.testing.assert_allclose(f, exact_f[np.searchsorted(exact_thr, thr)], atol=1e-12)  # exact where it looks
+
+
 def test_best_f05_threshold_on_a_case_with_a_known_answer():
     y = np.array([0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0], np.uint8)
     s = np.array([.1, .2, .5, .9, .3, .1, .6, .2, .8, .1, .0])

@@ -1,0 +1,86 @@
+"""Cross-fitting on validation and the ensemble's fallback to its best member."""
+import numpy as np
+import pytest
+
+from ensemble import crossfit
+from ensemble.combine import Ensemble
+from telemetry.errors import TelemetryError
+
+
+def test_out_of_fold_fits_on_the_other_folds_and_predicts_each_fold_once():
+    y = np.zeros(9, np.uint8)
+    y[[1, 4, 7]] = 1  # one event per fold
+    seen = []
+
+    def fit_predict(s_fit, y_fit, s_fold):
+        seen.append((s_fit.tolist(), y_fit.tolist()))
+        return (s_fold > 100).astype(np.uint8) + (s_fold == s_fold.max())  # marks each fold's largest row
+
+    s = np.arange(9.0)
+    out = crossfit.out_of_fold(fit_predict, s, y, n_folds=3)
+    assert seen[0][0] == [3, 4, 5, 6, 7, 8] and seen[1][0] == [0, 1, 2, 6, 7, 8] and seen[2][0] == [0, 1, 2, 3, 4, 5]
+    assert seen[1][1] == [0, 1, 0, 0, 1, 0]  # labels travel with their rows
+    np.testing.assert_array_equal(out, [0, 0, 1, 0, 0, 1, 0, 0, 1])
+    np.testing.assert_array_equal(crossfit.fold_edges(10, 3), [0, 3, 6, 10])
+
+
+def test_out_of_fold_is_none_when_a_training_part_has_no_event():
+    y = np.zeros(9, np.uint8)
+    y[1] = 1  # the only event is in fold 0: folds 1 and 2 cannot teach a threshold for it
+    assert crossfit.out_of_fold(lambda a, b, c: np.zeros(len(c), np.uint8), np.arange(9.0), y, 3) is None
+
+
+def test_compare_wins_only_when_the_whole_interval_is_above_zero():
+    y = np.zeros(2000, np.uint8)
+    for lo in range(20, 2000, 100):
+        y[lo:lo + 5] = 1  # 20 events
+    perfect = y.copy()
+    worse = y.copy()
+    worse[60:62] = 1  # one false run in each of the first ten gaps
+    for lo in range(160, 1000, 100):
+        worse[lo:lo + 2] = 1
+    c = crossfit.compare(y, perfect, worse, resamples=300)
+    assert c["candidate_f05"] == 1.0 and c["incumbent_f05"] < 1.0 and c["lo"] > 0 and c["candidate_wins"]
+    same = crossfit.compare(y, worse, worse, resamples=300)
+    assert (same["difference"], same["lo"], same["hi"], same["candidate_wins"]) == (0.0, 0.0, 0.0, False)
+
+
+def spiky_validation(n=30_000, n_events=30, seed=0):
+    """Member 0 separates every event cleanly; member 1 sees the events too, weaker, and fires on
+    nominal spikes of its own: any weight on it adds false events."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros(n, np.uint8)
+    for lo in np.linspace(500, n - 500, n_events).astype(int):
+        y[lo:lo + 20] = 1
+    clean = rng.normal(0, 1, n) + 6 * y
+    spiky = rng.normal(0, 1, n) + 4 * y
+    for lo in rng.integers(0, n - 30, 60):
+        if not y[lo:lo + 30].any():
+            spiky[lo:lo + 10] += 9
+    return np.stack([clean, spiky], 1).astype(np.float32), y
+
+
+def test_fallback_picks_the_best_member_when_it_wins_out_of_fold():
+    s, y = spiky_validation()
+    plain = Ensemble(combination="mean").fit(s, y, ["clean", "spiky"])
+    ens = Ensemble(combination="mean", fallback=True).fit(s, y, ["clean", "spiky"])
+    fb = ens.fallback_
+    assert fb["chosen"] == "member" and fb["member"] == "clean" and fb["interval"][0] > 0
+    assert fb["member_oof_f05"] > fb["ensemble_oof_f05"]
+    np.testing.assert_array_equal(ens.weights_, [1.0, 0.0])
+    np.testing.assert_array_equal(plain.weights_, [0.5, 0.5])
+    assert ens.to_dict()["fallback"]["member"] == "clean"
+    assert ens.val_f05_ >= plain.val_f05_
+
+
+def test_fallback_keeps_the_combination_without_evidence():
+    s, y = spiky_validation(n_events=1)  # one event: a fold leaves nothing to fit on
+    ens = Ensemble(combination="mean", fallback=True).fit(s, y)
+    assert ens.fallback_["chosen"] == "ensemble" and "no event" in ens.fallback_["why"]
+    np.testing.assert_array_equal(ens.weights_, [0.5, 0.5])
+    rng = np.random.default_rng(1)
+    y2 = (np.arange(6000) % 300 < 10).astype(np.uint8)
+    twins = np.stack([rng.normal(0, 1, 6000) + 5 * y2] * 2, 1).astype(np.float32)  # equal members: no winner
+    assert Ensemble(combination="mean", fallback=True).fit(twins, y2).fallback_["chosen"] == "ensemble"
+    with pytest.raises(TelemetryError, match="fallback needs >= 2 folds"):
+        Ensemble(fallback=True, fallback_folds=1)
