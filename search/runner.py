@@ -76,15 +76,17 @@ def _effective_raw(cfg: SweepConfig, store: str) -> dict:
     return raw
 
 
-def _concurrency(cfg: SweepConfig, arch, capacity_cpus: float) -> int:
-    """Enough trials at once to use the machine, few enough that most suggestions come from TPE's
-    model of finished trials rather than being blind (each pending trial is one result TPE lacks)."""
+def _concurrency(cfg: SweepConfig, arch, resources: dict[str, float]) -> int:
+    """Enough trials at once to use the machine (or the cluster as large as its autoscaler may grow
+    it: search.capacity), few enough that most suggestions come from TPE's model of finished trials
+    rather than being blind (each pending trial is one result TPE lacks)."""
+    from search.capacity import trial_slots
+
     if arch.max_concurrent_trials:
         return int(arch.max_concurrent_trials)
     if cfg.search.get("max_concurrent_trials"):
         return int(cfg.search["max_concurrent_trials"])
-    fits = max(1, int(capacity_cpus // arch.cpu))
-    return max(1, min(fits, math.ceil(arch.trials / 3)))
+    return max(1, min(trial_slots(resources, arch.cpu, arch.gpu), math.ceil(arch.trials / 3)))
 
 
 def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_budget_s: float | None = None,
@@ -188,7 +190,11 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
     log.info("sweep %s: %d architectures on %d node(s); results in %s", cfg.name, len(cfg.architectures), nodes, exp)
 
     with_data = tune.with_parameters(train_member, data=data)  # one copy in the object store
-    capacity = ray.cluster_resources().get("CPU", 1)
+    from search.capacity import capacity as grown_capacity
+
+    # Local mode: the machine. A launched cluster: at least what its autoscaler may add.
+    present = {k: float(ray.cluster_resources().get(k, 0.0)) for k in ("CPU", "GPU")}
+    capacity = present if address in (None, "local") else grown_capacity(present)
     budget = time_budget_s if time_budget_s is not None else cfg.search.get("time_budget_s")
     started = time.monotonic()
     summary = {}
