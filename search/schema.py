@@ -113,7 +113,8 @@ def _spec_tag(value):
     return "<const>"
 
 
-_SPECS: dict[str, Any] = {}  # title -> spec type: one set of models per title in the JSON Schema
+# Built once per title (and range models once per name), so the JSON Schema has one definition each.
+_SPECS: dict[str, Any] = {}
 
 
 def spec_of(hint, title: str):
@@ -138,12 +139,12 @@ def _spec_of(hint, title: str):
         if name in _SPECS:
             branches.append(Annotated[_SPECS[name], Tag(f"<{kind}>")])
             continue
-        rng = _SPECS[name] = create_model(name, __base__=Section,
-                           __validators__={"ordered": model_validator(mode="after")(_ordered_range(kind))},
-                           bounds=(list[bound], Field(alias=kind, min_length=2, max_length=2,
-                                                      description="[low, high], both included")),
-                           log=(bool, Field(False, description="sample log-uniformly (low > 0)")))
-        branches.append(Annotated[rng, Tag(f"<{kind}>")])
+        _SPECS[name] = create_model(
+            name, __base__=Section,
+            __validators__={"ordered": model_validator(mode="after")(_ordered_range(kind))},
+            bounds=(list[bound], Field(alias=kind, min_length=2, max_length=2, description="[low, high], both included")),
+            log=(bool, Field(False, description="sample log-uniformly (low > 0)")))
+        branches.append(Annotated[_SPECS[name], Tag(f"<{kind}>")])
     tags = {typing.get_args(b)[-1].tag for b in branches}
     forms = " or ".join(f"{{{k}: {'[...]' if k == 'choice' else '[low, high]'}}}" for k in SPEC_KINDS
                         if f"<{k}>" in tags)
@@ -256,6 +257,10 @@ def _architecture_model(name: str, cls: type):
         budget_share=(Annotated[float, Field(gt=0, description="weight in a split time budget")], 1.0))
 
 
+class _ArchitecturesBase(Section):
+    model_config = ConfigDict(**STRICT, json_schema_extra={"minProperties": 1})
+
+
 def _at_least_one(m):
     if not m.model_fields_set:
         raise ValueError("name at least one architecture")
@@ -267,7 +272,7 @@ def _sweep_model(names: tuple[str, ...]):
     from models import registry
 
     archs = create_model(
-        "Architectures", __base__=Section, __doc__="Registered architectures to sweep, in this order.",
+        "Architectures", __base__=_ArchitecturesBase, __doc__="Registered architectures to sweep, in this order.",
         __validators__={"at_least_one": model_validator(mode="after")(_at_least_one)},
         **{n: (Optional[_architecture_model(n, registry.get(n))], None) for n in names})
     return create_model(
