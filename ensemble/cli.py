@@ -1,8 +1,8 @@
 """``telesweep <command> ...``: one console script for every step, beside the ``python -m`` forms.
 
-    telesweep synth|check ...                 python -m telemetry synth|check ...
-    telesweep sweep|resume|leaderboard|plan   python -m search run|resume|leaderboard|plan ...
-    telesweep build|demo ...                  python -m ensemble build|demo ...
+    telesweep synth|check ...                        python -m telemetry synth|check ...
+    telesweep sweep|resume|leaderboard|plan|schema   python -m search run|resume|leaderboard|plan|schema ...
+    telesweep build|demo ...                         python -m ensemble build|demo ...
 
 It lives in ``ensemble`` because that package is the top of the dependency arrow (telemetry ->
 models -> search -> ensemble), so it may import the other three.
@@ -14,11 +14,11 @@ import sys
 COMMANDS = {
     "synth": ("telemetry", "synth"), "check": ("telemetry", "check"),
     "sweep": ("search", "run"), "resume": ("search", "resume"), "leaderboard": ("search", "leaderboard"),
-    "plan": ("search", "plan"),
+    "plan": ("search", "plan"), "schema": ("search", "schema"),
     "build": ("ensemble", "build"), "demo": ("ensemble", "demo"),
 }
 USAGE = ("usage: telesweep {" + ",".join(COMMANDS) + "} ...\n"
-         "  synth, check: data (python -m telemetry); sweep, resume, leaderboard, plan: search (python -m search);\n"
+         "  synth, check: data (python -m telemetry); sweep, resume, leaderboard, plan, schema: search (python -m search);\n"
          "  build, demo: ensemble (python -m ensemble). 'telesweep <command> --help' for each.")
 
 

@@ -1,4 +1,4 @@
-"""python -m search run | resume | leaderboard"""
+"""python -m search run | resume | plan | leaderboard | schema"""
 from __future__ import annotations
 
 import argparse
@@ -48,7 +48,13 @@ def main(argv=None) -> int:
     lb = sub.add_parser("leaderboard", help="best trials per architecture (trusted storage only: Ray unpickles it)")
     lb.add_argument("experiment")
     lb.add_argument("--top", type=int, default=5, help="rows per architecture")
+    sub.add_parser("schema", help="print the sweep file's JSON Schema (for editors; configs/sweep.schema.json)")
     args = ap.parse_args(argv)
+    if args.cmd == "schema":
+        from search.schema import json_schema_text
+
+        sys.stdout.write(json_schema_text())
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         from search import results, runner
@@ -75,7 +81,7 @@ def main(argv=None) -> int:
                       + " (error.txt in each trial's folder)")
             return 0
         if args.cmd == "run":
-            cfg = runner.load_config(args.config)
+            cfg = runner.load_config(args.config, check_files=True)  # every check before data loads or Ray starts
             summary = runner.run_sweep(cfg, args.address, args.storage, args.smoke_test, args.shared_storage,
                                        time_budget_s=args.time_budget, verbose=args.verbose)
         else:

@@ -1,13 +1,15 @@
 """The sweep file (YAML) as plain data, checked completely before Ray starts.
 
-Layout (see configs/demo.yaml):
+Layout (see configs/demo.yaml; the typed schema is search/schema.py, exported for editors as
+configs/sweep.schema.json by ``python -m search schema``):
   name, seed, storage, data: {...telemetry.prepare.DataConfig...},
   ray: {num_cpus, num_gpus}                      local mode only
   search: {searcher: tpe|random, scheduler: asha|fifo, max_concurrent_trials, grace_period,
-           reduction_factor, max_failures}
+           reduction_factor, max_failures, time_budget_s}
   threshold: {method, smooth, min_length, max_gap, ...}  a space shared by every architecture
                                                  (the fields of telemetry.thresholds.Threshold)
-  architectures: {<registry name>: {trials, resources: {cpu, gpu}, space: {...}, fixed: {...}}}
+  architectures: {<registry name>: {trials, resources: {cpu, gpu}, space: {...}, fixed: {...},
+                                    max_concurrent_trials, budget_share}}
 """
 from __future__ import annotations
 
@@ -17,27 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from models import registry
-from search import spaces
+from search import schema, spaces
 from telemetry.errors import TelemetryError
 from telemetry.prepare import DataConfig
-from telemetry.thresholds import METHODS, PARAMS as THRESHOLD_PARAMS
 from telemetry.windows import check_window_fits
 
 TOP_KEYS = {"name", "seed", "storage", "data", "ray", "search", "threshold", "architectures"}
-SEARCH_KEYS = {"max_concurrent_trials", "grace_period", "reduction_factor", "max_failures", "scheduler", "searcher",
-               "time_budget_s"}
-ARCH_KEYS = {"trials", "resources", "space", "fixed", "max_concurrent_trials", "budget_share"}
-THRESHOLD_KEYS = set(THRESHOLD_PARAMS)
 # Search-side parameters of a trial beyond the estimator's own: the threshold rule.
 DEFAULT_THRESHOLD = {"method": "best_f05", "min_length": 1, "max_gap": 0}
-
-
-def _unknown(where: str, got, known) -> None:
-    extra = sorted(set(got) - set(known))
-    if extra:
-        raise TelemetryError(f"{where}: unknown key {extra[0]!r} (known: {', '.join(sorted(known))})")
+DATA_FILES = ("train", "test", "test_labels")  # the DataConfig fields that name files (resolved, checked)
 
 
 @dataclass
@@ -71,7 +64,9 @@ class SweepConfig:
         return {a.name: int(_largest(a, "epochs") or 1) for a in self.architectures}
 
 
-def load_config(path: str | os.PathLike) -> SweepConfig:
+def load_config(path: str | os.PathLike, check_files: bool = False) -> SweepConfig:
+    """``check_files``: the data files must exist here (running a sweep); off for planning with
+    --rows or for a sweep file whose data is swapped before it runs (the demo)."""
     p = Path(path)
     if not p.is_file():
         raise TelemetryError(f"{p}: sweep file not found")
@@ -79,68 +74,53 @@ def load_config(path: str | os.PathLike) -> SweepConfig:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
         raise TelemetryError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_config(raw, base_dir=p.resolve().parent, source=str(p), check_files=check_files)
+
+
+def parse_config(raw: dict, base_dir: str | os.PathLike = ".", source: str = "sweep",
+                 check_files: bool = False) -> SweepConfig:
+    """Validate ``raw`` against the schema (every field typed and bounded, unknown keys refused),
+    then build the plain-data config; the first problem is a one-line TelemetryError."""
     if not isinstance(raw, dict):
-        raise TelemetryError(f"{p}: a sweep file is a mapping with keys {', '.join(sorted(TOP_KEYS))}")
-    return parse_config(raw, base_dir=p.resolve().parent, source=str(p))
-
-
-def parse_config(raw: dict, base_dir: str | os.PathLike = ".", source: str = "sweep") -> SweepConfig:
+        raise TelemetryError(f"{source}: a sweep file is a mapping with keys {', '.join(sorted(TOP_KEYS))}")
     raw = copy.deepcopy(raw)
-    _unknown(source, raw, TOP_KEYS)
-    for key in ("name", "data", "architectures"):
-        if key not in raw:
-            raise TelemetryError(f"{source}: missing key {key!r}")
-    data = DataConfig.from_dict(raw["data"], base_dir=base_dir)
-    search = raw.get("search") or {}
-    _unknown(f"{source}: search", search, SEARCH_KEYS)
-    if search.get("searcher", "tpe") not in ("tpe", "random"):
-        raise TelemetryError(f"{source}: search.searcher must be tpe or random, got {search['searcher']!r}")
-    tb = search.get("time_budget_s")
-    if tb is not None and (isinstance(tb, bool) or not isinstance(tb, (int, float)) or tb <= 0):
-        raise TelemetryError(f"{source}: search.time_budget_s must be a number of seconds > 0, got {tb!r}")
-    if search.get("scheduler", "asha") not in ("asha", "fifo"):
-        raise TelemetryError(f"{source}: search.scheduler must be asha or fifo, got {search['scheduler']!r}")
-    ray_cfg = raw.get("ray") or {}
-    _unknown(f"{source}: ray", ray_cfg, {"num_cpus", "num_gpus"})
+    model = schema.sweep_model()
+    try:
+        model.model_validate(raw)
+    except ValidationError as exc:
+        raise TelemetryError(schema.explain(exc, source, model)) from None
+    # Validated: from here on the raw values are used as they are (the runner reads plain dicts).
+    try:
+        data = DataConfig.from_dict(raw["data"], base_dir=base_dir)
+    except TypeError as exc:  # the wavelet block's keys are WaveletDenoiser's arguments
+        raise TelemetryError(f"{source}: data.wavelet: {exc}") from None
+    if check_files:
+        check_data_files(data, source)
     threshold = {**DEFAULT_THRESHOLD, **(raw.get("threshold") or {})}
-    _unknown(f"{source}: threshold", threshold, THRESHOLD_KEYS)
     spaces.validate(f"{source}: threshold", threshold)
-    for m in spaces.values_of(threshold["method"]):
-        if m not in METHODS:
-            raise TelemetryError(f"{source}: threshold.method {m!r} is not one of {', '.join(METHODS)}")
     archs = []
-    if not isinstance(raw["architectures"], dict) or not raw["architectures"]:
-        raise TelemetryError(f"{source}: architectures must name at least one architecture")
     for name, spec in raw["architectures"].items():
-        where = f"{source}: architectures.{name}"
-        cls = registry.get(name)
         spec = spec or {}
-        _unknown(where, spec, ARCH_KEYS)
-        space, fixed = spec.get("space") or {}, spec.get("fixed") or {}
-        allowed = set(cls.param_names())
-        _unknown(f"{where}.space", space, allowed)
-        _unknown(f"{where}.fixed", fixed, allowed)
-        both = sorted(set(space) & set(fixed))
-        if both:
-            raise TelemetryError(f"{where}: {both[0]!r} is both searched and fixed")
-        spaces.validate(f"{where}.space", space)
         res = spec.get("resources") or {}
-        _unknown(f"{where}.resources", res, {"cpu", "gpu"})
-        trials = spec.get("trials", 4)
-        if not isinstance(trials, int) or trials < 1:
-            raise TelemetryError(f"{where}.trials must be a positive integer, got {trials!r}")
-        cpu, gpu = float(res.get("cpu", 1)), float(res.get("gpu", 0))
-        if cpu <= 0 or gpu < 0 or gpu > 1 and gpu != int(gpu):
-            raise TelemetryError(f"{where}.resources: cpu must be > 0 and gpu a fraction or a whole number, got {res}")
-        share = spec.get("budget_share", 1.0)
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or share <= 0:
-            raise TelemetryError(f"{where}.budget_share must be a number > 0, got {share!r}")
-        archs.append(ArchSpec(name, trials, cpu, gpu, space, fixed, spec.get("max_concurrent_trials"), float(share)))
+        space, fixed = spec.get("space") or {}, spec.get("fixed") or {}
+        spaces.validate(f"{source}: architectures.{name}.space", space)
+        archs.append(ArchSpec(name, spec.get("trials", 4), float(res.get("cpu", 1)), float(res.get("gpu", 0)),
+                              space, fixed, spec.get("max_concurrent_trials"), float(spec.get("budget_share", 1.0))))
     storage = raw.get("storage")
     if storage and "://" not in storage and not os.path.isabs(storage):
         storage = str((Path(base_dir) / storage).resolve())
-    return SweepConfig(name=str(raw["name"]), data=data, architectures=archs, seed=int(raw.get("seed", 0)),
-                       storage=storage, ray=ray_cfg, search=search, threshold=threshold, raw=raw)
+    return SweepConfig(name=raw["name"], data=data, architectures=archs, seed=raw.get("seed", 0),
+                       storage=storage, ray=raw.get("ray") or {}, search=raw.get("search") or {},
+                       threshold=threshold, raw=raw)
+
+
+def check_data_files(data: DataConfig, source: str = "sweep") -> None:
+    """The data files named (train; test and test_labels if given) exist on this machine.
+    URIs (s3://...) are left to the loader: checking them needs the network."""
+    for key in DATA_FILES:
+        path = getattr(data, key, None)
+        if path and "://" not in path and not Path(path).is_file():
+            raise TelemetryError(f"{source}: data.{key}: file not found: {path}")
 
 
 def _largest(arch: ArchSpec, key: str):

@@ -127,9 +127,9 @@ BAD_SWEEPS = {
     "searched and fixed": (lambda r: r["architectures"]["dense_ae"]["fixed"].update(latent=3),
                            "architectures.dense_ae: 'latent' is both searched and fixed"),
     "time budget not a number": (lambda r: r.update(search={"time_budget_s": "1h"}),
-                                 "search.time_budget_s must be a number of seconds > 0, got '1h'"),
+                                 "search.time_budget_s: input should be a valid number, got '1h'"),
     "budget share zero": (lambda r: r["architectures"]["global_std"].update(budget_share=0),
-                          "architectures.global_std.budget_share must be a number > 0, got 0"),
+                          "architectures.global_std.budget_share: input should be greater than 0, got 0"),
 }
 
 
