@@ -10,10 +10,10 @@ The study on disk (``<experiment>/<architecture>/optuna.db``, SQLite, one study 
 architecture): for ``optuna-dashboard`` and Optuna's plots. It is a copy, written beside the
 searcher's state each time Tune saves that (into Tune's staging folder, which Tune uploads to the
 experiment folder: local, NFS or S3 alike), not the study the searcher samples from. Handing
-``OptunaSearch`` a live ``storage=`` instead does not survive ``Tuner.restore``: the storage, with
-its absolute path, is pickled into ``tuner.pkl`` and the searcher's state, so reading a moved or
-downloaded experiment (the leaderboard, the ensemble) would open (or fail to open) a database at
-the old place, and SQLite cannot live in an object store at all. The in-memory study stays the
+``OptunaSearch`` a live ``storage=`` instead does not survive ``Tuner.restore`` well: the storage,
+with its absolute path, is pickled into ``tuner.pkl`` and the searcher's state, and unpickling it
+opens (creates, or fails to open) the database there, so resuming a moved or downloaded experiment
+would write to, or stop on, the old place; and SQLite cannot live in an object store at all. The in-memory study stays the
 searcher's state, saved and restored by Tune as it was; the copy is rebuilt from it after a resume.
 
 Module level so that the searcher pickled into ``tuner.pkl`` unpickles on ``Tuner.restore``.
