@@ -41,7 +41,10 @@ def demo(out: Path, rows: int, seed: int, smoke_test: bool = False, verbose: boo
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ensemble", description="combine sweep members into a submission")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="ensemble from a sweep experiment (trusted storage only: Ray unpickles it)")
+    b = sub.add_parser("build", help="ensemble from a sweep experiment (trusted storage only: Ray unpickles it)",
+                       description="Trusted storage only: the members are read with Ray Tune's ExperimentAnalysis, "
+                                   "which unpickles the experiment's stored state, and unpickling runs any code put "
+                                   "into those files. Never point this at a folder or bucket that others can write to.")
     b.add_argument("experiment", help="experiment path or URI (<storage>/<name>)")
     b.add_argument("--out", required=True)
     b.add_argument("--k", type=int, default=2, help="best distinct trials per autoencoder architecture")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 
 from telemetry.errors import TelemetryError
 
@@ -21,6 +22,59 @@ def duration(text: str) -> float:
     return value
 
 
+# Shown by `--help` of the commands that read an experiment's pickled state.
+TRUSTED = ("Trusted storage only: Ray Tune unpickles the experiment's stored state (the leaderboard reads it "
+           "with ExperimentAnalysis, resume with Tuner.restore), and unpickling runs any code put into those "
+           "files. Never point this at a folder or bucket that others can write to.")
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
+    return value
+
+
+def board_text(df, top: int) -> str:
+    """The leaderboard as the CLI prints it: the ``top`` ranked trials per architecture, then the
+    failed trials per architecture."""
+    import pandas as pd
+
+    cols = ["arch", "rank", "status", "val_f05", "holdout_f05", "epochs", "params", "threshold"]
+    with pd.option_context("display.width", 200, "display.max_colwidth", 80):
+        text = df[(df["rank"] <= top).fillna(False)][cols].to_string(index=False)
+    failed = df[df["status"] == "ERROR"].groupby("arch").size()
+    if len(failed):
+        text += ("\nfailed trials: " + ", ".join(f"{a} {n}" for a, n in failed.items())
+                 + " (error.txt in each trial's folder)")
+    return text
+
+
+def watch_leaderboard(exp: str, top: int, every: float, count: int | None = None, sleep=time.sleep) -> int:
+    """Reprint the leaderboard every ``every`` seconds, ``count`` times or until Ctrl-C (exit 0).
+    Read only: a sweep writing the same experiment is not disturbed."""
+    from search import results
+
+    shown = 0
+    try:
+        while True:
+            df = results.leaderboard(exp, write=False)
+            if sys.stdout.isatty():
+                print("\033[2J\033[H", end="")  # clear the terminal, as watch(1) does
+            print(f"{exp} at {time.strftime('%H:%M:%S')} (every {every:g} s, Ctrl-C to stop)")
+            print("no trials yet" if df.empty else board_text(df, top), flush=True)
+            shown += 1
+            if count is not None and shown >= count:
+                return 0
+            sleep(every)
+    except KeyboardInterrupt:
+        return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m search", description="Ray Tune + Optuna sweeps of telesweep detectors")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -34,7 +88,8 @@ def main(argv=None) -> int:
     run.add_argument("--time-budget", type=duration, default=None,
                      help="wall clock for the whole sweep, e.g. 3600, 90m or 1h: split across architectures "
                           "(their budget_share), finished trials kept, the rest stopped")
-    res = sub.add_parser("resume", help="continue an interrupted sweep (trusted storage only: Ray unpickles it)")
+    res = sub.add_parser("resume", help="continue an interrupted sweep (trusted storage only: Ray unpickles it)",
+                         description=TRUSTED)
     res.add_argument("experiment", help="experiment path (<storage>/<name>)")
     res.add_argument("--address", default=None)
     res.add_argument("--shared-storage", action="store_true")
@@ -45,10 +100,15 @@ def main(argv=None) -> int:
     pl.add_argument("--rows", type=int, default=None, help="train rows, when the data files are not on this machine")
     pl.add_argument("--test-rows", type=int, default=None, help="test rows, likewise")
     pl.add_argument("--no-calibrate", action="store_true", help="counts only, no timing")
-    lb = sub.add_parser("leaderboard", help="best trials per architecture (trusted storage only: Ray unpickles it)")
-    lb.add_argument("experiment")
+    lb = sub.add_parser("leaderboard", help="best trials per architecture (trusted storage only: Ray unpickles it)",
+                        description=TRUSTED)
+    lb.add_argument("experiment", help="experiment path or URI (<storage>/<name>)")
     lb.add_argument("--top", type=int, default=5, help="rows per architecture")
     sub.add_parser("schema", help="print the sweep file's JSON Schema (for editors; configs/sweep.schema.json)")
+    lb.add_argument("--watch", type=_seconds, nargs="?", const=10.0, default=None, metavar="SECONDS",
+                    help="reprint the leaderboard every SECONDS (default 10) until Ctrl-C, e.g. while the sweep runs "
+                         "(the table is as of Tune's last saved experiment state; nothing is written)")
+    lb.add_argument("--watch-count", type=int, default=None, metavar="N", help="with --watch: stop after N prints")
     args = ap.parse_args(argv)
     if args.cmd == "schema":
         from search.schema import json_schema_text
@@ -68,17 +128,14 @@ def main(argv=None) -> int:
             print(plan.report(table, args.speedup))
             return 0
         if args.cmd == "leaderboard":
-            df = results.leaderboard(results.resolve(args.experiment))
+            exp = results.resolve(args.experiment)
+            if args.watch is not None:
+                return watch_leaderboard(exp, args.top, args.watch, args.watch_count)
+            df = results.leaderboard(exp)
             if df.empty:
                 print("no trials yet")
                 return 1
-            cols = ["arch", "rank", "status", "val_f05", "holdout_f05", "epochs", "params", "threshold"]
-            with __import__("pandas").option_context("display.width", 200, "display.max_colwidth", 80):
-                print(df[(df["rank"] <= args.top).fillna(False)][cols].to_string(index=False))
-            failed = df[df["status"] == "ERROR"].groupby("arch").size()
-            if len(failed):
-                print("failed trials: " + ", ".join(f"{a} {n}" for a, n in failed.items())
-                      + " (error.txt in each trial's folder)")
+            print(board_text(df, args.top))
             return 0
         if args.cmd == "run":
             cfg = runner.load_config(args.config, check_files=True)  # every check before data loads or Ray starts

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from pathlib import Path
 
@@ -27,16 +28,28 @@ def experiment_archs(exp: str) -> list[str]:
     return list(raw["architectures"])
 
 
-def checkpoint_uri(exp: str, path: str) -> str:
-    """Ray keeps a checkpoint's path without its filesystem's scheme (s3://bucket/x -> bucket/x):
-    put the experiment's scheme back, so the scores are read from the same store (not local disk)."""
-    if storage.is_uri(exp) and not storage.is_uri(path):
-        return f"{exp.split('://', 1)[0]}://{path}"
-    return path
+def _within(base: str, fs_path: str) -> str:
+    """``fs_path`` relative to ``base``: both as Ray's filesystem gives them (s3://bucket/x is
+    bucket/x), so the result can be put under the experiment location the caller gave."""
+    base = base.rstrip("/")
+    if not fs_path.startswith(base + "/"):
+        raise TelemetryError(f"{fs_path}: not inside the experiment {base}")
+    return fs_path[len(base) + 1:]
+
+
+def _number(value) -> float | None:
+    """A reported metric, None where it is absent or NaN (not reported yet, or not measured)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def trial_table(exp: str) -> pd.DataFrame:
-    """One row per trial of every architecture: status, parameters, metrics, checkpoint path."""
+    """One row per trial of every architecture: status, parameters, metrics, checkpoint path.
+
+    Read with Ray's public ``ExperimentAnalysis`` (it unpickles the experiment state: trusted
+    storage only). Its trials' folders and checkpoints come as paths on the experiment's pyarrow
+    filesystem; they are given back inside ``exp`` as the caller wrote it (a path, or a URI such as
+    s3://...), so the scores are read from the same store, wherever the experiment was moved."""
+    from ray.air.constants import EXPR_ERROR_FILE
     from ray.tune import ExperimentAnalysis
 
     rows = []
@@ -51,21 +64,23 @@ def trial_table(exp: str) -> pd.DataFrame:
         for t in ea.trials:
             r = t.last_result or {}
             _, params, thr = split_config(t.config)
+            trial_dir = storage.join(path, _within(ea.experiment_path, t.path))
             ckpt = t.checkpoint  # the latest: a completed trial's final checkpoint holds its scores
-            done = bool(ckpt) and "f05" in r
+            # f05 is reported (empty) from the first epoch on; a scored trial has a value
+            done = bool(ckpt) and _number(r.get("f05")) is not None
+            # In the experiment's storage: Trial.error_file is the driver's Ray-session staging copy
+            # (gone with the session), and it raises when Ray is not initialised (the CLI).
+            error = storage.join(trial_dir, EXPR_ERROR_FILE) if t.status == "ERROR" else None
             rows.append({
                 "arch": arch, "trial_id": t.trial_id, "status": t.status,
                 "completed": done, "epochs": r.get("epoch"),
-                "val_f05": r.get("f05"), "holdout_f05": r.get("holdout_f05"),
-                "val_loss": r.get("val_loss"), "holdout_event_recall": r.get("holdout_event_recall"),
+                "val_f05": _number(r.get("f05")), "holdout_f05": r.get("holdout_f05"),
+                "val_loss": _number(r.get("val_loss")), "holdout_event_recall": r.get("holdout_event_recall"),
                 "holdout_auc_pr": r.get("holdout_auc_pr"), "train_seconds": r.get("train_seconds"), "score_seconds": r.get("score_seconds"),
                 "time_total_s": r.get("time_total_s"),
                 "threshold": json.dumps(thr, sort_keys=True), "params": json.dumps(params, sort_keys=True, default=str),
-                "checkpoint": checkpoint_uri(exp, ckpt.path) if (ckpt and done) else None,
-                # In the experiment's storage: Trial.error_file is the driver's Ray-session staging copy
-                # (gone with the session), and it raises when Ray is not initialised (the CLI).
-                "error": (storage.join(path, t.storage.trial_dir_name, t.run_metadata.error_filename)
-                          if t.status == "ERROR" and t.run_metadata.error_filename else None),
+                "checkpoint": storage.join(path, _within(ea.experiment_path, ckpt.path)) if (ckpt and done) else None,
+                "error": error if error and storage.exists(error) else None,
             })
     return pd.DataFrame(rows)
 

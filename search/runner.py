@@ -113,8 +113,11 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_b
         searcher = BasicVariantGenerator(random_state=cfg.seed, max_concurrent=concurrency)
     else:
         sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, arch.trials // 3)))
-        searcher = OptunaSearch(metric="f05", mode="max", sampler=sampler)
-    if cfg.search.get("scheduler", "asha") == "fifo":
+        # study named after the architecture: its copy in <exp>/<arch>/optuna.db is for optuna-dashboard
+        searcher = OptunaSearch(metric="f05", mode="max", sampler=sampler, study_name=arch.name)
+    if cfg.search.get("scheduler", "asha") == "fifo" or max_t == 1:
+        # One epoch (every member without epochs): ASHA would have nothing to stop early, and with
+        # no val_loss to compare (NaN) its rung's cut-off only warns about an all-NaN slice.
         scheduler = FIFOScheduler()
     else:
         # ASHA decides on the per-epoch validation loss; TPE learns from the final event-wise F0.5.
@@ -153,7 +156,6 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
     runs out keeps the trials it finished (Tune's ``time_budget_s`` stops the rest), and the
     ensemble is built from those."""
     # Everything that can be wrong with the inputs is checked before Ray starts.
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # epochs report val_loss, the end f05
     # Tune's newer console output prints each experiment's configuration table even at verbose=0.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
     if not verbose:

@@ -1,18 +1,87 @@
-"""OptunaSearch that learns from a trial's final result only.
+"""Ray's OptunaSearch, learning from a trial's final result only and keeping its study on disk.
 
-Ray's ``OptunaSearch.on_trial_result`` indexes ``result[metric]`` for every intermediate result and
-raises ``KeyError`` (aborting ``Tuner.fit``) when it is missing, but our per-epoch reports carry
-``val_loss`` for ASHA and only the last report carries ``f05``. Without an Optuna pruner the
-intermediate values are unused anyway, so results without the metric are skipped. Module level so
-that the searcher pickled into ``tuner.pkl`` unpickles on ``Tuner.restore``.
+Final result only: every report carries ``f05`` (Tune's strict metric checking wants the searcher's
+metric in each one), but it is None until the trial is scored; Ray's ``on_trial_result`` would hand
+that to ``optuna.Trial.report`` and fail. Without an Optuna pruner the intermediate values are
+unused anyway, so results without a value are skipped; a trial that ASHA stops keeps None and
+Optuna records it as pruned, as before.
+
+The study on disk (``<experiment>/<architecture>/optuna.db``, SQLite, one study named after the
+architecture): for ``optuna-dashboard`` and Optuna's plots. It is a copy, written beside the
+searcher's state each time Tune saves that (into Tune's staging folder, which Tune uploads to the
+experiment folder: local, NFS or S3 alike), not the study the searcher samples from. Handing
+``OptunaSearch`` a live ``storage=`` instead does not survive ``Tuner.restore`` well: the storage,
+with its absolute path, is pickled into ``tuner.pkl`` and the searcher's state, and unpickling it
+opens (creates, or fails to open) the database there, so resuming a moved or downloaded experiment
+would write to, or stop on, the old place; and SQLite cannot live in an object store at all. The in-memory study stays the
+searcher's state, saved and restored by Tune as it was; the copy is rebuilt from it after a resume.
+
+Module level so that the searcher pickled into ``tuner.pkl`` unpickles on ``Tuner.restore``.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import weakref
+
 from ray.tune.search.optuna import OptunaSearch
+
+STUDY_FILE = "optuna.db"
 
 
 class FinalMetricOptunaSearch(OptunaSearch):
+    def __init__(self, *args, study_file: str | None = STUDY_FILE, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._study_file = study_file
+        self._mirror = None  # where the copy is being written this session (never saved)
+
+    def suggest(self, trial_id: str):
+        config = super().suggest(trial_id)
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and config is not None:
+            ot_trial.set_user_attr("tune_trial_id", trial_id)  # ties the dashboard's trial to Tune's
+        return config
+
     def on_trial_result(self, trial_id: str, result: dict):
-        if isinstance(self.metric, str) and self.metric not in result:
+        if isinstance(self.metric, str) and result.get(self.metric) is None:
             return
         super().on_trial_result(trial_id, result)
+
+    def save(self, checkpoint_path: str):
+        mirror, self._mirror = getattr(self, "_mirror", None), None
+        try:
+            super().save(checkpoint_path)
+        finally:
+            self._mirror = mirror
+        # getattr: a searcher pickled before the copy existed (an older experiment, resumed) has no name
+        name = getattr(self, "_study_file", STUDY_FILE)
+        if name and self._ot_study is not None:
+            self._write_study(os.path.dirname(checkpoint_path), name)
+
+    def _write_study(self, folder: str, name: str) -> None:
+        """Append the trials finished since the last save to a working SQLite file (one per
+        session: the first save after a resume rebuilds it) and put a copy in ``folder``,
+        atomically, so that Tune's background upload never reads a half-written database."""
+        import optuna
+
+        target = os.path.join(folder, name)
+        m = getattr(self, "_mirror", None)
+        if not m or m["folder"] != folder or not os.path.exists(m["work"]):
+            scratch = tempfile.mkdtemp(prefix="telesweep-optuna-")
+            weakref.finalize(self, shutil.rmtree, scratch, True)
+            work = os.path.join(scratch, name)
+            storage = optuna.storages.RDBStorage(f"sqlite:///{work}")
+            optuna.create_study(storage=storage, study_name=self._study_name, directions=self._ot_study.directions)
+            m = self._mirror = {"folder": folder, "work": work, "storage": storage, "numbers": set()}
+        new = [t for t in self._ot_study.get_trials(deepcopy=False)
+               if t.state.is_finished() and t.number not in m["numbers"]]
+        if not new and os.path.exists(target):
+            return
+        if new:
+            # The copy numbers trials in the order they finished; ``tune_trial_id`` names them.
+            optuna.load_study(study_name=self._study_name, storage=m["storage"]).add_trials(new)
+            m["numbers"].update(t.number for t in new)
+        tmp = os.path.join(folder, f".{name}.tmp")
+        shutil.copyfile(m["work"], tmp)
+        os.replace(tmp, target)

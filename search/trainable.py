@@ -1,15 +1,17 @@
 """The Ray Tune trainable: one trial = one detector, trained, thresholded and scored.
 
-Pure function of (config, data): reports once per epoch (``epoch``, ``loss``, ``val_loss``;
-ASHA counts ``epoch``), checkpoints weights each epoch so a retried trial continues, and makes its
-last report after scoring, carrying the objective ``f05`` (validation) and, in its checkpoint, the
-per-row scores of validation, holdout and test for the ensemble, and, for members tagged
-``channel_scores``, their per-channel scores (``<split>_channels``, [rows, C], columns named by
-``channels`` in trial.json) for per-channel detection and the channel breakdown of events.
+Pure function of (config, data): reports once per epoch (``epoch``, ``loss``, ``val_loss``, and
+``f05`` empty until scored; ASHA counts ``epoch``), checkpoints weights each epoch so a retried
+trial continues, and makes its last report after scoring, carrying the objective ``f05``
+(validation) and, in its checkpoint, the per-row scores of validation, holdout and test for the
+ensemble, and, for members tagged ``channel_scores``, their per-channel scores
+(``<split>_channels``, [rows, C], columns named by ``channels`` in trial.json) for per-channel
+detection and the channel breakdown of events.
 """
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -42,6 +44,14 @@ def split_config(config: dict) -> tuple[str, dict, dict]:
     return config["arch"], params, {**rule, **dict(config.get("threshold") or {})}
 
 
+def _reported(epoch: int, logs: dict, f05: float | None = None) -> dict:
+    """What every ``tune.report`` carries, so that Tune's strict metric checking passes from the first
+    report on: ``epoch`` (ASHA's time), ``val_loss`` (ASHA's metric; NaN for members without one,
+    which ASHA never compares) and ``f05`` (the searcher's objective; None until the trial is scored,
+    which the searcher and the progress line skip and a trial stopped early keeps)."""
+    return {"epoch": epoch, "val_loss": math.nan, **logs, "f05": f05}
+
+
 def _epoch_reporter(last_epoch: int, tmp_root: Path):
     import keras
     from ray import tune
@@ -62,7 +72,7 @@ def _epoch_reporter(last_epoch: int, tmp_root: Path):
             d = Path(tempfile.mkdtemp(dir=tmp_root))
             self.model.save_weights(str(d / "model.weights.h5"))
             (d / "epoch.json").write_text(json.dumps({"epoch": done}))
-            tune.report({"epoch": done, **logs}, checkpoint=tune.Checkpoint.from_directory(str(d)))
+            tune.report(_reported(done, logs), checkpoint=tune.Checkpoint.from_directory(str(d)))
             shutil.rmtree(d, ignore_errors=True)
 
     return EpochReporter()
@@ -161,7 +171,7 @@ def train_member(config: dict, data=None) -> None:
     try:
         last_logs, initial_epoch, train_s = _train(est, data, tmp_root)
         out, rule, m_val, m_hold, score_s = _evaluate(est, data, thr)
-        result = {"epoch": max(int(getattr(est, "epochs", 1) or 1), 1), **last_logs, "f05": m_val["f05"],
+        result = {**_reported(max(int(getattr(est, "epochs", 1) or 1), 1), last_logs, m_val["f05"]),
                   **{f"val_{k}": v for k, v in m_val.items() if k != "f05"},
                   **{f"holdout_{k}": v for k, v in m_hold.items()},
                   "threshold": rule.threshold_, "train_seconds": train_s, "score_seconds": score_s,

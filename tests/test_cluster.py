@@ -357,14 +357,15 @@ def test_fractional_gpu_trials_get_a_memory_cap(monkeypatch):
 # -- storage URIs ---------------------------------------------------------------------------------
 
 def test_checkpoints_of_an_s3_experiment_are_read_from_s3(monkeypatch):
-    """Ray keeps a checkpoint's path without its scheme (s3://bucket/x -> bucket/x); the trial table
-    puts it back, or the ensemble would look for the scores on the local disk."""
-    from search import results
+    """Ray gives a checkpoint's path on the experiment's filesystem, without its scheme (s3://bucket/x
+    -> bucket/x); the trial table puts it under the experiment as given, or the ensemble would look
+    for the scores on the local disk (tests/test_results.py reads a file:// experiment end to end)."""
+    from search import results, storage
 
-    exp = "s3://bucket/sweeps/esa"
     ray_path = "bucket/sweeps/esa/conv_ae/train_member_1/checkpoint_000003"
-    assert results.checkpoint_uri(exp, ray_path) == "s3://" + ray_path
-    assert results.checkpoint_uri("/shared/nfs/sweeps/esa", "/shared/nfs/sweeps/esa/x") == "/shared/nfs/sweeps/esa/x"
+    inside = results._within("bucket/sweeps/esa/conv_ae", ray_path)
+    assert storage.join("s3://bucket/sweeps/esa/conv_ae", inside) == "s3://" + ray_path
+    assert results._within("/shared/nfs/sweeps/esa", "/shared/nfs/sweeps/esa/x") == "x"
     monkeypatch.setenv("TELESWEEP_STORAGE", "s3://bucket/sweeps")
     assert results.default_storage() == "s3://bucket/sweeps"
 
