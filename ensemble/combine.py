@@ -18,6 +18,8 @@ of the channels' predictions; either way those rules name the channels behind ea
 from __future__ import annotations
 
 import itertools
+import logging
+import time
 
 import numpy as np
 
@@ -26,7 +28,7 @@ from telemetry.errors import TelemetryError
 from telemetry.thresholds import Threshold, f05_curve
 
 STACK_ROWS = 500_000  # rows the stacking regression sees at most (every k-th row beyond that)
-COMBINATIONS = ("mean", "max", "weighted", "shrunk", "stack")
+COMBINATIONS = ("mean", "median", "max", "weighted", "shrunk", "stack")
 # The decision layer chosen by benchmarks/bench_quality.py (see benchmarks/RESULTS.md).
 DEFAULT_RULE = {"method": "plateau", "hysteresis": 0.5}
 
@@ -103,6 +105,8 @@ class Ensemble:
     def combine(self, calibrated: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         if self.combination == "max":
             return calibrated[:, self.weights_ > 0].max(axis=1)
+        if self.combination == "median":  # a row scores high only where most members agree
+            return np.median(calibrated[:, self.weights_ > 0], axis=1).astype(np.float32)
         w = self.weights_ if weights is None else weights
         return (calibrated @ w).astype(np.float32)
 
@@ -310,7 +314,17 @@ class Ensemble:
         study.enqueue_trial({f"w{j}": 1.0 for j in range(m)})  # the plain mean is always a candidate
         for j in range(m):  # and each member alone
             study.enqueue_trial({f"w{k}": float(k == j) for k in range(m)})
-        study.optimize(objective, n_trials=max(self.weight_trials, m + 1))
+        n_trials = max(self.weight_trials, m + 1)
+        log = logging.getLogger("ensemble")
+        t0 = time.monotonic()
+
+        def progress(study, trial):  # a long search on a full-size split is not silent
+            done = trial.number + 1
+            if done % 10 == 0 or done == n_trials:
+                log.info("weight search: %d/%d trials, best validation F0.5 %.3f, %.0f s", done, n_trials,
+                         study.best_value, time.monotonic() - t0)
+
+        study.optimize(objective, n_trials=n_trials, callbacks=[progress])
         return weights_of(study.best_trial)
 
     def _fit_stack(self, cal: np.ndarray, labels: np.ndarray, active: np.ndarray) -> np.ndarray:
@@ -379,6 +393,7 @@ VARIANTS = {
     "stack-smooth-plateau": {**_PLAIN, "combination": "stack", "spans": _SPANS},
     "stack-shrunk-smooth-plateau": {**_PLAIN, "combination": "stack", "shrinkage": 0.5, "spans": _SPANS},
     "max-plateau": {**_PLAIN, "combination": "max"},
+    "median-smooth-plateau-hysteresis": {**_PLAIN, "combination": "median", "spans": _SPANS, "rule": _HYST},
     "rankmean-plateau": {**_PLAIN, "calibration": "normal"},
     # The default, cross-checked on validation against the best member alone (ensemble.crossfit).
     "stack-shrunk-smooth-plateau-hysteresis-fallback": {**_PLAIN, "combination": "stack", "shrinkage": 0.5,

@@ -84,3 +84,13 @@ def test_fallback_keeps_the_combination_without_evidence():
     assert Ensemble(combination="mean", fallback=True).fit(twins, y2).fallback_["chosen"] == "ensemble"
     with pytest.raises(TelemetryError, match="fallback needs >= 2 folds"):
         Ensemble(fallback=True, fallback_folds=1)
+
+
+def test_weight_search_reports_progress(caplog):
+    import logging
+
+    s, y = spiky_validation(n=6000, n_events=10)
+    with caplog.at_level(logging.INFO, logger="ensemble"):
+        Ensemble(combination="weighted", weight_trials=20).fit(s, y)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("weight search")]
+    assert [l.split(",")[0] for l in lines] == ["weight search: 10/20 trials", "weight search: 20/20 trials"]

@@ -69,15 +69,23 @@ def test_smoothing_span_is_chosen_on_validation_from_the_grid():
     assert ens.rule_.smooth in (1, 5) and ens.to_dict()["rule"]["smooth"] == ens.rule_.smooth
 
 
-def test_mean_and_max_combinations():
+def test_mean_max_and_median_combinations():
     y, good, noise = labelled_scores()
     s = np.stack([good, noise], 1)
     mean = Ensemble(combination="mean").fit(s, y)
     np.testing.assert_allclose(mean.score(s), mean.calibrated(s).mean(axis=1), rtol=1e-5)
     mx = Ensemble(combination="max").fit(s, y)
     np.testing.assert_allclose(mx.score(s), mx.calibrated(s).max(axis=1), rtol=1e-6)
-    with pytest.raises(TelemetryError, match="unknown combination 'median'"):
-        Ensemble(combination="median")
+    # median of three: one member's spike alone does not move it
+    spike = noise.copy()
+    spike[100] = 1e3
+    s3 = np.stack([good, noise, spike], 1)
+    med = Ensemble(combination="median").fit(s3, y)
+    c = med.calibrated(s3)
+    np.testing.assert_allclose(med.score(s3), np.sort(c, axis=1)[:, 1], rtol=1e-6)
+    assert med.score(s3)[100] < c[100, 2] / 10
+    with pytest.raises(TelemetryError, match="unknown combination 'trimmed'"):
+        Ensemble(combination="trimmed")
 
 
 def test_submission_is_exactly_one_binary_row_per_test_id_in_order(tmp_path):
