@@ -57,6 +57,29 @@ class RowDetector(Detector):
         """Standardised per-channel errors of rows [lo, hi) (members tagged ``channel_scores``)."""
         raise NotImplementedError
 
+    def _row_losses(self, series: Series, lo: int, hi: int) -> np.ndarray:
+        """The member's loss of each of rows [lo, hi) (float64); see each member."""
+        raise NotImplementedError
+
+    def loss(self, series: Series) -> float:
+        """The member's mean loss over the nominal rows of ``series`` (every row when unlabelled):
+        the objective of an unlabelled sweep (lower is better); comparable between trials of one
+        member, not across members."""
+        if not getattr(self, "fitted_", False):
+            raise TelemetryError(f"{self.name}: call fit before loss")
+        self._check_input(series, "validation")
+        keep = series.nominal if series.labels is not None else None
+        total, count = 0.0, 0
+        step = self._chunk_rows()
+        for lo in range(0, len(series), step):
+            hi = min(lo + step, len(series))
+            r = self._row_losses(series, lo, hi)
+            if keep is not None:
+                r = r[keep[lo:hi]]
+            total += float(r.sum())
+            count += r.size
+        return total / count if count else float("nan")
+
     def _score_both(self, series: Series) -> tuple[np.ndarray, np.ndarray]:
         """Per-row and per-channel scores chunk by chunk; the per-row score is exactly the scorer's
         channel reduction of the per-channel one (the same float32 operations as ``_score_samples``)."""
@@ -113,6 +136,10 @@ class IsolationForestDetector(RowDetector):
 
     def _score_chunk(self, x: np.ndarray) -> np.ndarray:
         return -self.forest_.score_samples(x)
+
+    def _row_losses(self, series: Series, lo: int, hi: int) -> np.ndarray:
+        # A forest has no reconstruction: its loss is its own anomaly score (short isolation paths).
+        return self._score_chunk(series.values[lo:hi]).astype(np.float64)
 
     def _score_samples(self, series: Series) -> np.ndarray:
         if self.n_jobs in (None, 1):
@@ -179,6 +206,11 @@ class GlobalStd(RowDetector):
 
     def _channel_rows(self, series: Series, lo: int, hi: int) -> np.ndarray:
         return self.scorer_.standardised(np.abs(series.values[lo:hi] - self.mean_))
+
+    def _row_losses(self, series: Series, lo: int, hi: int) -> np.ndarray:
+        # The model "reconstructs" every row as the fit mean: its loss is the mean squared z-score.
+        z = (series.values[lo:hi] - self.mean_) / self.std_
+        return np.square(z, dtype=np.float64).mean(axis=1)
 
     def _save_state(self, path: Path) -> None:
         np.savez(path / "state.npz", mean=self.mean_, std=self.std_)

@@ -1,7 +1,9 @@
 """PCA reconstruction detector: what the strongest public ESA-ADB entries were built on.
 
 Each row t is embedded with its ``lags - 1`` predecessors, ``[x_t, x_{t-1}, ..., x_{t-lags+1}]``
-(C * lags features; the first rows repeat row 0), so the principal subspace holds the short-term
+(C * lags features; the first rows repeat row 0, and with many series, the first rows of each
+series repeat that series' first row: a lag never reaches into the previous series), so the
+principal subspace holds the short-term
 dynamics as well as the cross-channel correlations. A row whose channels each stay in range but
 break the learnt correlation leaves that subspace, which no per-channel rule can see.
 
@@ -31,14 +33,20 @@ COMPONENTS = Check(lambda v: (_integer(v) and v >= 1) or (isinstance(v, float) a
                    "an integer >= 1 or a fraction in (0, 1)")
 
 
-def lagged(values: np.ndarray, lags: int, lo: int = 0, hi: int | None = None) -> np.ndarray:
+def lagged(values: np.ndarray, lags: int, lo: int = 0, hi: int | None = None,
+           segments: np.ndarray | None = None) -> np.ndarray:
     """Rows [lo, hi) of the lag embedding, [rows, lags * C], lag-major (lag 0 first).
 
-    Rows before the start of the series repeat row 0, so every row has a full embedding.
+    Rows before the start of the series repeat row 0, so every row has a full embedding. With
+    ``segments`` (offsets of many series), a row's lags stop at the first row of its own series.
     """
     hi = len(values) if hi is None else hi
     idx = np.arange(lo, hi)
-    return np.concatenate([values[np.maximum(idx - k, 0)] for k in range(lags)], axis=1)
+    first = 0
+    if segments is not None:
+        seg = np.asarray(segments, dtype=np.int64)
+        first = seg[np.searchsorted(seg, idx, side="right") - 1]
+    return np.concatenate([values[np.maximum(idx - k, first)] for k in range(lags)], axis=1)
 
 
 @register("pca")
@@ -64,7 +72,7 @@ class PCADetector(RowDetector):
 
     def _embedded(self, series: Series, lo: int, hi: int) -> np.ndarray:
         """Rows [lo, hi): the lag embedding of the channels, then the conditioning columns if any."""
-        x = lagged(series.values, int(self.lags), lo, hi)
+        x = lagged(series.values, int(self.lags), lo, hi, series.segments)
         cond = conditioning_of(self, series)
         return x if cond is None else np.concatenate([x, cond[lo:hi]], axis=1)
 
@@ -119,6 +127,13 @@ class PCADetector(RowDetector):
 
     def _score_rows(self, series: Series, lo: int, hi: int) -> np.ndarray:
         return self.scorer_.window_scores(self._channel_errors(series, lo, hi))
+
+    def _row_losses(self, series: Series, lo: int, hi: int) -> np.ndarray:
+        """Mean squared reconstruction residual of each row's embedded channel features (the
+        autoencoders' MSE, in scaled units; conditioning columns left out)."""
+        xc = self._embedded(series, lo, hi) - self.mean_
+        resid = (xc - (xc @ self.components_.T) @ self.components_)[:, : series.n_channels * int(self.lags)]
+        return np.square(resid, dtype=np.float64).mean(axis=1)
 
     def _channel_rows(self, series: Series, lo: int, hi: int) -> np.ndarray:
         return self.scorer_.standardised(self._channel_errors(series, lo, hi))

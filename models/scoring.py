@@ -68,11 +68,16 @@ class RowScorer:
         """One value per window (or row): standardised, then reduced over channels."""
         return self.reduce(self.standardised(errors))
 
-    def row_scores(self, errors: np.ndarray, first_rows: np.ndarray, length: int, n_rows: int) -> np.ndarray:
-        """Window ``j`` covers rows ``[first_rows[j], first_rows[j] + length)``; float32 per row."""
-        return spread_to_rows(self.window_scores(errors), first_rows, length, n_rows, how=self.row_reduction)
+    def row_scores(self, errors: np.ndarray, first_rows: np.ndarray, length: int, n_rows: int,
+                   segments: np.ndarray | None = None) -> np.ndarray:
+        """Window ``j`` covers rows ``[first_rows[j], first_rows[j] + length)``; float32 per row.
+        ``segments``: the series boundaries (rows uncovered by any window are filled within their
+        own series, see :func:`telemetry.windows.spread_to_rows`)."""
+        return spread_to_rows(self.window_scores(errors), first_rows, length, n_rows, how=self.row_reduction,
+                              segments=segments)
 
-    def channel_row_scores(self, errors: np.ndarray, first_rows: np.ndarray, length: int, n_rows: int) -> np.ndarray:
+    def channel_row_scores(self, errors: np.ndarray, first_rows: np.ndarray, length: int, n_rows: int,
+                           segments: np.ndarray | None = None) -> np.ndarray:
         """Standardised errors [n, C] spread to rows channel by channel: float32 [n_rows, C], no
         reduction over channels. Rows covered by no window take the nearest covered row's value, as
         in :meth:`row_scores`."""
@@ -83,5 +88,5 @@ class RowScorer:
         # One vectorised spread per channel: C is small (6 recommended, 89 at most) and each pass
         # keeps only one channel's float64 temporaries alive instead of [n_rows, C] of them.
         for c in range(z.shape[1]):
-            out[:, c] = spread_to_rows(z[:, c], first_rows, length, n_rows, how=self.row_reduction)
+            out[:, c] = spread_to_rows(z[:, c], first_rows, length, n_rows, how=self.row_reduction, segments=segments)
         return out

@@ -104,9 +104,14 @@ class KerasWindowDetector(Detector):
     def _check_length(self, n_rows: int, what: str) -> None:
         check_window_fits(n_rows, int(self.window), int(self.horizon), what)
 
+    def _check_input(self, series: Series, role: str) -> None:
+        super()._check_input(series, role)
+        if series.segments is not None and series.n_segments > 1:  # windows never cross from one series to the next
+            self._check_length(series.longest_segment, f"the longest series of the {role} split")
+
     def _windows(self, series: Series, stride: int, shuffle: bool, nominal_only: bool = False) -> WindowBatches:
         starts = window_starts(len(series), int(self.window), int(stride), int(self.horizon), series.labels,
-                               nominal_only=nominal_only and series.labels is not None)
+                               nominal_only=nominal_only and series.labels is not None, segments=series.segments)
         if len(starts) == 0:
             raise TelemetryError(f"{self.name}: the {series.source} series has no fully nominal window of "
                                  f"{self.window} rows to train on")
@@ -159,7 +164,16 @@ class KerasWindowDetector(Detector):
     def _score_samples(self, series: Series) -> np.ndarray:
         starts, values = self.window_values(series)
         first, length = self._rows_of(starts)
-        return self._scorer().row_scores(values, first, length, len(series))
+        return self._scorer().row_scores(values, first, length, len(series), series.segments)
+
+    def loss(self, series: Series) -> float:
+        """The training loss on ``series`` (what Keras reports as ``val_loss`` for the validation
+        split): the objective of an unlabelled sweep, and an honest figure on holdout."""
+        if not getattr(self, "fitted_", False):
+            raise TelemetryError(f"{self.name}: call fit before loss")
+        self._check_input(series, "validation")
+        out = self.model_.evaluate(self._training_data(series, training=False), verbose=0)
+        return float(out[0] if isinstance(out, (list, tuple)) else out)
 
     # -- persistence: weights + the arrays of ``_state`` ------------------------------------------
     def _state(self) -> dict:
@@ -234,8 +248,8 @@ class ErrorWindowDetector(KerasWindowDetector):
         starts, values = self.window_values(series)
         first, length = self._rows_of(starts)
         n = len(series)
-        return (self.scorer_.row_scores(values, first, length, n),
-                self.scorer_.channel_row_scores(values, first, length, n))
+        return (self.scorer_.row_scores(values, first, length, n, series.segments),
+                self.scorer_.channel_row_scores(values, first, length, n, series.segments))
 
     def _state(self) -> dict:
         return {"error_mean": self.scorer_.loc_, "error_std": self.scorer_.scale_}

@@ -49,7 +49,7 @@ import pandas as pd
 from telemetry.atomic import write_text
 from telemetry.errors import TelemetryError
 from telemetry.schema import sort_key
-from telemetry.series import Series
+from telemetry.series import Series, concatenate
 from telemetry.series_metrics import detection_table
 
 log = logging.getLogger("telemetry.discharges")
@@ -102,14 +102,16 @@ class Discharges:
         return np.concatenate([[0], np.cumsum([len(s) for s in self.series])]).astype(np.int64)
 
     def concatenated(self) -> tuple[Series, np.ndarray]:
-        """One Series of all discharges back to back (one copy of the values) and the per-row
-        discharge index (int32 [N]). Rows of different discharges are not neighbours in time:
-        windows must not cross ``offsets``."""
-        s0 = self.series[0]
-        cat = Series(np.concatenate([s.ids for s in self.series]), np.concatenate([s.values for s in self.series]),
-                     np.concatenate([s.labels for s in self.series]), s0.channels, source=self.source)
-        index = np.repeat(np.arange(len(self), dtype=np.int32), np.diff(self.offsets))
-        return cat, index
+        """One Series of all discharges back to back (one copy of the values), with ``segments`` =
+        :attr:`offsets` and the discharge names as ``segment_names`` (so windows, lags and splits
+        never cross from one discharge into the next), and the per-row discharge index (int32 [N])."""
+        cat = concatenate(self.series, self.names, source=self.source)
+        return cat, cat.segment_index()
+
+    def row_times(self) -> np.ndarray:
+        """float64 [N]: each row's time on its discharge's time base, over the concatenation (row
+        ``i`` is the row with id ``i``: the file's ids are its row numbers)."""
+        return np.concatenate(self.times)
 
     def split_rows(self, per_row: np.ndarray) -> list[np.ndarray]:
         """Cut a per-row array over the concatenation (e.g. scores, alarms) into one view per discharge."""

@@ -5,6 +5,11 @@ Only the requested columns are read, batch by batch into one preallocated float3
 
 Channels may be chosen by name, by range (``"41-46"``) or by pattern (``"device*"``,
 ``"re:device\\d+"``, a compiled ``re.Pattern``): see :func:`telemetry.schema.select_channels`.
+
+Many series in one file: ``series="<column>"`` names a series-id column (a device, a run); each
+series' rows must be contiguous and in time order (sort by series, then time), and the Series gets
+``segments`` at the changes of that column (windows and lags never cross them). A discharge JSON
+(``.json``, telemetry.discharges) is one series per discharge.
 """
 from __future__ import annotations
 
@@ -39,8 +44,13 @@ def _describe_available(columns: Sequence[str]) -> str:
     return f"{shown}; choose columns by name or by a pattern such as {example!r}"
 
 
-def _resolve_columns(path: str, columns: Sequence[str], channels, telecommands, labels, require_id: bool = True):
-    chans = select_channels(channels, columns, path)
+def _resolve_columns(path: str, columns: Sequence[str], channels, telecommands, labels, require_id: bool = True,
+                     series: str | None = None):
+    if series is not None and series not in columns:
+        raise TelemetryError(f"{path}: missing series column {series!r} (data.series; file has {_describe_available(columns)})")
+    chans = select_channels(channels, columns, path, exclude=(ID, LABEL, *([series] if series else [])))
+    if series is not None and series in chans:
+        raise TelemetryError(f"{path}: the series column {series!r} cannot also be a channel")
     missing = [c for c in chans if c not in columns]
     if missing:
         raise TelemetryError(f"{path}: unknown channel {missing[0]!r} (file has {_describe_available(columns)})")
@@ -60,9 +70,26 @@ def _resolve_columns(path: str, columns: Sequence[str], channels, telecommands, 
     return chans, tcs, bool(labels)
 
 
+def with_series_column(s: Series, keys, path: str, column: str) -> Series:
+    """``s`` cut into series at the changes of ``keys`` (one series id per row, any type)."""
+    from dataclasses import replace
+
+    keys = np.asarray(keys).astype(str)
+    starts = np.concatenate([[0], np.flatnonzero(keys[1:] != keys[:-1]) + 1])
+    names = keys[starts]
+    uniq, first = np.unique(names, return_index=True)
+    if uniq.size != names.size:  # a name seen again after another series: its rows are not contiguous
+        dup = np.setdiff1d(np.arange(names.size), first)[0]
+        again = str(names[dup])
+        raise TelemetryError(f"{path}: the rows of series {again!r} (column {column!r}) are not contiguous (again at row "
+                             f"{int(starts[dup])} after another series); sort the file by {column}, then time")
+    return replace(s, segments=np.append(starts, len(keys)).astype(np.int64), segment_names=tuple(names.tolist()))
+
+
 def load_parquet(path: str | os.PathLike, channels=None, telecommands=None, labels="auto",
-                 validate: bool = True) -> Series:
-    """Load a challenge-schema parquet file, reading only ``id``, the channels, telecommands and label."""
+                 validate: bool = True, series: str | None = None) -> Series:
+    """Load a challenge-schema parquet file, reading only ``id``, the channels, telecommands and label
+    (and the ``series`` column, if named)."""
     import pyarrow.parquet as pq
 
     path = str(path)
@@ -72,7 +99,8 @@ def load_parquet(path: str | os.PathLike, channels=None, telecommands=None, labe
         pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise TelemetryError(f"{path}: not a readable parquet file ({type(exc).__name__})") from None
-    chans, tcs, with_labels = _resolve_columns(path, pf.schema_arrow.names, channels, telecommands, labels)
+    chans, tcs, with_labels = _resolve_columns(path, pf.schema_arrow.names, channels, telecommands, labels,
+                                               series=series)
     n = pf.metadata.num_rows
     if n == 0:
         raise TelemetryError(f"{path}: file has no rows")
@@ -105,7 +133,13 @@ def load_parquet(path: str | os.PathLike, channels=None, telecommands=None, labe
     if lab is not None:
         check_labels(lab, ids, path)
         lab = lab.astype(np.uint8)
-    return Series(ids, values, lab, tuple(chans), source=path, telecommands=tc, telecommand_names=tuple(tcs))
+    out = Series(ids, values, lab, tuple(chans), source=path, telecommands=tc, telecommand_names=tuple(tcs))
+    if series is not None:
+        keys = pf.read(columns=[series]).column(0)
+        if keys.null_count:
+            raise TelemetryError(f"{path}: series column {series!r} has {keys.null_count} missing values")
+        out = with_series_column(out, keys.to_numpy(zero_copy_only=False), path, series)
+    return out
 
 
 def _csv_header(path: str) -> list[str]:
@@ -134,24 +168,26 @@ def _non_numeric_error(path: str, chans: list[str]) -> TelemetryError | None:
     return None
 
 
-def load_csv(path: str | os.PathLike, channels=None, labels="auto", validate: bool = True) -> Series:
+def load_csv(path: str | os.PathLike, channels=None, labels="auto", validate: bool = True,
+             series: str | None = None) -> Series:
     """A CSV in the challenge schema (``id``, ``channel_*``, optional ``is_anomaly``) or a wide CSV.
 
     A wide CSV has arbitrary column names (``device1 .. device30``); pick them with ``channels`` as
     a list of names or a pattern (``"device*"``, ``"re:device\\d+"``). Without an ``id`` column
     the ids are made up as row numbers 0..N-1 (messages then say "row 12": the 13th data row).
     Without ``is_anomaly`` the series is unlabelled. Bad input raises a one-line TelemetryError
-    naming the file and column: missing column, non-numeric value, NaN/inf.
+    naming the file and column: missing column, non-numeric value, NaN/inf. ``series``: the name of a
+    series-id column (see the module docstring).
     """
     import pandas as pd
 
     path = str(path)
     header = _csv_header(path)
-    chans, _, with_labels = _resolve_columns(path, header, channels, None, labels, require_id=False)
+    chans, _, with_labels = _resolve_columns(path, header, channels, None, labels, require_id=False, series=series)
     has_id = ID in header
-    cols = [*([ID] if has_id else []), *chans, *([LABEL] if with_labels else [])]
+    cols = [*([ID] if has_id else []), *chans, *([LABEL] if with_labels else []), *([series] if series else [])]
     try:
-        df = pd.read_csv(path, usecols=cols, dtype={c: np.float32 for c in chans})
+        df = pd.read_csv(path, usecols=cols, dtype={**{c: np.float32 for c in chans}, **({series: str} if series else {})})
     except ValueError as exc:  # a cell pandas cannot parse as a number: find and name it
         err = _non_numeric_error(path, chans)
         raise (err or TelemetryError(f"{path}: cannot read the CSV ({exc})")) from None
@@ -174,7 +210,12 @@ def load_csv(path: str | os.PathLike, channels=None, labels="auto", validate: bo
         if has_id:
             check_ids(ids, path)
         check_finite(values, ids, chans, path, id_name="id" if has_id else "row")
-    return Series(ids, values, lab, tuple(chans), source=path)
+    out = Series(ids, values, lab, tuple(chans), source=path)
+    if series is not None:
+        if df[series].isna().any():
+            raise TelemetryError(f"{path}: series column {series!r} has {int(df[series].isna().sum())} missing values")
+        out = with_series_column(out, df[series].to_numpy(), path, series)
+    return out
 
 
 def load_nab(path: str | os.PathLike, windows_json: str | os.PathLike | None = None) -> Series:
@@ -209,20 +250,60 @@ def load_nab(path: str | os.PathLike, windows_json: str | os.PathLike | None = N
     return Series(ids, values, labels, ("value",), source=path)
 
 
-def load(path: str | os.PathLike, channels=None, labels="auto", telecommands=None) -> Series:
-    """Load by file type: ``.parquet`` (challenge schema), ``.csv`` (challenge schema, wide, or NAB).
+def load_json_discharges(path: str, channels=None, labels="auto", warning_rows: int = 0) -> Series:
+    """A discharge JSON (telemetry.discharges) as one Series with one series per discharge. Its ids
+    are row numbers over the file (made up, like a CSV without ``id``). ``channels``: None for all."""
+    from telemetry.discharges import load_discharges
+
+    disc = load_discharges(path, warning_rows=warning_rows)
+    cat, _ = disc.concatenated()
+    if channels is not None:
+        chans = select_channels(channels, cat.channels, path)
+        missing = [c for c in chans if c not in cat.channels]
+        if missing:
+            raise TelemetryError(f"{path}: unknown channel {missing[0]!r} (the discharges have {', '.join(cat.channels)})")
+        cols = [cat.channels.index(c) for c in chans]
+        from dataclasses import replace
+
+        cat = replace(cat, values=np.ascontiguousarray(cat.values[:, cols]), channels=tuple(chans))
+    if labels is False:
+        cat = cat.without_labels()
+    elif labels is True and cat.labels is None:
+        raise TelemetryError(f"{path}: labels are required for this file")
+    return cat
+
+
+def made_up_ids(path: str | os.PathLike) -> bool:
+    """Whether :func:`load` numbers the rows of ``path`` itself (a CSV without ``id``, a discharge JSON)."""
+    p = str(path)
+    if p.endswith(".json"):
+        return True
+    return p.endswith(".csv") and ID not in _csv_header(p)
+
+
+def load(path: str | os.PathLike, channels=None, labels="auto", telecommands=None, series: str | None = None,
+         warning_rows: int = 0) -> Series:
+    """Load by file type: ``.parquet`` (challenge schema), ``.csv`` (challenge schema, wide, or NAB),
+    ``.json`` (discharges, one series each; ``warning_rows`` labels that many rows before each onset).
 
     ``channels``: names, ranges or patterns (``"device*"``); a CSV without an ``id`` column gets
-    row numbers as ids (see :func:`load_csv`).
+    row numbers as ids (see :func:`load_csv`). ``series``: the series-id column of a file holding
+    many series (not for NAB files or discharge JSON).
     """
     p = str(path)
+    if p.endswith(".json"):
+        if series is not None:
+            raise TelemetryError(f"{p}: a discharge file is already one series per discharge; leave data.series unset")
+        return load_json_discharges(p, channels, labels, warning_rows)
     if p.endswith(".parquet") or p.endswith(".pq"):
-        return load_parquet(p, channels, telecommands, labels)
+        return load_parquet(p, channels, telecommands, labels, series=series)
     if p.endswith(".csv"):
         if _csv_header(p)[:2] == ["timestamp", "value"]:
+            if series is not None:
+                raise TelemetryError(f"{p}: a NAB file holds one series; leave data.series unset")
             return load_nab(p)
-        return load_csv(p, channels, labels)
-    raise TelemetryError(f"{p}: unsupported file type (expected .parquet or .csv)")
+        return load_csv(p, channels, labels, series=series)
+    raise TelemetryError(f"{p}: unsupported file type (expected .parquet, .csv or .json)")
 
 
 def load_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +17,14 @@ import numpy as np
 from telemetry import telecommands
 from telemetry.checks import check_disjoint
 from telemetry.errors import TelemetryError
-from telemetry.loading import load, load_labels
+from telemetry.loading import load, load_labels, made_up_ids
 from telemetry.scaling import StandardScaler
 from telemetry.series import Series
 from telemetry.splits import SPLIT_NAMES, split_series
 from telemetry.wavelets import WaveletDenoiser
 
 log = logging.getLogger("telemetry.prepare")
+LABEL_MODES = ("auto", "none")  # data.labels
 
 
 @dataclass
@@ -39,6 +40,17 @@ class DataConfig:
     # each becomes exp(-rows since its last pulse / telecommand_horizon) (telemetry.telecommands).
     telecommands: str | list | None = None
     telecommand_horizon: float = 1000.0
+    # "auto": the train file's is_anomaly column when it has one (a discharge JSON: its anomalyTime);
+    # "none": unlabelled even if it has one. Unlabelled, a sweep minimises the validation loss and
+    # every threshold is unsupervised (search/shapes.py).
+    labels: str = "auto"
+    # Many series (telemetry.splits): the series-id column of the file (a discharge JSON is one
+    # series per discharge by itself); splits by whole series (fractions of the series count, or
+    # these lists of names: {validation: [...], holdout: [...]}), or in time within each series.
+    series: str | None = None
+    split_series: dict | None = None
+    split_within_series: bool = False
+    warning_rows: int = 0  # discharge JSON: also label this many rows before each anomalyTime
 
     @classmethod
     def from_dict(cls, d: dict, base_dir: str | os.PathLike | None = None) -> "DataConfig":
@@ -56,7 +68,29 @@ class DataConfig:
                     setattr(cfg, key, str((Path(base_dir) / v).resolve()))
         if cfg.wavelet is not None:
             WaveletDenoiser(**cfg.wavelet)  # unknown keys fail here, with Python's message
+        cfg.check()
         return cfg
+
+    def check(self) -> None:
+        """The new shape keys, one line each (paths and channels are checked when loading)."""
+        if self.labels not in LABEL_MODES:
+            raise TelemetryError(f"data.labels must be one of {', '.join(LABEL_MODES)}, got {self.labels!r}")
+        if self.series is not None and (not isinstance(self.series, str) or not self.series):
+            raise TelemetryError(f"data.series must be a column name, got {self.series!r}")
+        if not isinstance(self.split_within_series, bool):
+            raise TelemetryError(f"data.split_within_series must be true or false, got {self.split_within_series!r}")
+        if self.split_series is not None:
+            ok = isinstance(self.split_series, dict) and set(self.split_series) == {"validation", "holdout"}
+            if not ok:
+                raise TelemetryError(f"data.split_series must have exactly the keys validation and holdout (lists of "
+                                     f"series names), got {self.split_series!r}")
+        if isinstance(self.warning_rows, bool) or not isinstance(self.warning_rows, int) or self.warning_rows < 0:
+            raise TelemetryError(f"data.warning_rows must be an integer >= 0, got {self.warning_rows!r}")
+
+    @property
+    def unlabelled(self) -> bool:
+        """Asked to ignore labels (the data may still have none when this is False: see Prepared)."""
+        return self.labels == "none"
 
 
 @dataclass
@@ -71,6 +105,11 @@ class Prepared:
     denoiser: WaveletDenoiser | None = None
     test_labels: np.ndarray | None = None
 
+    @property
+    def labelled(self) -> bool:
+        """Whether the splits carry labels (the objective is then F0.5, else the validation loss)."""
+        return self.fit.labels is not None
+
     def sets(self) -> dict[str, Series]:
         out = {n: getattr(self, n) for n in SPLIT_NAMES}
         if self.test is not None:
@@ -81,8 +120,20 @@ class Prepared:
 def load_sets(cfg: DataConfig):
     """Load and check the files and splits (cheap relative to training; nothing is fitted)."""
     tcs = telecommands.columns(cfg.telecommands, None)
-    train = load(cfg.train, cfg.channels, labels=True, telecommands=tcs)
-    test = load(cfg.test, cfg.channels, labels=False, telecommands=train.telecommand_names or None) if cfg.test else None
+    # "auto" reads is_anomaly when the file has it; a file without it is unlabelled (the sweep's
+    # objective becomes the validation loss).
+    train = load(cfg.train, cfg.channels, labels=False if cfg.unlabelled else "auto", telecommands=tcs,
+                 series=cfg.series, warning_rows=cfg.warning_rows)
+    test = None
+    if cfg.test:
+        test = load(cfg.test, cfg.channels, labels=False, telecommands=train.telecommand_names or None,
+                    series=cfg.series, warning_rows=cfg.warning_rows)
+        if made_up_ids(cfg.test):
+            # Row numbers of a file without ids (a wide CSV, a discharge JSON) continue after the
+            # train file's, so that both can be told apart (the submission uses them).
+            test = replace(test, ids=test.ids + (int(train.ids[-1]) + 1 - int(test.ids[0])))
+            log.info("%s: no id column; test ids are row numbers continuing the train file's: %d..%d",
+                     cfg.test, test.ids[0], test.ids[-1])
     if tcs:
         train, test = with_telecommand_features(train, test, cfg.telecommand_horizon)
     if test is not None:
@@ -92,7 +143,8 @@ def load_sets(cfg: DataConfig):
         ids, test_labels = load_labels(cfg.test_labels)
         if test is None or not np.array_equal(ids, test.ids):
             raise TelemetryError(f"{cfg.test_labels}: ids do not match the test file {cfg.test}")
-    splits = split_series(train, cfg.fractions, cfg.boundaries)
+    splits = split_series(train, cfg.fractions, cfg.boundaries, series_lists=cfg.split_series,
+                          within_series=cfg.split_within_series)
     return splits, test, test_labels
 
 
@@ -117,7 +169,9 @@ def prepare(cfg: DataConfig) -> Prepared:
 
     def apply(s: Series) -> Series:
         v = scaler.transform(s.values)
-        return s.with_values(denoiser.transform(v) if denoiser else v)
+        if denoiser is not None:  # series by series: a wavelet must not smear one series into the next
+            v = np.concatenate([denoiser.transform(v[a:b]) for a, b in zip(s.offsets[:-1], s.offsets[1:])])
+        return s.with_values(v)
 
     return Prepared(apply(splits.fit), apply(splits.validation), apply(splits.holdout),
                     apply(test) if test is not None else None, scaler, denoiser, test_labels)

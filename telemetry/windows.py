@@ -3,6 +3,11 @@
 A window starting at row ``s`` holds rows ``[s, s + window)``; a forecast target, if any, is rows
 ``[s + window, s + window + horizon)``. Only one batch of windows exists in memory at a time.
 Per-window scores come back to rows with :func:`spread_to_rows` (one score per row).
+
+Many series (``Series.segments``): windows are cut per series and never cross from one series into
+the next. A series shorter than one window (and forecast horizon) gets no window of its own; it is
+skipped, and its rows are scored by :func:`spread_to_rows`'s fill (see there). At least one series
+must hold a window.
 """
 from __future__ import annotations
 
@@ -29,19 +34,47 @@ def anomalous_windows(labels: np.ndarray, starts: np.ndarray, length: int) -> np
     return c[starts + length] > c[starts]
 
 
-def window_starts(n_rows: int, window: int, stride: int = 1, horizon: int = 0,
-                  labels: np.ndarray | None = None, nominal_only: bool = False) -> np.ndarray:
-    """First rows of the windows (int64), strided; the last window always reaches the end of the series.
-
-    ``nominal_only`` keeps only windows (and targets) with no anomalous row, for autoencoder training.
-    """
-    if window < 1 or stride < 1 or horizon < 0:
-        raise TelemetryError(f"window ({window}) and stride ({stride}) must be >= 1 and horizon ({horizon}) >= 0")
-    check_window_fits(n_rows, window, horizon)
+def _starts_one(first: int, n_rows: int, window: int, stride: int, horizon: int) -> np.ndarray:
     last = n_rows - window - horizon
     starts = np.arange(0, last + 1, stride, dtype=np.int64)
     if starts[-1] != last:  # cover the tail, so every row gets a score
         starts = np.append(starts, last)
+    return starts + first
+
+
+def check_segments(segments, n_rows: int) -> np.ndarray | None:
+    """``segments`` as int64 offsets from 0 to ``n_rows`` (None stays None)."""
+    if segments is None:
+        return None
+    seg = np.asarray(segments, dtype=np.int64)
+    if seg.ndim != 1 or seg.size < 2 or seg[0] != 0 or seg[-1] != n_rows or (np.diff(seg) <= 0).any():
+        raise TelemetryError(f"series offsets must increase from 0 to {n_rows}, got {seg.tolist()[:8]}")
+    return seg
+
+
+def window_starts(n_rows: int, window: int, stride: int = 1, horizon: int = 0,
+                  labels: np.ndarray | None = None, nominal_only: bool = False,
+                  segments: np.ndarray | None = None) -> np.ndarray:
+    """First rows of the windows (int64), strided; the last window always reaches the end of the series.
+
+    ``nominal_only`` keeps only windows (and targets) with no anomalous row, for autoencoder training.
+    ``segments`` (offsets [S+1], see telemetry.series): windows are cut per series, each series' own
+    strided starts from its first row and a last window reaching its end; series shorter than
+    ``window + horizon`` are skipped (an error if every one is).
+    """
+    if window < 1 or stride < 1 or horizon < 0:
+        raise TelemetryError(f"window ({window}) and stride ({stride}) must be >= 1 and horizon ({horizon}) >= 0")
+    seg = check_segments(segments, n_rows)
+    if seg is None or seg.size == 2:
+        check_window_fits(n_rows, window, horizon)
+        starts = _starts_one(0, n_rows, window, stride, horizon)
+    else:
+        lengths = np.diff(seg)
+        fits = lengths >= window + horizon
+        if not fits.any():
+            check_window_fits(int(lengths.max()), window, horizon, "the longest series")
+        starts = np.concatenate([_starts_one(int(seg[k]), int(lengths[k]), window, stride, horizon)
+                                 for k in np.flatnonzero(fits)])
     if nominal_only:
         if labels is None:
             raise TelemetryError("nominal_only windows need labels")
@@ -158,7 +191,7 @@ def as_keras_dataset(batches: WindowBatches, **kwargs):
 
 
 def spread_to_rows(window_scores: np.ndarray, first_rows: np.ndarray, length: int, n_rows: int,
-                   how: str = "mean", fill: str = "nearest") -> np.ndarray:
+                   how: str = "mean", fill: str = "nearest", segments: np.ndarray | None = None) -> np.ndarray:
     """Map one score per window back to one score per row.
 
     Window ``j`` covers rows ``[first_rows[j], first_rows[j] + length)`` (for a reconstruction model:
@@ -166,6 +199,11 @@ def spread_to_rows(window_scores: np.ndarray, first_rows: np.ndarray, length: in
     or ``max`` of the scores of the windows that cover it. Rows no window covers (before the first
     forecast target, say) take the score of the nearest covered row (``fill="nearest"``) or NaN
     (``fill="nan"``). Vectorised: difference arrays for the mean, a running max filter for the max.
+
+    With ``segments`` (many series; windows must not cross them): the nearest covered row is looked
+    for in the row's own series only. A series no window covers at all (shorter than a window) gets
+    the median score of all covered rows: a neutral value, so that data the model could not look at
+    neither raises alarms nor hides them (it is never NaN, which no threshold could handle).
     """
     if how not in REDUCTIONS:
         raise TelemetryError(f"unknown reduction {how!r}; choose one of {', '.join(REDUCTIONS)}")
@@ -189,6 +227,12 @@ def spread_to_rows(window_scores: np.ndarray, first_rows: np.ndarray, length: in
         out = ndimage.maximum_filter1d(dense, size=length, origin=-(length // 2), mode="constant",
                                        cval=-np.inf)[:n_rows]
     out[count == 0] = np.nan
+    seg = check_segments(segments, n_rows)
+    if seg is not None and seg.size > 2:
+        if f.size and (np.searchsorted(seg, f, side="right") != np.searchsorted(seg, f + length - 1, side="right")).any():
+            raise TelemetryError("a window crosses from one series into the next")
+        if fill == "nearest" and (count == 0).any() and (count > 0).any():
+            return _fill_within_segments(out, count > 0, seg).astype(np.float32)
     if fill == "nearest" and (count == 0).any() and (count > 0).any():
         covered = np.flatnonzero(count > 0)
         pos = np.clip(np.searchsorted(covered, np.arange(n_rows)), 1, covered.size - 1) if covered.size > 1 else None
@@ -202,3 +246,23 @@ def spread_to_rows(window_scores: np.ndarray, first_rows: np.ndarray, length: in
     elif fill not in ("nearest", "nan"):
         raise TelemetryError(f"unknown fill {fill!r}; choose 'nearest' or 'nan'")
     return out.astype(np.float32)
+
+
+def _fill_within_segments(out: np.ndarray, covered: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """Uncovered rows take the nearest covered row of their own series (ties to the left); rows of
+    a series with no covered row take the median of all covered rows."""
+    n = out.size
+    idx = np.arange(n)
+    seg_of = np.searchsorted(seg, idx, side="right") - 1
+    cov = np.flatnonzero(covered)
+    # nearest covered row at or before / at or after each row (-1 / n when none)
+    pos = np.searchsorted(cov, idx, side="right") - 1
+    left = np.where(pos >= 0, cov[np.clip(pos, 0, None)], -1)
+    pos_r = np.searchsorted(cov, idx, side="left")
+    right = np.where(pos_r < cov.size, cov[np.clip(pos_r, None, cov.size - 1)], n)
+    left_ok = (left >= 0) & (seg_of[np.clip(left, 0, n - 1)] == seg_of)
+    right_ok = (right < n) & (seg_of[np.clip(right, 0, n - 1)] == seg_of)
+    use_left = left_ok & (~right_ok | (idx - left <= right - idx))
+    src = np.where(use_left, left, np.where(right_ok, right, -1))
+    filled = np.where(src >= 0, out[np.clip(src, 0, n - 1)], np.median(out[cov]))
+    return np.where(covered, out, filled)
