@@ -16,7 +16,7 @@ import yaml
 
 from ensemble.combine import VARIANTS, Ensemble
 from ensemble.members import Members, load_members
-from ensemble.report import event_table, plot_trace, verdict_text, write_report
+from ensemble.report import event_table, plot_trace, series_section, verdict_text, write_report
 from ensemble.submission import read_test_ids, write_submission
 from search import storage
 from telemetry import metrics
@@ -77,6 +77,8 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     members = load_members(experiment, k, include)
     if "test" not in members.scores:
         raise TelemetryError(f"{members.experiment}: the sweep had no test file, so there is nothing to submit")
+    if not members.labelled:  # no labels: no decision layer can be fitted against detections
+        return build_unlabelled(members, Path(out), seed)
     params = ensemble_params(decision, combination=combination, calibration=calibration, weight_trials=weight_trials)
     log.info("ensemble of %d members (%s): %s", len(members.names), decision, ", ".join(members.names))
     if not members.channel_scores:
@@ -98,14 +100,16 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
         test_rows, _ = evaluate(members.sets["test_true_labels"], *split_predictions(members, ens_out, "test"), picked,
                                 seed=seed)
     verdict = verdict_text(hold_rows, hold_cmp)
-    return write_outputs(Path(out), members, ens, ens_out, hold_rows, hold_cmp, test_rows, verdict)
+    data = reload_data(members)
+    tables, unit, what = series_tables(members, ens_out, data)
+    return write_outputs(Path(out), members, ens, ens_out, hold_rows, hold_cmp, test_rows, verdict, data,
+                         (tables, unit, what))
 
 
-def drift_check(members: Members) -> tuple[pd.DataFrame, str] | None:
-    """Per-channel drift of validation, holdout and test against the fit split, from the sweep's data
-    files; None when those files are not reachable from here (e.g. on a cluster's storage only)."""
+def reload_data(members: Members):
+    """(splits, test series, DataConfig) from the sweep's data files, as the sweep cut them; None when
+    those files are not reachable from here (e.g. on a cluster's storage only)."""
     from search import results
-    from telemetry.drift import describe_drift, splits_drift
     from telemetry.prepare import DataConfig, load_sets
 
     raw = yaml.safe_load(storage.read_text(storage.join(members.experiment, results.SWEEP_FILE)))["data"]
@@ -113,16 +117,127 @@ def drift_check(members: Members) -> tuple[pd.DataFrame, str] | None:
     if any(p and not Path(p).is_file() for p in (cfg.train, cfg.test)):
         return None
     splits, test, _ = load_sets(cfg)
+    return splits, test, cfg
+
+
+def drift_check(members: Members, data=None) -> tuple[pd.DataFrame, str] | None:
+    """Per-channel drift of validation, holdout and test against the fit split, from the sweep's data
+    files (``data``: :func:`reload_data`'s, loaded here if not given); None when they are not reachable."""
+    from telemetry.drift import describe_drift, splits_drift
+
+    data = reload_data(members) if data is None else data
+    if data is None:
+        return None
+    splits, test, _ = data
     table = splits_drift(splits, test)
     return table, describe_drift(table, split="test" if test is not None else None)
 
 
-def write_outputs(out: Path, members: Members, ens: Ensemble, ens_out: dict, hold_rows: list[dict], hold_cmp: dict,
-                  test_rows, verdict: str) -> dict:
-    sets = members.sets
+def series_tables(members: Members, ens_out: dict, data) -> tuple[dict[str, pd.DataFrame], str, str]:
+    """Per-series detection and warning time of the ensemble on validation and holdout, when those
+    splits are made of many series (telemetry.series_metrics). Discharges: times in seconds from the
+    file, onsets at each anomalyTime; other series: rows, onsets at the first labelled row."""
+    from telemetry.series_metrics import split_detection_table
+
+    if data is None:
+        return {}, "rows", "series"
+    splits, _, cfg = data
+    row_times = onsets = None
+    unit, what = "rows", "series"
+    if str(cfg.train).endswith(".json"):
+        from telemetry.discharges import load_discharges
+
+        disc = load_discharges(cfg.train, warning_rows=cfg.warning_rows)
+        row_times, onsets = disc.row_times(), dict(zip(disc.names, disc.anomaly_times.tolist()))
+        unit, what = "s", "discharge"
+    tables = {}
+    for split in ("validation", "holdout"):
+        s = getattr(splits, split)
+        if s.segments is None or not np.array_equal(s.ids, members.sets[f"{split}_ids"]):
+            continue
+        tables[split] = split_detection_table(s, ens_out[split]["pred"], None if row_times is None else row_times[s.ids],
+                                              onsets)
+    return tables, unit, what
+
+
+def build_unlabelled(members: Members, out: Path, seed: int = 0) -> dict:
+    """Unlabelled sweep -> the mean of calibrated members with an unsupervised (POT) threshold
+    (ensemble.unsupervised) -> submission, predictions, events, drift check, and a report that says
+    no labelled figure exists."""
+    from ensemble.report import write_unlabelled_report
+    from ensemble.unsupervised import UnsupervisedEnsemble
+    from telemetry.drift import plot_score_splits
+    from telemetry.events import events
+
+    log.info("unlabelled sweep: ensemble of %d members by validation-loss rank (%s), mean of robust-z scores, "
+             "POT threshold", len(members.names), ", ".join(members.names))
+    ens = UnsupervisedEnsemble(seed=seed).fit(members.scores["validation"], members.names,
+                                              **members.channel_inputs("validation"))
+    sets, S, CS = members.sets, members.scores, members.channel_scores
+    ens_out = {split: {"pred": ens.predict(S[split]), "raw": ens.score(S[split]),
+                       "decision": ens.decision_score(S[split])} for split in S}
+    out.mkdir(parents=True, exist_ok=True)
+    write_submission(out / "submission.csv", sets["test_ids"], ens_out["test"]["pred"], expected_test_ids(members))
+    buf = io.BytesIO()
+    pd.DataFrame({"id": sets["test_ids"], "score": ens_out["test"]["raw"],
+                  "is_anomaly": ens_out["test"]["pred"]}).to_parquet(buf, index=False)
+    with atomic_path(out / "predictions.parquet") as tmp:
+        tmp.write_bytes(buf.getvalue())
+    margins = ens.channel_margins(CS["test"]) if ens.has_channels else None
+    test_events = event_table(sets["test_ids"], ens_out["test"]["pred"], ens_out["test"]["decision"], margins,
+                              ens.channels_ if ens.has_channels else None)
+    write_text(out / "events.csv", test_events.to_csv(index=False))
+    parts = [(split, sets[f"{split}_ids"], ens_out[split]["decision"]) for split in ("validation", "holdout", "test")]
+    plot_score_splits(out / "score_over_time.png", parts, title="ensemble score over time (no labels)",
+                      ylabel="mean robust z of the members", threshold=ens.threshold_)
+    data = reload_data(members)
+    drift = drift_check(members, data) if data is not None else None
+    if drift is not None:
+        write_text(out / "drift.csv", drift[0].to_csv(index=False))
+    alarm_rows = [{"split": split, "rows": int(ens_out[split]["pred"].size),
+                   "alarm_rate": float(ens_out[split]["pred"].mean()), "events": int(len(events(ens_out[split]["pred"])))}
+                  for split in ("validation", "holdout", "test")]
+    member_rows = [{"member": m["name"], "val_loss": m["validation"].get("loss"), "holdout_loss": m["holdout"].get("loss"),
+                    "val_alarm_rate": m["validation"].get("alarm_rate"), "holdout_alarm_rate": m["holdout"].get("alarm_rate")}
+                   for m in members.metas]
+    ens_cfg = ens.to_dict()
+    plain = lambda rows: [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]  # noqa: E731
+    write_text(out / "ensemble.yaml", yaml.safe_dump({
+        "experiment": members.experiment, "labelled": False, "ensemble": ens_cfg, "members": members.metas,
+        "alarms": plain(alarm_rows)}, sort_keys=False))
+    top_channels = None
+    flagged = ens_out["test"]["pred"].astype(bool)
+    if margins is not None and flagged.any():
+        mean_margin = margins[flagged].mean(axis=0)
+        top_channels = [(ens.channels_[c], float(mean_margin[c])) for c in np.argsort(-mean_margin)[:5]]
+    report = write_unlabelled_report(out, members.experiment, member_rows, ens_cfg, alarm_rows, members.board,
+                                     ["score_over_time.png"], drift, test_events, top_channels)
+    verdict = ("No labels: no labelled figure (F0.5, precision, recall) exists; members chosen by validation loss, "
+               f"threshold by POT. Test alarm rate {alarm_rows[2]['alarm_rate']:.2%} against "
+               f"{alarm_rows[0]['alarm_rate']:.2%} on validation.")
+    if drift is not None:
+        verdict += " " + drift[1]
+    return {"out": str(out), "report": str(report), "labelled": False, "members": members.names, "verdict": verdict,
+            "alarms": alarm_rows, "top_channels": top_channels, "drift": None if drift is None else drift[1], "test_events": int(len(test_events))}
+
+
+def expected_test_ids(members: Members) -> np.ndarray:
+    """The ids the submission must hold: the test file's own ``id`` column when it is reachable from
+    here and has one; else the ids the sweep scored (a file whose rows were numbered on loading: a
+    CSV without ``id``, a discharge JSON; or a file on a cluster's storage)."""
+    from telemetry.loading import made_up_ids
+
     test_file = members.test_file
+    if test_file and storage.exists(test_file) and (storage.is_uri(test_file) or not made_up_ids(test_file)):
+        return read_test_ids(test_file)
+    return members.sets["test_ids"]
+
+
+def write_outputs(out: Path, members: Members, ens: Ensemble, ens_out: dict, hold_rows: list[dict], hold_cmp: dict,
+                  test_rows, verdict: str, data=None, series=None) -> dict:
+    sets = members.sets
     # The submission is checked against the test file itself when it is reachable from here.
-    expected_ids = read_test_ids(test_file) if test_file and storage.exists(test_file) else sets["test_ids"]
+    expected_ids = expected_test_ids(members)
     S, CS = members.scores, members.channel_scores
     pred_test, raw_test = ens_out["test"]["pred"], ens_out["test"]["raw"]
     out.mkdir(parents=True, exist_ok=True)
@@ -150,9 +265,12 @@ def write_outputs(out: Path, members: Members, ens: Ensemble, ens_out: dict, hol
     plot_score_splits(out / "score_over_time.png", parts, title="ensemble score over time (as thresholded)",
                       ylabel="largest channel margin" if ens.per_channel else "ensemble score", threshold=ens.threshold_)
     plots.append("score_over_time.png")
-    drift = drift_check(members)
+    drift = drift_check(members, data)
     if drift is not None:
         write_text(out / "drift.csv", drift[0].to_csv(index=False))
+    tables, unit, what = series or ({}, "rows", "series")
+    for split, t in tables.items():
+        write_text(out / f"series_{split}.csv", t.to_csv(index=False))
     ens_cfg = ens.to_dict()
     hold = next(r for r in hold_rows if r["member"] == ENSEMBLE)
     plain = lambda rows: [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]  # noqa: E731
@@ -160,7 +278,7 @@ def write_outputs(out: Path, members: Members, ens: Ensemble, ens_out: dict, hol
         "experiment": members.experiment, "ensemble": ens_cfg, "members": members.metas, "holdout": plain([hold])[0],
         "holdout_table": plain(hold_rows), "comparison": plain([hold_cmp])[0]}, sort_keys=False))
     report = write_report(out, members.experiment, hold_rows, ens_cfg, members.board, plots, verdict, test_rows, drift,
-                          test_events)
+                          test_events, series_section(tables, unit, what))
     picked = next(r for r in hold_rows if r["picked"])
     return {"out": str(out), "report": str(report), "holdout_f05": hold["f05"], "picked_member": picked["member"],
             "picked_member_holdout_f05": picked["f05"], "comparison": hold_cmp, "members": members.names, "verdict": verdict,

@@ -19,12 +19,19 @@ SUPERVISED, BASELINES = "supervised", "baselines"
 SPLITS = ("validation", "holdout", "test")
 
 
+def by_loss(board: pd.DataFrame) -> bool:
+    """Whether the sweep ranked its trials by validation loss (unlabelled data, search/shapes.py)."""
+    return "objective" in board and bool((board["objective"] == "val_loss").any())
+
+
 def select_members(board: pd.DataFrame, k: int = 2, include: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Best ``k`` distinct configurations per architecture (one for forecasters), by validation F0.5;
-    the supervised classifier and the baselines only when ``include`` names them."""
+    """Best ``k`` distinct configurations per architecture (one for forecasters), by validation F0.5
+    (unlabelled data: by validation-loss rank within the architecture, lowest first); the supervised
+    classifier and the baselines only when ``include`` names them."""
     done = board[board["completed"].fillna(False).astype(bool)]
     if done.empty:
         raise TelemetryError("the sweep has no completed trial to build an ensemble from")
+    key, ascending = ("val_loss", True) if by_loss(board) else ("val_f05", False)
     picked = []
     for arch, group in done.groupby("arch"):
         tags = registry.get(arch).tags
@@ -32,11 +39,13 @@ def select_members(board: pd.DataFrame, k: int = 2, include: tuple[str, ...] = (
             continue
         if tags.get("baseline") and BASELINES not in include:
             continue
-        distinct = group.sort_values("val_f05", ascending=False).drop_duplicates("params")
+        distinct = group.sort_values(key, ascending=ascending).drop_duplicates("params")
         picked.append(distinct.head(1 if tags.get("forecaster") else k))
     if not picked:
         raise TelemetryError("no member left after selection (only baselines completed? pass --include baselines)")
-    return pd.concat(picked).sort_values("val_f05", ascending=False).reset_index(drop=True)
+    if ascending:  # losses compare within an architecture only: keep architectures together
+        return pd.concat(picked).reset_index(drop=True)
+    return pd.concat(picked).sort_values(key, ascending=False).reset_index(drop=True)
 
 
 @dataclass
@@ -67,6 +76,11 @@ class Members:
             return {}
         return {"channel_scores": self.channel_scores[split], "channel_members": self.channel_members,
                 "channels": self.channels}
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the sweep had labels (its trials then carry validation F0.5)."""
+        return not by_loss(self.board)
 
     def rule(self, j: int) -> Threshold:
         """Member ``j``'s own decision rule, as its trial fitted it on validation."""

@@ -173,9 +173,89 @@ def _fallback_lines(fb: dict | None) -> list[str]:
     return [head + tail, ""]
 
 
+def series_section(tables: dict[str, pd.DataFrame], unit: str, what: str = "series") -> list[str]:
+    """Per-series detection and warning time (telemetry.series_metrics), one table per split."""
+    from telemetry.series_metrics import detection_summary
+
+    if not tables:
+        return []
+    lines = [f"## Per {what}: detection and warning time", "",
+             f"Each {what} of a split is judged as a whole: was an anomalous one flagged, and how long before its "
+             f"anomaly did the first alarm come (warning time, {unit}; negative: after the onset); was a normal one "
+             f"flagged (a false alarm)? From the ensemble's predictions; files `series_<split>.csv`.", ""]
+    for split, t in tables.items():
+        m = detection_summary(t)
+        warn = (f", median warning time {m['median_warning_time']:.4g} {unit} (mean {m['mean_warning_time']:.4g})"
+                if m["detected"] else "")
+        lines += [f"**{split}**: {m['detected']} of {m['anomalous']} anomalous {what}s flagged ({m['in_time']} before "
+                  f"the onset, {m['late']} late, {m['missed']} missed){warn}; {m['false_alarms']} of {m['normal']} "
+                  f"normal {what}s raised a false alarm.", "",
+                  table(t.to_dict("records"), ["series", "anomalous", "flagged", "first_alarm", "anomaly_time",
+                                               "warning_time", "outcome"]), ""]
+    return lines
+
+
+def _drift_lines(drift) -> list[str]:
+    lines = ["## Drift: later data against the fit split", ""]
+    if drift is None:
+        return lines + ["The sweep's data files are not reachable from here, so no drift check was made.", ""]
+    table_, sentence = drift
+    shown = table_[table_["drifted"]] if table_["drifted"].any() else table_.sort_values("psi", ascending=False).head(6)
+    return lines + [sentence, "", "Rule: KS > 0.3 and (PSI > 0.25, or |mean shift| > 1 fit-split std, or std ratio outside "
+                    "[0.5, 2]); all channels in `drift.csv`. A drifted channel explains false alarms that no threshold "
+                    "fitted on validation can prevent.", "",
+                    table(shown.to_dict("records"), ["channel", "split", "ks", "psi", "mean_shift", "std_ratio", "drifted"]), ""]
+
+
+def write_unlabelled_report(out: Path, experiment: str, member_rows: list[dict], ensemble_cfg: dict,
+                            alarm_rows: list[dict], leaderboard: pd.DataFrame, plots: list[str],
+                            drift: tuple[pd.DataFrame, str] | None, test_events: pd.DataFrame | None,
+                            top_channels: list[tuple[str, float]] | None = None) -> Path:
+    """report.md for a sweep over unlabelled data: no labelled figure exists, and the report says so."""
+    rule = ensemble_cfg["rule"]
+    lines = [
+        "# telesweep ensemble report (unlabelled data)", "",
+        f"Experiment: `{experiment}`", "",
+        "**No labelled figure exists for this data.** The training file has no labels (or the sweep file says "
+        "`data.labels: none`), so nothing here is a detection score: no F0.5, precision or recall, on any split. "
+        "The sweep minimised each member's validation loss (reconstruction or forecast error); the members are the "
+        "best by validation-loss rank within their architecture; the ensemble is the mean of their robust-z "
+        f"calibrated scores (calibrated on all validation rows), thresholded by **{rule['method']}** on the validation "
+        f"ensemble score (threshold {rule['threshold']:.4g}). What can be judged without labels is below: how often "
+        "each split alarms (validation's rate is the rule's design; a much higher rate later means the later data differ "
+        "from what the models learnt), the drift check, and the flagged events with the channels behind them "
+        "(`events.csv`).", "",
+        "## Alarms per split", "",
+        table(alarm_rows, ["split", "rows", "alarm_rate", "events"]), "",
+    ]
+    lines += _drift_lines(drift)
+    n_events = 0 if test_events is None else len(test_events)
+    lines += ["## Flagged test events", ""]
+    if n_events and top_channels:
+        lines += [f"{n_events} test events ({alarm_rows[-1]['alarm_rate']:.1%} of the test rows). The channels furthest "
+                  "above their own threshold over the flagged test rows (mean margin, in calibrated units): "
+                  + ", ".join(f"{c} ({m:+.2f})" for c, m in top_channels) + ". Each event with its channels in "
+                  "`events.csv`.", ""]
+    else:
+        lines += [f"{n_events} test events (`events.csv`).", ""]
+    lines += ["## Members", "",
+              table(member_rows, ["member", "val_loss", "holdout_loss", "val_alarm_rate", "holdout_alarm_rate"]), "",
+              "Losses compare trials of one architecture, not architectures with each other; the holdout loss far above "
+              "the validation loss on every member is what drifted later data look like.", ""]
+    lines += ["## Score over time", ""] + [f"![{p}]({p})" for p in plots]
+    lines += ["", "## Sweep leaderboard (lowest validation loss first, top 5 per architecture)", ""]
+    if not leaderboard.empty:
+        lb = leaderboard[(leaderboard["rank"] <= 5).fillna(False)]
+        lines.append(table(lb.to_dict("records"), ["arch", "rank", "status", "val_loss", "holdout_loss", "epochs", "params"]))
+    path = out / "report.md"
+    write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
 def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_cfg: dict, leaderboard: pd.DataFrame,
                  plots: list[str], verdict: str, test_rows: list[dict] | None = None,
-                 drift: tuple[pd.DataFrame, str] | None = None, test_events: pd.DataFrame | None = None) -> Path:
+                 drift: tuple[pd.DataFrame, str] | None = None, test_events: pd.DataFrame | None = None,
+                 extra: list[str] | None = None) -> Path:
     cols = ["member", "weight", "val_f05", "f05 [90 % interval]", "event_recall", "false_events", "point_f1", "auc_pr"]
     rule = ensemble_cfg["rule"]
     lines = [
@@ -189,16 +269,8 @@ def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_
     if test_rows:
         lines += ["## Test (synthetic mission labels, never used to fit)", "",
                   table(_with_interval(test_rows), ["member", "f05 [90 % interval]", "event_recall", "false_events", "auc_pr"]), ""]
-    lines += ["## Drift: later data against the fit split", ""]
-    if drift is None:
-        lines += ["The sweep's data files are not reachable from here, so no drift check was made.", ""]
-    else:
-        table_, sentence = drift
-        shown = table_[table_["drifted"]] if table_["drifted"].any() else table_.sort_values("psi", ascending=False).head(6)
-        lines += [sentence, "", "Rule: KS > 0.3 and (PSI > 0.25, or |mean shift| > 1 fit-split std, or std ratio outside "
-                  "[0.5, 2]); all channels in `drift.csv`. A drifted channel explains false alarms that no threshold "
-                  "fitted on validation can prevent.", "",
-                  table(shown.to_dict("records"), ["channel", "split", "ks", "psi", "mean_shift", "std_ratio", "drifted"]), ""]
+    lines += list(extra or [])
+    lines += _drift_lines(drift)
     per_channel = ensemble_cfg.get("per_channel")
     decision = (f"decision **per-channel union**: each channel's ensemble score against its own **{rule['method']}** "
                 f"threshold (see the per-channel view), a row anomalous when any channel fires." if per_channel else

@@ -45,6 +45,8 @@ def board_text(df, top: int) -> str:
     import pandas as pd
 
     cols = ["arch", "rank", "status", "val_f05", "holdout_f05", "epochs", "params", "threshold"]
+    if "objective" in df and (df["objective"] == "val_loss").any():  # unlabelled data: ranked by loss, no F0.5
+        cols[3:5] = ["val_loss", "holdout_loss"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 80):
         text = df[(df["rank"] <= top).fillna(False)][cols].to_string(index=False)
     failed = df[df["status"] == "ERROR"].groupby("arch").size()

@@ -23,9 +23,11 @@ class Progress(Callback):
         finished = self.done + self.failed
         left = self.trials - finished
         eta = f", about {elapsed / finished * left:.0f} s left" if finished and left > 0 else ""
-        best = "–" if self.best is None else f"{self.best:.3f}"
+        by_loss = getattr(self, "by_loss", False)  # absent from callbacks pickled by older sweeps
+        best = "–" if self.best is None else f"{self.best:.4g}" if by_loss else f"{self.best:.3f}"
         failed = f", {self.failed} failed" if self.failed else ""
-        return (f"[{self.arch}] {finished}/{self.trials} trials finished{failed}, best validation F0.5 {best}, "
+        what = "loss" if by_loss else "F0.5"
+        return (f"[{self.arch}] {finished}/{self.trials} trials finished{failed}, best validation {what} {best}, "
                 f"{elapsed:.0f} s elapsed{eta}")
 
     def _report(self) -> None:
@@ -41,9 +43,14 @@ class Progress(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
-        f05 = (trial.last_result or {}).get("f05")
+        r = trial.last_result or {}
+        f05 = r.get("f05")
         if f05 is not None and (self.best is None or f05 > self.best):
             self.best = float(f05)
+        elif r.get("objective") == "val_loss":  # unlabelled data: the lowest validation loss
+            self.by_loss = True
+            if self.best is None or r["val_loss"] < self.best:
+                self.best = float(r["val_loss"])
         self._report()
 
     def on_trial_error(self, iteration, trials, trial, **info):

@@ -66,8 +66,9 @@ def trial_table(exp: str) -> pd.DataFrame:
             _, params, thr = split_config(t.config)
             trial_dir = storage.join(path, _within(ea.experiment_path, t.path))
             ckpt = t.checkpoint  # the latest: a completed trial's final checkpoint holds its scores
-            # f05 is reported (empty) from the first epoch on; a scored trial has a value
-            done = bool(ckpt) and _number(r.get("f05")) is not None
+            # f05 is reported (empty) from the first epoch on; a scored trial has a value, or, on
+            # unlabelled data, the final report's objective "val_loss" (search/shapes.py)
+            done = bool(ckpt) and (_number(r.get("f05")) is not None or r.get("objective") == "val_loss")
             # In the experiment's storage: Trial.error_file is the driver's Ray-session staging copy
             # (gone with the session), and it raises when Ray is not initialised (the CLI).
             error = storage.join(trial_dir, EXPR_ERROR_FILE) if t.status == "ERROR" else None
@@ -75,7 +76,8 @@ def trial_table(exp: str) -> pd.DataFrame:
                 "arch": arch, "trial_id": t.trial_id, "status": t.status,
                 "completed": done, "epochs": r.get("epoch"),
                 "val_f05": _number(r.get("f05")), "holdout_f05": r.get("holdout_f05"),
-                "val_loss": _number(r.get("val_loss")), "holdout_event_recall": r.get("holdout_event_recall"),
+                "val_loss": _number(r.get("val_loss")), "holdout_loss": _number(r.get("holdout_loss")),
+                "objective": r.get("objective", "f05"), "holdout_event_recall": r.get("holdout_event_recall"),
                 "holdout_auc_pr": r.get("holdout_auc_pr"), "train_seconds": r.get("train_seconds"), "score_seconds": r.get("score_seconds"),
                 "time_total_s": r.get("time_total_s"),
                 "threshold": json.dumps(thr, sort_keys=True), "params": json.dumps(params, sort_keys=True, default=str),
@@ -86,12 +88,15 @@ def trial_table(exp: str) -> pd.DataFrame:
 
 
 def leaderboard(exp: str, write: bool = True) -> pd.DataFrame:
-    """Completed trials sorted by validation F0.5 within each architecture; written as CSV + parquet."""
+    """Completed trials sorted by validation F0.5 within each architecture (by validation loss,
+    lowest first, for a sweep of unlabelled data); written as CSV + parquet."""
     df = trial_table(exp)
     if df.empty:
         return df
+    by_loss = bool((df["objective"] == "val_loss").any())
+    key, descending = ("val_loss", False) if by_loss else ("val_f05", True)
     df = df.assign(_done=df["completed"].astype(bool)).sort_values(
-        ["arch", "_done", "val_f05"], ascending=[True, False, False], na_position="last").drop(columns="_done").reset_index(drop=True)
+        ["arch", "_done", key], ascending=[True, False, not descending], na_position="last").drop(columns="_done").reset_index(drop=True)
     # Rank completed trials only; failed or early-stopped ones keep an empty rank.
     done = df["completed"].astype(bool)
     rank = pd.Series(np.nan, index=df.index)

@@ -16,7 +16,7 @@ from dataclasses import asdict
 import numpy as np
 import yaml
 
-from search import storage
+from search import shapes, storage
 from search.config import SweepConfig, check_against_data, load_config, parse_config, smoke
 from search.results import SETS_FILE, SWEEP_FILE, default_storage, leaderboard
 from search.spaces import to_tune
@@ -90,7 +90,7 @@ def _concurrency(cfg: SweepConfig, arch, resources: dict[str, float]) -> int:
 
 
 def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_budget_s: float | None = None,
-           verbose: bool = False):
+           verbose: bool = False, objective: tuple[str, str] = ("f05", "max")):
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -113,8 +113,9 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_b
         searcher = BasicVariantGenerator(random_state=cfg.seed, max_concurrent=concurrency)
     else:
         sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, arch.trials // 3)))
-        # study named after the architecture: its copy in <exp>/<arch>/optuna.db is for optuna-dashboard
-        searcher = OptunaSearch(metric="f05", mode="max", sampler=sampler, study_name=arch.name)
+        # study named after the architecture: its copy in <exp>/<arch>/optuna.db is for optuna-dashboard;
+        # TPE learns from the final objective: F0.5, or the validation loss on unlabelled data (search/shapes.py)
+        searcher = OptunaSearch(metric=objective[0], mode=objective[1], sampler=sampler, study_name=arch.name)
     if cfg.search.get("scheduler", "asha") == "fifo" or max_t == 1:
         # One epoch (every member without epochs): ASHA would have nothing to stop early, and with
         # no val_loss to compare (NaN) its rung's cut-off only warns about an all-NaN slice.
@@ -172,6 +173,8 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
         store = os.path.abspath(store)
     exp = storage.join(store, cfg.name)
     data = prepare(cfg.data)
+    cfg = shapes.adapt(cfg, data)  # unlabelled: loss objective, unsupervised thresholds; many series: windows fit
+    objective = shapes.objective(data.labelled)
     check_against_data(cfg, {k: len(v) for k, v in data.sets().items()})  # test too: it is scored
 
     connect(address, cfg.ray, verbose)
@@ -211,7 +214,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
             log.info("%s: %.0f s of the time budget", arch.name, share)
         trainable = tune.with_resources(with_data, {"cpu": arch.cpu, "gpu": arch.gpu})
         t_arch = time.monotonic()
-        grid = _tuner(cfg, arch, trainable, exp, _concurrency(cfg, arch, capacity), share, verbose).fit()
+        grid = _tuner(cfg, arch, trainable, exp, _concurrency(cfg, arch, capacity), share, verbose, objective).fit()
         out_of_time = share is not None and time.monotonic() - t_arch >= share - 1.0
         if grid.num_terminated + grid.num_errors < arch.trials and out_of_time:
             log.warning("%s: time budget reached after %d of %d trials; keeping what finished", arch.name,
@@ -221,7 +224,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
             # returns early without raising. Stop here (not on to the next architecture) like Ctrl-C.
             raise KeyboardInterrupt(f"{arch.name}: interrupted after {grid.num_terminated + grid.num_errors} "
                                     f"of {arch.trials} trials; resume with: python -m search resume {exp}")
-        statuses = [r.metrics.get("f05") is not None for r in grid]
+        statuses = [r.metrics.get("f05") is not None or r.metrics.get("objective") == "val_loss" for r in grid]
         errors = [r for r in grid if r.error is not None]
         summary[arch.name] = {"trials": len(grid), "completed": int(sum(statuses)), "errored": len(errors),
                               **({"budget_s": round(share, 1)} if share is not None else {})}

@@ -2,11 +2,12 @@
 
 Pure function of (config, data): reports once per epoch (``epoch``, ``loss``, ``val_loss``, and
 ``f05`` empty until scored; ASHA counts ``epoch``), checkpoints weights each epoch so a retried
-trial continues, and makes its last report after scoring, carrying the objective ``f05``
-(validation) and, in its checkpoint, the per-row scores of validation, holdout and test for the
-ensemble, and, for members tagged ``channel_scores``, their per-channel scores
-(``<split>_channels``, [rows, C], columns named by ``channels`` in trial.json) for per-channel
-detection and the channel breakdown of events.
+trial continues, and makes its last report after scoring, carrying the objective (``f05`` on
+validation; for unlabelled data ``val_loss``, with ``objective: "val_loss"``, see search/shapes.py)
+and, in its checkpoint, the per-row scores of validation, holdout and test for the ensemble, and,
+for members tagged ``channel_scores``, their per-channel scores (``<split>_channels``, [rows, C],
+columns named by ``channels`` in trial.json) for per-channel detection and the channel breakdown
+of events.
 """
 from __future__ import annotations
 
@@ -147,6 +148,33 @@ def _evaluate(est, data, thr: dict) -> tuple[dict, object, dict, dict, float]:
     return out, rule, m_val, m_hold, time.perf_counter() - t0
 
 
+def _evaluate_unlabelled(est, data, thr: dict, last_logs: dict) -> tuple[dict, object, dict, dict, float]:
+    """No labels: an unsupervised threshold on the validation scores; the figures are the member's
+    loss (validation: the objective; holdout: honest) and the share of rows its rule flags."""
+    from telemetry.thresholds import Threshold
+
+    t0 = time.perf_counter()
+    rule = Threshold(**thr)
+    if rule.method in Threshold.LABELLED:
+        raise ValueError(f"threshold method {rule.method} needs labels; the data is unlabelled")
+    keep_channels = _keeps_channel_scores(est, data)
+    out = {}
+    for split, series in (("validation", data.validation), ("holdout", data.holdout), ("test", data.test)):
+        if series is None:
+            continue
+        if keep_channels:
+            out[split], out[split + CHANNEL_SUFFIX] = est.score_samples_and_channels(series)
+        else:
+            out[split] = est.score_samples(series)
+    fit_scores = est.score_samples(data.fit) if rule.method == "max_fit" else None
+    rule.fit(out["validation"], None, fit_scores)
+    val_loss = last_logs.get("val_loss")
+    m_val = {"loss": float(val_loss) if val_loss is not None else est.loss(data.validation),
+             "alarm_rate": float(rule.predict(out["validation"]).mean())}
+    m_hold = {"loss": est.loss(data.holdout), "alarm_rate": float(rule.predict(out["holdout"]).mean())}
+    return out, rule, m_val, m_hold, time.perf_counter() - t0
+
+
 def _keeps_channel_scores(est, data) -> bool:
     """Store per-channel scores when the member has them and they fit CHANNEL_SCORES_MAX_CELLS."""
     if not est.tags["channel_scores"]:
@@ -170,9 +198,14 @@ def train_member(config: dict, data=None) -> None:
     tmp_root = Path(tempfile.mkdtemp(prefix="telesweep-trial-"))
     try:
         last_logs, initial_epoch, train_s = _train(est, data, tmp_root)
-        out, rule, m_val, m_hold, score_s = _evaluate(est, data, thr)
-        result = {**_reported(max(int(getattr(est, "epochs", 1) or 1), 1), last_logs, m_val["f05"]),
-                  **{f"val_{k}": v for k, v in m_val.items() if k != "f05"},
+        labelled = data.validation.labels is not None
+        if labelled:
+            out, rule, m_val, m_hold, score_s = _evaluate(est, data, thr)
+            objective = {"f05": m_val["f05"], **{f"val_{k}": v for k, v in m_val.items() if k != "f05"}}
+        else:  # the objective is the validation loss; no labelled figure exists (f05 stays empty)
+            out, rule, m_val, m_hold, score_s = _evaluate_unlabelled(est, data, thr, last_logs)
+            objective = {"objective": "val_loss", **{f"val_{k}": v for k, v in m_val.items()}}
+        result = {**_reported(max(int(getattr(est, "epochs", 1) or 1), 1), last_logs), **objective,
                   **{f"holdout_{k}": v for k, v in m_hold.items()},
                   "threshold": rule.threshold_, "train_seconds": train_s, "score_seconds": score_s,
                   "resumed_from_epoch": initial_epoch, **_placement(cpus, gpus)}
@@ -185,6 +218,7 @@ def train_member(config: dict, data=None) -> None:
             "backend": backend, "history": getattr(est, "history_", {}),
             # the per-channel scores' columns (absent in trials written before they were stored)
             "channels": list(est.channels_), "channel_scores": f"validation{CHANNEL_SUFFIX}" in out,
+            "objective": "f05" if labelled else "val_loss",
         }, indent=1, default=float))
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(d)))
     finally:

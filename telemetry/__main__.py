@@ -1,6 +1,8 @@
 """Command line for the telemetry package: ``python -m telemetry <command> ...``.
 
-Commands: ``synth`` (write a synthetic mission), ``check`` (validate files and splits before a sweep). Each command is a ``_cmd_<name>(args) -> int``
+Commands: ``synth`` (write a synthetic mission), ``synth-fleet`` (a wide unlabelled CSV of devices, some
+drifting), ``synth-discharges`` (discharge JSON, some disrupting), ``check`` (validate files and splits
+before a sweep). Each command is a ``_cmd_<name>(args) -> int``
 registered in ``_parser``; bad input raises TelemetryError, printed as one ``error:`` line, exit 2.
 """
 from __future__ import annotations
@@ -22,6 +24,35 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         print(f"{summary['paths'][split]}: {summary['rows'][split]:,} rows, {100 * frac[split]:.1f} % anomalous")
     print(f"{summary['paths']['test_labels']}: labels of the test rows")
     print(f"{summary['paths']['mission']}: parameters, summary and event list")
+    return 0
+
+
+def _cmd_synth_fleet(args: argparse.Namespace) -> int:
+    from telemetry.fleet import write_synthetic_fleet
+
+    info = write_synthetic_fleet(args.out, rows=args.rows, devices=args.devices, drifting=args.drifting, seed=args.seed)
+    print(f"{info['paths']['train']}: {info['train_rows']:,} rows x {info['devices']} devices, no labels")
+    print(f"{info['paths']['test']}: {info['test_rows']:,} rows (ids continue the train file's row numbers)")
+    print(f"drifting from row {info['drift_start_row']:,}: {', '.join(info['drifting']) or 'none'} "
+          f"({info['paths']['fleet']})")
+    return 0
+
+
+def _cmd_synth_discharges(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from telemetry.discharges import write_synthetic_discharges
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train = write_synthetic_discharges(out / "train.json", n_discharges=args.discharges, seed=args.seed, dt=args.dt,
+                                       disrupting_fraction=args.disrupting)
+    test = write_synthetic_discharges(out / "test.json", n_discharges=args.test_discharges, seed=args.seed + 1,
+                                      dt=args.dt, disrupting_fraction=args.disrupting,
+                                      first_shot=70_000 + args.discharges)
+    for what, info in (("train", train), ("test", test)):
+        print(f"{info['path']}: {info['n_discharges']} {what} discharges, {len(info['disrupting'])} disrupting "
+              f"({', '.join(map(str, info['disrupting']))})")
     return 0
 
 
@@ -55,6 +86,25 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--chunk-rows", type=int, default=500_000,
                        help="rows generated and written per step, also the parquet row-group size (default 500000)")
     synth.set_defaults(func=_cmd_synth)
+
+    fleet = sub.add_parser("synth-fleet", help="write a wide unlabelled CSV of devices, some drifting in the second half",
+                           description="Write train.csv, test.csv (device1..deviceN, no id, no labels) and fleet.json.")
+    fleet.add_argument("--out", required=True, help="output directory (created if missing)")
+    fleet.add_argument("--rows", type=int, default=9000, help="rows over train and test (default 9000; test the last third)")
+    fleet.add_argument("--devices", type=int, default=30, help="devices, one column each (default 30)")
+    fleet.add_argument("--drifting", type=int, default=3, help="devices drifting from the middle row on (default 3)")
+    fleet.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    fleet.set_defaults(func=_cmd_synth_fleet)
+
+    disc = sub.add_parser("synth-discharges", help="write discharge JSON (seed-002 format), some discharges disrupting",
+                          description="Write train.json and test.json: 7 signals per discharge, anomalyTime on disruptions.")
+    disc.add_argument("--out", required=True, help="output directory (created if missing)")
+    disc.add_argument("--discharges", type=int, default=40, help="train discharges (default 40)")
+    disc.add_argument("--test-discharges", type=int, default=10, help="test discharges (default 10)")
+    disc.add_argument("--disrupting", type=float, default=0.4, help="fraction of disrupting discharges (default 0.4)")
+    disc.add_argument("--dt", type=float, default=1e-3, help="sampling step of the odd sensors, seconds (default 0.001)")
+    disc.add_argument("--seed", type=int, default=0, help="random seed (default 0; the test file uses seed + 1)")
+    disc.set_defaults(func=_cmd_synth_discharges)
 
     check = sub.add_parser("check", help="validate train/test files and the fit/validation/holdout splits")
     check.add_argument("--train", required=True, help="labelled series (parquet or CSV, challenge schema)")

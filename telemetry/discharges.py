@@ -276,7 +276,8 @@ def _envelope(t: np.ndarray, t_end: float) -> np.ndarray:
 
 
 def write_synthetic_discharges(path: str | os.PathLike, n_discharges: int = 12, n_signals: int = 7,
-                               disrupting_fraction: float = 0.4, seed: int = 0, dt: float = 1e-3) -> dict:
+                               disrupting_fraction: float = 0.4, seed: int = 0, dt: float = 1e-3,
+                               first_shot: int = 70_000) -> dict:
     """Write a synthetic discharge JSON in the seed-002 format (atomically) and describe it.
 
     Each discharge lasts 0.8-1.2 s. Odd sensors are sampled every ``dt``, even ones every
@@ -285,7 +286,9 @@ def write_synthetic_discharges(path: str | os.PathLike, n_discharges: int = 12, 
     has an ``anomalyTime`` at 55-85 % of its length; over the 0.15 s before it a precursor grows
     exponentially (time constant 0.03 s) on mode lock (sensor 2, oscillating), density (4) and
     radiated power (6); after it the current quenches and the discharge ends 0.05 s later.
-    Normal discharges have no ``anomalyTime``. The same arguments give the same file.
+    Normal discharges have no ``anomalyTime``. Discharge ids (shot numbers) count up from
+    ``first_shot`` (a test file should start after the train file's). The same arguments give the
+    same file.
 
     Returns ``{"path", "n_discharges", "disrupting": [ids], "anomaly_times": {id: t}}``.
     """
@@ -302,7 +305,7 @@ def write_synthetic_discharges(path: str | os.PathLike, n_discharges: int = 12, 
     discharges, onsets = [], {}
     for d in range(n_discharges):
         rng = np.random.default_rng([seed, 1, d])  # per discharge: stable when n_discharges changes
-        shot = 70_000 + d
+        shot = int(first_shot) + d
         length = rng.uniform(0.8, 1.2)
         at = rng.uniform(0.55, 0.85) * length if d in disrupting else None
         end = at + 0.05 if at is not None else length

@@ -89,3 +89,33 @@ def detection_summary(table: pd.DataFrame) -> dict:
         "mean_warning_time": float(warn.mean()) if warn.size else float("nan"),
         "median_warning_time": float(np.median(warn)) if warn.size else float("nan"),
     }
+
+
+def split_detection_table(split, alarms: np.ndarray, row_times: np.ndarray | None = None,
+                          onsets: dict | None = None, *, required_warning: float = 0.0) -> pd.DataFrame:
+    """:func:`detection_table` for each series of a split made of many series (a
+    :class:`telemetry.series.Series` with ``segments``) from binary ``alarms`` over all its rows.
+
+    ``row_times``: the time of each row (float [N]; e.g. a discharge's time base), else rows count
+    from 0 within each series (warning times in rows). ``onsets``: series name -> anomaly onset on
+    that axis (NaN or absent: normal), else the first labelled row of each series in this split
+    (series without labels are all normal).
+    """
+    alarms = np.asarray(alarms).ravel()
+    if alarms.shape != (len(split),):
+        raise TelemetryError(f"{alarms.size} alarms for the {len(split)} rows of {split.source}")
+    off = split.offsets
+    names = split.segment_names or tuple(str(k) for k in range(split.n_segments))
+    parts, times, onset = [], [], []
+    for k, name in enumerate(names):
+        a, b = int(off[k]), int(off[k + 1])
+        t = np.asarray(row_times[a:b], dtype=np.float64) if row_times is not None else np.arange(b - a, dtype=np.float64)
+        parts.append(alarms[a:b])
+        times.append(t)
+        if onsets is not None:
+            onset.append(float(onsets.get(name, np.nan)))
+        elif split.labels is not None and split.labels[a:b].any():
+            onset.append(float(t[int(np.argmax(split.labels[a:b] > 0))]))
+        else:
+            onset.append(np.nan)
+    return detection_table(parts, times, onset, names, required_warning=required_warning)
