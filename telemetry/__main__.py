@@ -61,12 +61,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from telemetry.prepare import DataConfig, load_sets
 
     fractions = [float(x) for x in args.fractions.split(",")]
-    cfg = DataConfig(train=args.train, test=args.test, channels=args.channels, fractions=fractions)
+    cfg = DataConfig(train=args.train, test=args.test, channels=args.channels, fractions=fractions,
+                     labels=args.labels, series=args.series)
+    cfg.check()
     splits, test, _ = load_sets(cfg)
-    print(f"{args.train}: ok, channels {', '.join(splits.fit.channels)}")
+    print(f"{args.train}: ok, channels {', '.join(splits.fit.channels)}"
+          + ("" if splits.fit.labels is not None else "; unlabelled (a sweep minimises the validation loss)"))
     for name, s in splits.items():
-        print(f"  {name:<10} ids {s.ids[0]}..{s.ids[-1]}  {len(s):>10,} rows  {100 * s.labels.mean():5.1f} % anomalous  "
-              f"{len(events(s.labels)):>5} events")
+        labels = (f"{100 * s.labels.mean():5.1f} % anomalous  {len(events(s.labels)):>5} events" if s.labels is not None
+                  else "")
+        many = f"  {s.n_segments} series" if s.segments is not None else ""
+        print(f"  {name:<10} ids {s.ids[0]}..{s.ids[-1]}  {len(s):>10,} rows  {labels}{many}".rstrip())
     if test is not None:
         print(f"{args.test}: ok, {len(test):,} rows, ids {test.ids[0]}..{test.ids[-1]}, none shared with train")
     return 0
@@ -107,10 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     disc.set_defaults(func=_cmd_synth_discharges)
 
     check = sub.add_parser("check", help="validate train/test files and the fit/validation/holdout splits")
-    check.add_argument("--train", required=True, help="labelled series (parquet or CSV, challenge schema)")
+    check.add_argument("--train", required=True, help="training data (parquet or CSV, or a discharge JSON)")
     check.add_argument("--test", default=None, help="unlabelled test series")
     check.add_argument("--channels", default=None, help="e.g. 41-46 (default), channel_1,channel_5, or a pattern such as 'device*'")
-    check.add_argument("--fractions", default="0.6,0.2,0.2", help="fit,validation,holdout fractions")
+    check.add_argument("--fractions", default="0.6,0.2,0.2", help="fit,validation,holdout fractions (of the series, "
+                                                                   "with many series)")
+    check.add_argument("--labels", default="auto", choices=["auto", "none"], help="none: ignore is_anomaly (unlabelled)")
+    check.add_argument("--series", default=None, help="series-id column of a file holding many series")
     check.set_defaults(func=_cmd_check)
     return parser
 

@@ -198,3 +198,40 @@ def test_a_window_model_scores_each_series_as_if_it_were_alone():
     assert np.allclose(whole[40:46], np.median(np.concatenate([whole[:40], whole[46:]])))
     with pytest.raises(TelemetryError, match="longer than the longest series of the training split"):
         DenseAE(window=60, epochs=1).fit(s)
+
+
+def test_discharge_json_is_one_series_per_discharge_and_test_ids_follow_train(tmp_path):
+    from telemetry.discharges import load_discharges, write_synthetic_discharges
+
+    write_synthetic_discharges(tmp_path / "train.json", n_discharges=10, seed=0, dt=5e-3, disrupting_fraction=0.5)
+    write_synthetic_discharges(tmp_path / "test.json", n_discharges=2, seed=1, dt=5e-3, first_shot=70_010)
+    disc = load_discharges(tmp_path / "train.json")
+    cat, index = disc.concatenated()
+    np.testing.assert_array_equal(cat.segments, disc.offsets)  # one mechanism for every many-series source
+    assert cat.segment_names == disc.names and index.tolist() == cat.segment_index().tolist()
+    cfg = DataConfig.from_dict({"train": str(tmp_path / "train.json"), "test": str(tmp_path / "test.json"),
+                                "channels": None, "split_series": {"validation": ["70001", "70003"],
+                                                                   "holdout": ["70005", "70002"]}})
+    splits, test, _ = load_sets(cfg)
+    assert splits.validation.segment_names == ("70001", "70003") and splits.fit.n_segments == 6
+    assert test.segment_names == ("70010", "70011") and test.ids[0] == len(cat)  # after the train file's rows
+    assert splits.fit.channels == tuple(f"sensor_{k}" for k in range(1, 8))
+    with pytest.raises(TelemetryError, match="already one series per discharge"):
+        load(tmp_path / "train.json", series="shot")
+
+
+def test_per_series_detection_on_a_hand_made_split():
+    from telemetry.series_metrics import split_detection_table
+
+    lab = np.zeros(20, np.uint8)
+    lab[7:10] = 1  # series "a" (rows 0-9) turns anomalous at its row 7; "b" (rows 10-19) stays normal
+    s = Series(np.arange(20, dtype=np.int64), np.zeros((20, 1), np.float32), lab, ("x",), segments=np.array([0, 10, 20]),
+               segment_names=("a", "b"))
+    alarms = np.zeros(20, np.uint8)
+    alarms[4] = alarms[15] = 1
+    t = split_detection_table(s, alarms)  # in rows from each series' start
+    assert t.to_dict("list")["outcome"] == ["in time", "false alarm"]
+    assert t.loc[0, "warning_time"] == 3 and t.loc[1, "first_alarm"] == 5
+    times = np.linspace(0, 1.9, 20)  # a time axis, onsets given per name
+    t = split_detection_table(s, alarms, times, {"a": 0.75})
+    assert t.loc[0, "warning_time"] == pytest.approx(0.75 - times[4]) and not t.loc[1, "anomalous"]
