@@ -136,7 +136,7 @@ def test_unlabelled_sweep_runs_is_interrupted_resumes_and_builds(tmp_path, capsy
     info, data = small_fleet(tmp_path)
     path = from_config("fleet", {**data, "fractions": [0.5, 0.25, 0.25]}, tmp_path, edit=lambda raw: raw.update(
         name="unlabelled", search={"max_concurrent_trials": 1, "max_failures": 0},
-        architectures={"pca": {"trials": 2, "space": {"lags": {"choice": [1, 2, 3, 5]},
+        architectures={"pca": {"trials": 3, "space": {"lags": {"choice": [1, 2, 3, 5]},
                                                       "n_components": {"choice": [0.5, 0.9, 0.99]}}}}))
     exp = tmp_path / "sweeps" / "unlabelled"
     arch_dir = exp / "pca"
@@ -160,7 +160,8 @@ def test_unlabelled_sweep_runs_is_interrupted_resumes_and_builds(tmp_path, capsy
     assert "best validation loss" in out and "F0.5" not in out  # progress lines speak of the objective
     before = trial_table(str(exp))
     done_before = before[before["status"] == "TERMINATED"]
-    assert len(done_before) == 1 and done_before["completed"].all()
+    # normally 1 (a second may end in the moment before the signal arrives); the rest never ran or were cut short
+    assert 1 <= len(done_before) < 3 and done_before["completed"].all()
     assert (done_before["objective"] == "val_loss").all() and done_before["val_f05"].isna().all()
     kept = {d: (arch_dir / d / "result.json").read_bytes() for d, r in last_results(arch_dir).items()
             if r[-1]["trial_id"] in set(done_before["trial_id"])}
@@ -168,11 +169,11 @@ def test_unlabelled_sweep_runs_is_interrupted_resumes_and_builds(tmp_path, capsy
     proc = subprocess.run([sys.executable, "-m", "search", "resume", str(exp)], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "pca: 2/2 trials completed, 0 failed" in proc.stdout
+    assert "pca: 3/3 trials completed, 0 failed" in proc.stdout
     for d, content in kept.items():  # the finished trials were not run again
         assert (arch_dir / d / "result.json").read_bytes() == content
     board = pd.read_csv(exp / LEADERBOARD)
-    assert len(board) == 2 and board["completed"].all() and board["rank"].tolist() == [1, 2]
+    assert len(board) == 3 and board["completed"].all() and board["rank"].tolist() == [1, 2, 3]
     assert set(board["trial_id"]) > set(done_before["trial_id"])
     assert board["val_loss"].is_monotonic_increasing and board["holdout_loss"].notna().all()
     assert {json.loads(t)["method"] for t in board["threshold"]} == {"pot"}
