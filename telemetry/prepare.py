@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class DataConfig:
     # "auto": the train file's is_anomaly column when it has one (a discharge JSON: its anomalyTime);
     # "none": unlabelled even if it has one. Unlabelled, a sweep minimises the validation loss and
     # every threshold is unsupervised (search/shapes.py).
-    labels: str = "auto"
+    labels: Literal["auto", "none"] = "auto"
     # Many series (telemetry.splits): the series-id column of the file (a discharge JSON is one
     # series per discharge by itself); splits by whole series (fractions of the series count, or
     # these lists of names: {validation: [...], holdout: [...]}), or in time within each series.
