@@ -93,7 +93,7 @@ def leaderboard(exp: str, write: bool = True) -> pd.DataFrame:
     df = trial_table(exp)
     if df.empty:
         return df
-    by_loss = bool((df["objective"] == "val_loss").any())
+    by_loss = "objective" in df and bool((df["objective"] == "val_loss").any())
     key, descending = ("val_loss", False) if by_loss else ("val_f05", True)
     df = df.assign(_done=df["completed"].astype(bool)).sort_values(
         ["arch", "_done", key], ascending=[True, False, not descending], na_position="last").drop(columns="_done").reset_index(drop=True)

@@ -56,7 +56,8 @@ def old_trial_table(exp: str) -> pd.DataFrame:
                 "arch": arch, "trial_id": t.trial_id, "status": t.status,
                 "completed": done, "epochs": r.get("epoch"),
                 "val_f05": r.get("f05"), "holdout_f05": r.get("holdout_f05"),
-                "val_loss": r.get("val_loss"), "holdout_event_recall": r.get("holdout_event_recall"),
+                "val_loss": r.get("val_loss"), "holdout_loss": r.get("holdout_loss"),  # (and objective: unlabelled sweeps)
+                "objective": r.get("objective", "f05"), "holdout_event_recall": r.get("holdout_event_recall"),
                 "holdout_auc_pr": r.get("holdout_auc_pr"), "train_seconds": r.get("train_seconds"),
                 "score_seconds": r.get("score_seconds"), "time_total_s": r.get("time_total_s"),
                 "threshold": json.dumps(thr, sort_keys=True), "params": json.dumps(params, sort_keys=True, default=str),
