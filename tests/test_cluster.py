@@ -425,7 +425,7 @@ def test_dockerignore_sends_code_and_metadata_only(tmp_path):
     ctx = tmp_path / "ctx"
     files = ["pyproject.toml", "README.md", "docker/Dockerfile", "docker/requirements.py", "models/base.py",
              "search/runner.py", "data/esa/train.parquet", "results/sweeps/demo/sets.npz", ".git/HEAD",
-             ".venv/bin/python", "models/__pycache__/base.cpython-311.pyc", "telesweep.egg-info/PKG-INFO",
+             ".venv/bin/python", ".venv-jax/bin/python", "models/__pycache__/base.cpython-311.pyc", "telesweep.egg-info/PKG-INFO",
              ".pytest_cache/v/cache"]
     for f in files:
         (ctx / f).parent.mkdir(parents=True, exist_ok=True)
