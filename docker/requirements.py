@@ -2,14 +2,15 @@
 
     python docker/requirements.py pyproject.toml --ray 2.60.0 --tensorflow 2.21.0 > requirements.txt
 
-Why not ``pip install ".[gpu]"``: extras only add, so that would install the CPU build
-``tensorflow-cpu`` (a base dependency on x86_64) next to ``tensorflow[and-cuda]``, and the two
-write the same ``tensorflow`` package. The image therefore installs this list (every base
-dependency as declared, except ``tensorflow-cpu``, plus the ``gpu`` and ``cluster`` extras) and
-then the project itself with ``pip install --no-deps``.
+The image installs this list (every base dependency as declared, plus the ``gpu`` and ``cluster``
+extras; never the ``tf`` extra, whose ``tensorflow-cpu`` would overwrite the CUDA build: both write
+the same ``tensorflow`` package) and then the project itself with ``pip install --no-deps``, so
+that nothing resolves the dependencies a second time. A ``tensorflow-cpu`` that finds its way back
+into the base dependencies is left out too.
 
-It refuses (exit 1) when the versions the Dockerfile was given disagree with pyproject.toml, so
-an image can never be built with a Ray or TensorFlow other than the one the project pins.
+It refuses (exit 1) when the versions the Dockerfile was given disagree with pyproject.toml (the
+``tf`` extra included), so an image can never be built with a Ray or TensorFlow other than the one
+the project pins.
 Standard library only: it runs in the base image before anything is installed.
 """
 from __future__ import annotations
@@ -20,7 +21,8 @@ import sys
 import tomllib
 
 CPU_TENSORFLOW = "tensorflow-cpu"
-EXTRAS = ("gpu", "cluster")
+EXTRAS = ("gpu", "cluster")  # installed in the image
+CHECKED_EXTRAS = ("tf",)     # not installed, but its TensorFlow pin must be the image's too
 
 
 def name_of(req: str) -> str:
@@ -39,12 +41,12 @@ def gpu_requirements(pyproject: dict, ray: str, tensorflow: str) -> list[str]:
     project = pyproject["project"]
     base = list(project["dependencies"])
     extras = project.get("optional-dependencies", {})
-    missing = [e for e in EXTRAS if e not in extras]
+    missing = [e for e in EXTRAS + CHECKED_EXTRAS if e not in extras]
     if missing:
         raise ValueError(f"pyproject.toml: missing extra {missing[0]!r}")
     want = {"ray": ray, "tensorflow": tensorflow, CPU_TENSORFLOW: tensorflow}
     problems = []
-    for req in base + [r for e in EXTRAS for r in extras[e]]:
+    for req in base + [r for e in EXTRAS + CHECKED_EXTRAS for r in extras[e]]:
         name = name_of(req)
         if name in want and pin_of(req) != want[name]:
             problems.append(f"{req!r} in pyproject.toml, but the image is built with {name}=={want[name]}")

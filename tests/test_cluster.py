@@ -7,6 +7,7 @@ validation that ``ray up`` runs before it contacts the cloud (see ``_prepared``)
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import subprocess
@@ -97,15 +98,147 @@ def test_cluster_yaml_passes_rays_own_validation(cluster_config):
     worker_opts = " ".join(worker_docker.get("run_options", []) + worker_docker.get("worker_run_options", []))
     assert "--shm-size" in head_opts and "--shm-size" in worker_opts  # Ray's object store lives in /dev/shm
     assert "--gpus all" in worker_opts and "--gpus" not in head_opts
-    # The project is synced and installed without pulling the CPU TensorFlow into the GPU image.
+    # The project is synced and installed on every node (the merged per-type lists that Ray runs)
+    # without pulling the CPU TensorFlow into the GPU image.
     remote = [r for r, local in cfg["file_mounts"].items() if local in (".", "./")]
     assert remote, cfg["file_mounts"]
-    installs = [c for c in cfg["setup_commands"] if "pip install" in c]
-    assert installs and all("--no-deps" in c and remote[0] in c for c in installs)
+    for key in ("head_setup_commands", "worker_setup_commands"):
+        installs = [c for c in cfg[key] if "pip install" in c]
+        assert installs and all("--no-deps" in c and remote[0] in c for c in installs), key
     assert any("ray start --head" in c for c in cfg["head_start_ray_commands"])
     assert any("ray start --address=$RAY_HEAD_IP:6379" in c for c in cfg["worker_start_ray_commands"])
     # rsync of the project must not ship local results, virtualenvs or data.
-    assert {"results", ".venv", ".git", "data"} <= {e.strip("/") for e in cfg["rsync_exclude"]}
+    assert {"results", ".venv", ".venv-jax", ".git", "data"} <= {e.strip("/") for e in cfg["rsync_exclude"]}
+
+
+def _node_types(cfg: dict) -> tuple[dict, dict]:
+    """(head node type, the GPU worker node type) of a prepared config."""
+    types = cfg["available_node_types"]
+    worker = next(t for name, t in types.items() if name != cfg["head_node_type"] and t["resources"].get("GPU", 0) >= 1)
+    return types[cfg["head_node_type"]], worker
+
+
+def test_every_node_boots_a_pinned_current_gpu_ami(cluster_config):
+    """Without an ImageId Ray 2.60 launches its Ubuntu 18.04 / CUDA 11.2 Deep Learning AMI, whose
+    driver cannot run the image's CUDA 12.9 wheels: every node type states one AMI, the same one."""
+    import ast
+
+    import ray
+
+    # Ray's fallback AMIs, read from its source: importing the module needs boto3 (the cluster extra).
+    source = Path(ray.__file__).parent / "autoscaler" / "_private" / "aws" / "config.py"
+    assign = next(n for n in ast.parse(source.read_text()).body
+                  if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "DEFAULT_AMI")
+    DEFAULT_AMI = ast.literal_eval(assign.value)
+    assert DEFAULT_AMI["us-west-2"].startswith("ami-")
+
+    cfg = _prepared(cluster_config)
+    head, worker = _node_types(cfg)
+    amis = {t["node_config"].get("ImageId") for t in (head, worker)}
+    assert len(amis) == 1, amis
+    ami = amis.pop()
+    assert re.fullmatch(r"ami-[0-9a-f]{8}(?:[0-9a-f]{9})?", ami), ami
+    assert ami not in DEFAULT_AMI.values(), "Ray's outdated default AMI"
+    # How to look the current one up for another region is written next to it.
+    assert "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id" in CLUSTER_YAML.read_text()
+
+
+def _policy(name: str) -> dict:
+    return json.loads((REPO / "docker" / name).read_text())
+
+
+def test_workers_get_a_role_limited_to_the_experiment_bucket(cluster_config):
+    cfg = _prepared(cluster_config)
+    head, worker = _node_types(cfg)
+    # The head keeps Ray's default profile (ray-autoscaler-v1: it launches and terminates workers).
+    assert "IamInstanceProfile" not in head["node_config"]
+    arn = worker["node_config"]["IamInstanceProfile"]["Arn"]
+    assert re.fullmatch(r"arn:aws:iam::[^:]+:instance-profile/[\w+=,.@-]+", arn), arn
+    profile = arn.rsplit("/", 1)[1]
+    assert profile != "ray-autoscaler-v1"
+    # The worker's policy: objects of one bucket and its listing, nothing else, no wildcard resource.
+    statements = _policy("worker-role-policy.json")["Statement"]
+    granted = {}
+    for st in statements:
+        assert st["Effect"] == "Allow"
+        for action in [st["Action"]] if isinstance(st["Action"], str) else st["Action"]:
+            resources = [st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"]
+            granted.setdefault(action, set()).update(resources)
+    assert granted == {"s3:ListBucket": {"arn:aws:s3:::YOUR_BUCKET"},
+                       "s3:GetObject": {"arn:aws:s3:::YOUR_BUCKET/*"},
+                       "s3:PutObject": {"arn:aws:s3:::YOUR_BUCKET/*"},
+                       "s3:DeleteObject": {"arn:aws:s3:::YOUR_BUCKET/*"}}
+    # The head may hand exactly that role (named like its instance profile) to the workers it launches.
+    (passrole,) = _policy("head-passrole-policy.json")["Statement"]
+    assert passrole["Action"] == "iam:PassRole" and passrole["Resource"].endswith(f":role/{profile}")
+
+
+def test_ray_token_authentication_is_on_for_every_node(cluster_config):
+    cfg = _prepared(cluster_config)
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        starts = [c for c in cfg[key] if "ray start" in c]
+        assert starts and all("RAY_AUTH_MODE=token ray start" in c for c in starts), key
+    # Clients inside the containers (ray exec "ray status", the job's driver) get the mode too ...
+    assert "--env=RAY_AUTH_MODE=token" in cfg["docker"]["run_options"]
+    # ... and every node the token generated on the user's machine (Ray's default token path).
+    assert cfg["file_mounts"].get("/home/ray/.ray/auth_token") == "~/.ray/auth_token"
+
+
+def test_a_workers_first_step_is_the_gpu_check(cluster_config):
+    cfg = _prepared(cluster_config)  # Ray merges setup_commands in front of worker_setup_commands
+    first = cfg["worker_setup_commands"][0]
+    remote = next(r for r, local in cfg["file_mounts"].items() if local in (".", "./"))
+    assert first.split() == ["python", f"{remote}/docker/gpu_check.py"]
+    assert (REPO / "docker" / "gpu_check.py").is_file()
+    assert not any("gpu_check" in c for c in cfg["head_setup_commands"])  # the head has no GPU
+
+
+def _gpu_check(tmp_path, backend: str, module: str, driver: str | None) -> subprocess.CompletedProcess:
+    """Run docker/gpu_check.py with a stub backend module and a stub nvidia-smi (None: absent)."""
+    site, bin_dir = tmp_path / "site", tmp_path / "bin"
+    site.mkdir(exist_ok=True)
+    bin_dir.mkdir(exist_ok=True)
+    (site / f"{backend}.py").write_text(module)
+    smi = bin_dir / "nvidia-smi"
+    if driver is not None:
+        smi.write_text(f"#!/bin/sh\necho {driver}\n")
+        smi.chmod(0o755)
+    elif smi.exists():
+        smi.unlink()
+    env = {**os.environ, "PYTHONPATH": str(site), "PATH": f"{bin_dir}:/usr/bin:/bin", "KERAS_BACKEND": backend}
+    return subprocess.run([sys.executable, str(REPO / "docker" / "gpu_check.py")], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _tf_stub(gpus: int) -> str:
+    return ("__version__ = '2.21.0'\n"
+            "class _Dev:\n    def __init__(self, i): self.name = f'/physical_device:GPU:{i}'\n"
+            "class config:\n    @staticmethod\n"
+            f"    def list_physical_devices(kind): return [_Dev(i) for i in range({gpus})] if kind == 'GPU' else []\n")
+
+
+def test_gpu_check_fails_loudly_with_one_line_saying_why(tmp_path):
+    ok = _gpu_check(tmp_path, "tensorflow", _tf_stub(1), "580.126.09")
+    assert ok.returncode == 0 and "TensorFlow 2.21.0 sees 1 GPU(s)" in ok.stdout and "580.126.09" in ok.stdout
+
+    old = _gpu_check(tmp_path, "tensorflow", _tf_stub(0), "470.256.02")  # Ray's default AMI's era
+    lines = old.stderr.strip().splitlines()
+    assert old.returncode == 1 and len(lines) == 1
+    assert "FAILED" in lines[0] and "sees 0 GPU(s)" in lines[0] and "470.256.02" in lines[0] and "R575" in lines[0]
+
+    no_driver = _gpu_check(tmp_path, "tensorflow", _tf_stub(0), None)  # no --gpus, or a CPU instance
+    assert no_driver.returncode == 1 and "--gpus all" in no_driver.stderr
+
+    libs = _gpu_check(tmp_path, "tensorflow", _tf_stub(0), "595.71.05")  # driver fine, CUDA wheels not
+    assert libs.returncode == 1 and "CUDA libraries" in libs.stderr
+
+
+def test_gpu_check_follows_keras_backend_jax(tmp_path):
+    none = "__version__ = '0.10.2'\ndef devices(kind=None):\n    raise RuntimeError('Unknown backend gpu')\n"
+    failed = _gpu_check(tmp_path, "jax", none, "580.126.09")
+    assert failed.returncode == 1 and "JAX 0.10.2 sees 0 GPU(s)" in failed.stderr
+    one = "__version__ = '0.10.2'\ndef devices(kind=None):\n    return ['cuda:0']\n"
+    assert _gpu_check(tmp_path, "jax", one, "580.126.09").returncode == 0
 
 
 @pytest.mark.parametrize("bad_key, key", [("max_worker", "max_workers"), ("idle_timeout_minute", "idle_timeout_minutes")])
@@ -159,11 +292,36 @@ def _dockerfile_runs() -> list[str]:
 def test_dockerfile_pins_match_pyproject():
     project = _pyproject()["project"]
     base = _pins(project["dependencies"])
+    tf = _pins(project["optional-dependencies"]["tf"])
     gpu = _pins(project["optional-dependencies"]["gpu"])
     args = _dockerfile_args()
     assert args["RAY_VERSION"] == base["ray"] == RAY_VERSION
-    assert args["TF_VERSION"] == base["tensorflow-cpu"] == gpu["tensorflow"] == TF_VERSION
+    assert args["TF_VERSION"] == tf["tensorflow-cpu"] == tf["tensorflow"] == gpu["tensorflow"] == TF_VERSION
     assert args["BASE_IMAGE"].replace("${RAY_VERSION}", args["RAY_VERSION"]) == f"rayproject/ray:{RAY_VERSION}-py311-gpu"
+
+
+def test_base_dependencies_carry_no_keras_backend():
+    """The backend is an extra: a JAX user installs no TensorFlow, and Python versions without
+    TensorFlow 2.21 wheels (3.14) are refused by pip rather than failing on a missing wheel."""
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    project = _pyproject()["project"]
+    names = {Requirement(r).name.lower() for r in project["dependencies"]}
+    assert "keras" in names and not names & {"tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch"}
+    assert {"tf", "jax", "gpu", "tensorboard", "test", "cluster"} <= set(project["optional-dependencies"])
+    supported = SpecifierSet(project["requires-python"])
+    assert all(v in supported for v in ("3.11.0", "3.12.0", "3.13.5")) and "3.14.0" not in supported
+
+
+@pytest.mark.parametrize("machine, wheel", [("x86_64", "tensorflow-cpu"), ("AMD64", "tensorflow-cpu"),
+                                            ("aarch64", "tensorflow"), ("arm64", "tensorflow")])
+def test_the_tf_extra_installs_exactly_one_tensorflow_on_each_machine(machine, wheel):
+    from packaging.requirements import Requirement
+
+    reqs = [Requirement(r) for r in _pyproject()["project"]["optional-dependencies"]["tf"]]
+    chosen = [r for r in reqs if r.marker is None or r.marker.evaluate({"platform_machine": machine})]
+    assert [r.name for r in chosen] == [wheel] and str(chosen[0].specifier) == f"=={TF_VERSION}"
 
 
 def test_the_images_requirements_step_installs_the_gpu_tensorflow_and_never_the_cpu_one(tmp_path):
@@ -267,7 +425,7 @@ def test_dockerignore_sends_code_and_metadata_only(tmp_path):
     ctx = tmp_path / "ctx"
     files = ["pyproject.toml", "README.md", "docker/Dockerfile", "docker/requirements.py", "models/base.py",
              "search/runner.py", "data/esa/train.parquet", "results/sweeps/demo/sets.npz", ".git/HEAD",
-             ".venv/bin/python", "models/__pycache__/base.cpython-311.pyc", "telesweep.egg-info/PKG-INFO",
+             ".venv/bin/python", ".venv-jax/bin/python", "models/__pycache__/base.cpython-311.pyc", "telesweep.egg-info/PKG-INFO",
              ".pytest_cache/v/cache"]
     for f in files:
         (ctx / f).parent.mkdir(parents=True, exist_ok=True)
