@@ -71,6 +71,7 @@ def _trial_as_the_sweep_leaves_it(tmp_path: Path, est, data, thr: dict) -> tuple
     ("pca", {"n_components": 0.9}, {"method": "best_f05", "min_length": 2}, True),
     ("global_std", {}, {"method": "pot"}, False),
     ("dense_ae", {**TINY, "latent": 2, "epochs": 1}, {"method": "best_f05"}, True),
+    ("dense_ae", {**TINY, "latent": 2, "epochs": 1}, {"method": "pot"}, False),  # the holdout loss of a loaded model
 ])
 def test_a_finalist_scores_exactly_what_the_trial_would_have(tmp_path, data, unlabelled, arch, params, thr, labelled):
     from models import registry
