@@ -156,13 +156,9 @@ def finalize(exp: str, data_ref, resources: dict[str, tuple[float, float]], top:
         for ref in waiting:  # what is written is complete (atomic files); the rest is scored on resume
             ray.cancel(ref, force=True)
         raise
-    after = results.leaderboard(exp, write=False, archs=archs) if refs else board
-    out = {}
-    for arch in scored:
-        rows = after[after["arch"] == arch]
-        out[arch] = {"finalists": int(rows["finalist"].fillna(False).astype(bool).sum()),
-                     "scored": scored[arch], "failed": failed[arch]}
-    return out
+    before = finalize_summary(board)
+    return {arch: {"finalists": before[arch]["finalists"] + scored[arch], "scored": scored[arch],
+                   "failed": failed[arch]} for arch in scored}
 
 
 def check_same_rows(exp: str, data) -> None:

@@ -155,7 +155,8 @@ def plan(cfg, split_rows: dict[str, int], n_channels: int, speedup: float = 1.0,
             train_w = n_windows(split_rows["fit"], w, int(params.get("train_stride", 1)), horizon)
 
             def scored_in(splits):
-                return sum(n_windows(split_rows.get(k, 0), w, int(params.get("score_stride", 1)), horizon) for k in splits)
+                stride = int(params.get("score_stride", 1))
+                return sum(n_windows(split_rows.get(k, 0), w, stride, horizon) for k in splits)
         else:
             w, train_w = None, split_rows["fit"]
 
