@@ -39,7 +39,8 @@ def select_members(board: pd.DataFrame, k: int = 2, include: tuple[str, ...] = (
             continue
         if tags.get("baseline") and BASELINES not in include:
             continue
-        distinct = group.sort_values(key, ascending=ascending).drop_duplicates("params")
+        # stable: ties keep the leaderboard's order, the one search/finalists.py picks finalists in
+        distinct = group.sort_values(key, ascending=ascending, kind="stable").drop_duplicates("params")
         picked.append(distinct.head(1 if tags.get("forecaster") else k))
     if not picked:
         raise TelemetryError("no member left after selection (only baselines completed? pass --include baselines)")
@@ -96,12 +97,29 @@ def _member_name(row) -> str:
     return f"{row['arch']}#{row['trial_id'][-5:]}"
 
 
+def check_finalists(exp: str, chosen: pd.DataFrame, k: int) -> None:
+    """Every chosen member has holdout and test scores: a sweep scores them only for its top trials
+    per architecture (search.finalists, search/finalists.py); one below them fails here, before any
+    scores are read, with the command that scores it."""
+    if "finalist" not in chosen:  # a leaderboard from before finalists: every trial scored every split
+        return
+    missing = chosen[~chosen["finalist"].fillna(False).astype(bool)]
+    if missing.empty:
+        return
+    row = missing.iloc[0]
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    raise TelemetryError(f"member {_member_name(row)} (trial {row['trial_id']}){more} has no holdout/test scores: "
+                         f"the sweep scored them for its top trials per architecture only; score the top {k} with: "
+                         f"python -m search finalize {exp} --top {k}")
+
+
 def load_members(experiment: str, k: int = 2, include: tuple[str, ...] = ()) -> Members:
     exp = results.resolve(experiment)
     board = results.leaderboard(exp, write=False)
     if board.empty:
         raise TelemetryError(f"{exp}: no trials found")
     chosen = select_members(board, k, include)
+    check_finalists(exp, chosen, k)
     sets = results.load_sets(exp)
     sweep = yaml.safe_load(storage.read_text(storage.join(exp, results.SWEEP_FILE)))
     splits = [s for s in SPLITS if f"{s}_ids" in sets]

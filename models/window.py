@@ -133,10 +133,7 @@ class KerasWindowDetector(Detector):
         self.n_conditioning_ = 0 if cond is None else cond.shape[1]
         self.n_inputs_ = train.n_channels + self.n_conditioning_
         self.model_ = self.build(self.n_inputs_)
-        args = self._compile_args(keras)
-        if self.n_inputs_ > train.n_channels:  # conditioning inputs come out too, but the loss ignores them
-            args["loss"] = _channels_only_mse(train.n_channels)
-        self.model_.compile(**args)
+        self._compile(keras, train.n_channels)
         if initial_weights:
             self.model_.load_weights(initial_weights)
         self.history_ = {}
@@ -146,6 +143,12 @@ class KerasWindowDetector(Detector):
                                    verbose=self.verbose)
             self.history_ = {k: [float(x) for x in v] for k, v in hist.history.items()}
         self._after_training(train, validation)
+
+    def _compile(self, keras, n_channels: int) -> None:
+        args = self._compile_args(keras)
+        if self.n_inputs_ > n_channels:  # conditioning inputs come out too, but the loss ignores them
+            args["loss"] = _channels_only_mse(n_channels)
+        self.model_.compile(**args)
 
     def window_values(self, series: Series) -> tuple[np.ndarray, np.ndarray]:
         """(window starts, the network's value per window), predicted batch by batch."""
@@ -193,6 +196,9 @@ class KerasWindowDetector(Detector):
         self.n_conditioning_ = self.n_inputs_ - self.n_channels_
         self.model_ = self.build(self.n_inputs_)
         self.model_.load_weights(str(path / WEIGHTS_FILE))
+        import keras
+
+        self._compile(keras, self.n_channels_)  # a loaded model computes its loss too (an unlabelled finalist's holdout)
 
 
 def _channels_only_mse(n_channels: int):

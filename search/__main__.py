@@ -1,4 +1,4 @@
-"""python -m search run | resume | plan | leaderboard | schema"""
+"""python -m search run | resume | finalize | plan | leaderboard | schema"""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +36,17 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """An integer >= 1 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
     return value
 
 
@@ -96,6 +107,14 @@ def main(argv=None) -> int:
     res.add_argument("--address", default=None)
     res.add_argument("--shared-storage", action="store_true")
     res.add_argument("--verbose", action="store_true")
+    fz = sub.add_parser("finalize", help="score holdout and test for the top trials of each architecture "
+                                         "(trusted storage only: Ray unpickles it)", description=TRUSTED)
+    fz.add_argument("experiment", help="experiment path or URI (<storage>/<name>)")
+    fz.add_argument("--top", type=_positive_int, default=None, metavar="K",
+                    help="the best K distinct configurations per architecture (default: the sweep's search.finalists)")
+    fz.add_argument("--address", default=None, help="Ray cluster address ('auto' on a cluster); default: local mode")
+    fz.add_argument("--shared-storage", action="store_true")
+    fz.add_argument("--verbose", action="store_true")
     pl = sub.add_parser("plan", help="trials, epochs, windows and estimated hours of a sweep file, before running it")
     pl.add_argument("config", help="sweep file (YAML)")
     pl.add_argument("--speedup", type=float, default=1.0, help="how many times faster than this machine the workers are")
@@ -139,6 +158,16 @@ def main(argv=None) -> int:
                 return 1
             print(board_text(df, args.top))
             return 0
+        if args.cmd == "finalize":
+            from search.finalists import finalize_experiment
+
+            done = finalize_experiment(results.resolve(args.experiment), args.top, args.address, args.shared_storage,
+                                       args.verbose)
+            for name, a in done["architectures"].items():
+                failed = f", {a['failed']} failed" if a["failed"] else ""
+                print(f"{name}: {a['finalists']} trials with holdout and test scores ({a['scored']} scored now{failed})")
+            print(f"experiment: {done['experiment']}")
+            return 1 if any(a["failed"] for a in done["architectures"].values()) else 0
         if args.cmd == "run":
             cfg = runner.load_config(args.config, check_files=True)  # every check before data loads or Ray starts
             summary = runner.run_sweep(cfg, args.address, args.storage, args.smoke_test, args.shared_storage,
@@ -155,7 +184,9 @@ def main(argv=None) -> int:
     total = sum(a["completed"] for a in summary["architectures"].values())
     for name, a in summary["architectures"].items():
         budget = f" (time budget {a['budget_s']:.0f} s)" if "budget_s" in a else ""
-        print(f"{name}: {a['completed']}/{a['trials']} trials completed, {a['errored']} failed{budget}")
+        fin = summary.get("finalists", {}).get(name)
+        fin = f"; {fin['finalists']} with holdout and test scores" if fin else ""
+        print(f"{name}: {a['completed']}/{a['trials']} trials completed, {a['errored']} failed{budget}{fin}")
     print(f"experiment: {summary['experiment']}")
     return 0 if total > 0 else 1
 

@@ -5,7 +5,9 @@ configs/sweep.schema.json by ``python -m search schema``):
   name, seed, storage, data: {...telemetry.prepare.DataConfig...},
   ray: {num_cpus, num_gpus}                      local mode only
   search: {searcher: tpe|random, scheduler: asha|fifo, max_concurrent_trials, grace_period,
-           reduction_factor, max_failures, time_budget_s}
+           reduction_factor, max_failures, time_budget_s,
+           finalists: K | all}                    holdout/test scored for the top K trials per
+                                                 architecture only (search/finalists.py), default 3
   threshold: {method, smooth, min_length, max_gap, ...}  a space shared by every architecture
                                                  (the fields of telemetry.thresholds.Threshold)
   architectures: {<registry name>: {trials, resources: {cpu, gpu}, space: {...}, fixed: {...},

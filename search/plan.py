@@ -1,7 +1,9 @@
 """``python -m search plan <sweep file>``: what a sweep will cost, before a cluster is rented.
 
 Per architecture: trials, epochs (the space's largest, and what ASHA is expected to leave of it),
-windows trained per epoch and scored per trial, and a time estimate from a short calibration on
+windows trained per epoch and scored per trial (validation; holdout and test too with
+``search.finalists: all``), the finalists and the holdout/test windows each scores afterwards
+(search/finalists.py), and a time estimate from a short calibration on
 this machine (one epoch and one scoring pass of the architecture's typical configuration on random
 data), divided by ``--speedup`` for faster workers. Totals: trial-hours, and GPU-hours where trials
 hold GPU shares (a trial with ``gpu: 0.25`` holds a quarter of a GPU for its duration).
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from search import spaces
+from search.finalists import LATER_SPLITS, top_of
 from telemetry.errors import TelemetryError
 
 TRIAL_OVERHEAD_S = 4.0  # measured search machinery per trial (benchmarks/RESULTS.md, search strategies)
@@ -35,10 +38,13 @@ class ArchPlan:
     window: int | None
     train_windows_per_epoch: int
     scored_windows_per_trial: int
+    finalists: int  # trials scored on holdout and test after the search (all of them with finalists: all)
+    finalist_windows: int  # holdout and test windows (or rows) each finalist scores then; 0 when trials do it
     train_rate: float  # windows (or rows) per second on this machine
     score_rate: float
     trial_seconds: float
-    trial_hours: float
+    finalist_seconds: float
+    trial_hours: float  # the trials and the finalists' scoring
     gpu_share: float
     gpu_hours: float
 
@@ -133,7 +139,9 @@ def plan(cfg, split_rows: dict[str, int], n_channels: int, speedup: float = 1.0,
     grace = int(cfg.search.get("grace_period", 1))
     eta = float(cfg.search.get("reduction_factor", 3))
     fifo = cfg.search.get("scheduler", "asha") == "fifo"
-    scored_rows = sum(split_rows.get(k, 0) for k in ("validation", "holdout", "test"))
+    top = top_of(cfg.search)  # None: every trial scores every split itself
+    per_trial = ("validation", "holdout", "test") if top is None else ("validation",)
+    later = () if top is None else LATER_SPLITS
     rows = []
     for a in cfg.architectures:
         cls = registry.get(a.name)
@@ -145,18 +153,26 @@ def plan(cfg, split_rows: dict[str, int], n_channels: int, speedup: float = 1.0,
         if keras_model:
             w, horizon = int(params["window"]), int(params.get("horizon", 0) or 0)
             train_w = n_windows(split_rows["fit"], w, int(params.get("train_stride", 1)), horizon)
-            scored = sum(n_windows(split_rows.get(k, 0), w, int(params.get("score_stride", 1)), horizon)
-                         for k in ("validation", "holdout", "test"))
+
+            def scored_in(splits):
+                stride = int(params.get("score_stride", 1))
+                return sum(n_windows(split_rows.get(k, 0), w, stride, horizon) for k in splits)
         else:
-            w, train_w, scored = None, split_rows["fit"], scored_rows
+            w, train_w = None, split_rows["fit"]
+
+            def scored_in(splits):
+                return sum(split_rows.get(k, 0) for k in splits)
+        scored, finalist_w = scored_in(per_trial), scored_in(later)
+        n_final = a.trials if top is None else min(top, a.trials)
         tr, sr = calibrate(cls, params, n_channels) if measure else (float("nan"), float("nan"))
         if log:
             log(f"{a.name}: {tr:,.0f} train / {sr:,.0f} score {'windows' if keras_model else 'rows'} per second here")
         seconds = (epochs * train_w / tr + scored / sr) / speedup + TRIAL_OVERHEAD_S
-        hours = a.trials * seconds / 3600.0
+        final_s = finalist_w / sr / speedup
+        hours = (a.trials * seconds + n_final * final_s) / 3600.0
         rows.append(asdict(ArchPlan(a.name, a.trials, max_t if keras_model else 1, round(epochs, 2), w, train_w, scored,
-                                    round(tr, 1), round(sr, 1), round(seconds, 1), round(hours, 3), a.gpu,
-                                    round(hours * a.gpu, 3))))
+                                    n_final, finalist_w, round(tr, 1), round(sr, 1), round(seconds, 1),
+                                    round(final_s, 1), round(hours, 3), a.gpu, round(hours * a.gpu, 3))))
     out = pd.DataFrame(rows)
     out["window"] = out["window"].astype("Int64")
     return out
@@ -202,7 +218,8 @@ def n_channels_of(cfg) -> int:
 
 def report(table: pd.DataFrame, speedup: float) -> str:
     cols = ["arch", "trials", "epochs_max", "epochs_expected", "window", "train_windows_per_epoch",
-            "scored_windows_per_trial", "trial_seconds", "trial_hours", "gpu_share", "gpu_hours"]
+            "scored_windows_per_trial", "finalists", "finalist_windows", "trial_seconds", "trial_hours",
+            "gpu_share", "gpu_hours"]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         text = table[cols].to_string(index=False)
     total_h, gpu_h = table["trial_hours"].sum(), table["gpu_hours"].sum()

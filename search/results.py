@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from search import storage
+from search.finalists import read_finalist, read_finalist_scores
 from search.trainable import SCORES_FILE, TRIAL_FILE, split_config
 from telemetry.errors import TelemetryError
 
@@ -42,8 +43,21 @@ def _number(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def trial_table(exp: str) -> pd.DataFrame:
-    """One row per trial of every architecture: status, parameters, metrics, checkpoint path.
+def _later_splits(result: dict, checkpoint: str | None) -> tuple[bool, dict | None]:
+    """(whether the trial has holdout/test scores, the holdout figures from its finalist file if
+    they are there). A trial that scored every split itself (``search.finalists: all``, or one from
+    before finalists) reports no ``scored`` or one naming holdout; the others have them once
+    search/finalists.py scored them."""
+    scored = result.get("scored")
+    if scored is None or "holdout" in str(scored).split(","):
+        return True, None
+    record = read_finalist(checkpoint) if checkpoint else None
+    return record is not None, (record or {}).get("holdout")
+
+
+def trial_table(exp: str, archs: list[str] | None = None) -> pd.DataFrame:
+    """One row per trial of every architecture (or of ``archs``): status, parameters, metrics,
+    whether it has holdout/test scores (``finalist``: search/finalists.py), checkpoint path.
 
     Read with Ray's public ``ExperimentAnalysis`` (it unpickles the experiment state: trusted
     storage only). Its trials' folders and checkpoints come as paths on the experiment's pyarrow
@@ -54,6 +68,8 @@ def trial_table(exp: str) -> pd.DataFrame:
 
     rows = []
     for arch in experiment_archs(exp):
+        if archs is not None and arch not in archs:
+            continue
         path = storage.join(exp, arch)
         if not storage.exists(path):
             continue  # not started yet
@@ -72,37 +88,46 @@ def trial_table(exp: str) -> pd.DataFrame:
             # In the experiment's storage: Trial.error_file is the driver's Ray-session staging copy
             # (gone with the session), and it raises when Ray is not initialised (the CLI).
             error = storage.join(trial_dir, EXPR_ERROR_FILE) if t.status == "ERROR" else None
+            checkpoint = storage.join(path, _within(ea.experiment_path, ckpt.path)) if (ckpt and done) else None
+            finalist, held = _later_splits(r, checkpoint) if done else (False, None)
+            # the holdout figures: reported by a trial that scored holdout itself, else its finalist
+            # file's (empty for a trial that is no finalist)
+            hold = {k: r.get(f"holdout_{k}") for k in ("f05", "loss", "event_recall", "auc_pr")} if held is None \
+                else {k: held.get(k) for k in ("f05", "loss", "event_recall", "auc_pr")}
             rows.append({
                 "arch": arch, "trial_id": t.trial_id, "status": t.status,
                 "completed": done, "epochs": r.get("epoch"),
-                "val_f05": _number(r.get("f05")), "holdout_f05": r.get("holdout_f05"),
-                "val_loss": _number(r.get("val_loss")), "holdout_loss": _number(r.get("holdout_loss")),
-                "objective": r.get("objective", "f05"), "holdout_event_recall": r.get("holdout_event_recall"),
-                "holdout_auc_pr": r.get("holdout_auc_pr"), "train_seconds": r.get("train_seconds"), "score_seconds": r.get("score_seconds"),
+                "val_f05": _number(r.get("f05")), "holdout_f05": hold["f05"],
+                "val_loss": _number(r.get("val_loss")), "holdout_loss": _number(hold["loss"]),
+                "objective": r.get("objective", "f05"), "holdout_event_recall": hold["event_recall"],
+                "holdout_auc_pr": hold["auc_pr"], "train_seconds": r.get("train_seconds"), "score_seconds": r.get("score_seconds"),
                 "time_total_s": r.get("time_total_s"),
                 "threshold": json.dumps(thr, sort_keys=True), "params": json.dumps(params, sort_keys=True, default=str),
-                "checkpoint": storage.join(path, _within(ea.experiment_path, ckpt.path)) if (ckpt and done) else None,
+                "checkpoint": checkpoint, "finalist": finalist,
                 "error": error if error and storage.exists(error) else None,
             })
     return pd.DataFrame(rows)
 
 
-def leaderboard(exp: str, write: bool = True) -> pd.DataFrame:
+def leaderboard(exp: str, write: bool = True, archs: list[str] | None = None) -> pd.DataFrame:
     """Completed trials sorted by validation F0.5 within each architecture (by validation loss,
-    lowest first, for a sweep of unlabelled data); written as CSV + parquet."""
-    df = trial_table(exp)
+    lowest first, for a sweep of unlabelled data); written as CSV + parquet (unless ``archs``
+    limits it to some architectures). Ties keep the trials' order in the experiment (a stable
+    sort), so the finalists (search/finalists.py) and the ensemble's members are the same trials."""
+    df = trial_table(exp, archs)
     if df.empty:
         return df
     by_loss = "objective" in df and bool((df["objective"] == "val_loss").any())
     key, descending = ("val_loss", False) if by_loss else ("val_f05", True)
     df = df.assign(_done=df["completed"].astype(bool)).sort_values(
-        ["arch", "_done", key], ascending=[True, False, not descending], na_position="last").drop(columns="_done").reset_index(drop=True)
+        ["arch", "_done", key], ascending=[True, False, not descending], na_position="last",
+        kind="stable").drop(columns="_done").reset_index(drop=True)
     # Rank completed trials only; failed or early-stopped ones keep an empty rank.
     done = df["completed"].astype(bool)
     rank = pd.Series(np.nan, index=df.index)
     rank[done] = df[done].groupby("arch").cumcount() + 1
     df.insert(1, "rank", rank.astype("Int64"))
-    if write:
+    if write and archs is None:
         storage.write_text(storage.join(exp, LEADERBOARD), df.to_csv(index=False))
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
@@ -111,9 +136,17 @@ def leaderboard(exp: str, write: bool = True) -> pd.DataFrame:
 
 
 def load_trial(checkpoint_path: str) -> tuple[dict, dict[str, np.ndarray]]:
-    """(trial.json, per-row scores by split) stored in a completed trial's final checkpoint."""
+    """(trial.json, per-row scores by split) of a completed trial: its final checkpoint's, with the
+    holdout and test scores and holdout figures of its finalist files (search/finalists.py) where
+    the checkpoint has none. A trial without either has validation scores only (``holdout`` None)."""
     meta = json.loads(storage.read_text(storage.join(checkpoint_path, TRIAL_FILE)))
-    return meta, storage.read_npz(storage.join(checkpoint_path, SCORES_FILE))
+    scores = storage.read_npz(storage.join(checkpoint_path, SCORES_FILE))
+    if meta.get("holdout") is None:  # scored validation only: a finalist has the rest beside the checkpoint
+        record = read_finalist(checkpoint_path)
+        if record is not None:
+            scores = {**read_finalist_scores(checkpoint_path), **scores}
+            meta = {**meta, "holdout": record["holdout"], "splits": [*meta.get("splits", ["validation"]), *record["splits"]]}
+    return meta, scores
 
 
 def load_sets(exp: str) -> dict[str, np.ndarray]:

@@ -16,7 +16,7 @@ from dataclasses import asdict
 import numpy as np
 import yaml
 
-from search import shapes, storage
+from search import finalists, shapes, storage
 from search.config import SweepConfig, check_against_data, load_config, parse_config, smoke
 from search.results import SETS_FILE, SWEEP_FILE, default_storage, leaderboard
 from search.spaces import to_tune
@@ -194,7 +194,10 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
         storage.write_npz(storage.join(exp, SETS_FILE), **sets)
     log.info("sweep %s: %d architectures on %d node(s); results in %s", cfg.name, len(cfg.architectures), nodes, exp)
 
-    with_data = tune.with_parameters(train_member, data=data)  # one copy in the object store
+    # One copy in the object store, for the trials and the finalists' scoring tasks alike.
+    data_ref = ray.put(data)
+    top = finalists.top_of(cfg.search)  # None: every trial scores every split itself
+    with_data = tune.with_parameters(train_member, data=data_ref, score_all=top is None)
     from search.capacity import capacity as grown_capacity
 
     # Local mode: the machine. A launched cluster: at least what its autoscaler may add.
@@ -202,7 +205,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
     capacity = present if address in (None, "local") else grown_capacity(present)
     budget = time_budget_s if time_budget_s is not None else cfg.search.get("time_budget_s")
     started = time.monotonic()
-    summary = {}
+    summary, scored = {}, {}
     for arch in cfg.architectures:
         share = None
         if budget is not None:
@@ -230,8 +233,12 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
                               **({"budget_s": round(share, 1)} if share is not None else {})}
         for r in errors:
             log.warning("%s: trial %s failed: %s", arch.name, r.path, str(r.error).strip().splitlines()[-1])
+        if top is not None:  # also on resume: a finished architecture's finalists not scored yet are
+            scored[arch.name] = finalists.finalize(exp, data_ref, {arch.name: (arch.cpu, arch.gpu)}, top,
+                                                   archs=[arch.name]).get(arch.name, {})
     board = leaderboard(exp)
-    return {"experiment": exp, "architectures": summary, "leaderboard_rows": int(len(board))}
+    return {"experiment": exp, "architectures": summary, "leaderboard_rows": int(len(board)),
+            "finalists": scored}
 
 
 def resume(exp: str, address: str | None = None, shared_storage: bool = False, verbose: bool = False) -> dict:

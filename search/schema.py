@@ -22,6 +22,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Fiel
                       WithJsonSchema, WrapValidator, create_model, model_validator)
 from pydantic_core import PydanticCustomError
 
+from search.finalists import DEFAULT as DEFAULT_FINALISTS
 from telemetry.prepare import DataConfig
 from telemetry.thresholds import METHODS, SMOOTHERS, Threshold
 
@@ -180,6 +181,16 @@ class Resources(Section):
     gpu: GpuShare = 0.0
 
 
+def _finalists_message(value, handler):
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError("finalists", "should be a number of trials >= 1 or 'all'") from None
+
+
+Finalists = Annotated[Union[Annotated[int, Field(ge=1)], Literal["all"]], WrapValidator(_finalists_message)]
+
+
 class RaySection(Section):
     """Local mode only (no --address): the resources Ray may use on this machine."""
     num_cpus: Optional[Annotated[int, Field(gt=0)]] = None
@@ -194,6 +205,9 @@ class SearchSection(Section):
     reduction_factor: Annotated[float, Field(gt=1, description="ASHA: keep 1/reduction_factor per rung")] = 3.0
     max_failures: Annotated[int, Field(ge=0, description="retries of a failed trial")] = 2
     time_budget_s: Optional[Annotated[float, Field(gt=0, description="seconds for the whole sweep")]] = None
+    finalists: Finalists = Field(
+        DEFAULT_FINALISTS, description="trials per architecture scored on holdout and test (the best by the objective, after "
+                       "the architecture's trials; the others score validation only), or all: every trial")
 
 
 # Bounds a threshold rule checks itself (Threshold.__post_init__), here so they fail before any trial.

@@ -4,10 +4,17 @@ Pure function of (config, data): reports once per epoch (``epoch``, ``loss``, ``
 ``f05`` empty until scored; ASHA counts ``epoch``), checkpoints weights each epoch so a retried
 trial continues, and makes its last report after scoring, carrying the objective (``f05`` on
 validation; for unlabelled data ``val_loss``, with ``objective: "val_loss"``, see search/shapes.py)
-and, in its checkpoint, the per-row scores of validation, holdout and test for the ensemble, and,
-for members tagged ``channel_scores``, their per-channel scores (``<split>_channels``, [rows, C],
-columns named by ``channels`` in trial.json) for per-channel detection and the channel breakdown
-of events.
+and, in its final checkpoint, the fitted model (``model/``), its rule and figures (trial.json) and
+its per-row scores (scores.npz) for the ensemble, and, for members tagged ``channel_scores``, their
+per-channel scores (``<split>_channels``, [rows, C], columns named by ``channels`` in trial.json)
+for per-channel detection and the channel breakdown of events.
+
+Which splits a trial scores: validation always (the objective). Holdout and test only when the
+sweep scores every trial in full (``search.finalists: all``); otherwise only the trials that can
+become ensemble members get them, afterwards, from their saved model (search/finalists.py), so
+discarded trials cost no holdout or test inference. trial.json's ``splits`` (and the final
+report's ``scored``) say which splits the checkpoint holds; trials from before this carry no such
+key and scored all of them.
 """
 from __future__ import annotations
 
@@ -119,36 +126,54 @@ def _train(est, data, tmp_root: Path) -> tuple[dict, int, float]:
     return dict(reporter.last_logs), initial_epoch, time.perf_counter() - t0
 
 
-def _evaluate(est, data, thr: dict) -> tuple[dict, object, dict, dict, float]:
-    """Threshold on validation, score every split. Returns (scores per split, the fitted rule,
-    validation metrics, holdout metrics, seconds)."""
+def score_splits(est, data, splits, keep_channels: bool) -> dict[str, np.ndarray]:
+    """Per-row scores of ``splits`` (names of ``data``'s splits; a missing test split is skipped)
+    and, with ``keep_channels``, their per-channel scores (one pass for both: a window model
+    predicts once)."""
+    out = {}
+    for split in splits:
+        series = getattr(data, split)
+        if series is None:
+            continue
+        if keep_channels:
+            out[split], out[split + CHANNEL_SUFFIX] = est.score_samples_and_channels(series)
+        else:
+            out[split] = est.score_samples(series)
+    return out
+
+
+def holdout_metrics(est, rule, holdout, scores: np.ndarray, labelled: bool) -> dict:
+    """The honest figures of a fitted ``rule`` on the holdout split: labelled, the event-wise
+    metrics; unlabelled, the member's loss and the share of rows its rule flags."""
+    if labelled:
+        from telemetry import metrics
+
+        return metrics.scores(holdout.labels, rule.predict(scores), scores)
+    return {"loss": est.loss(holdout), "alarm_rate": float(rule.predict(scores).mean())}
+
+
+def _evaluate(est, data, thr: dict, score_all: bool = True) -> tuple[dict, object, dict, dict | None, float]:
+    """Threshold on validation; score holdout and test too when ``score_all``. Returns (scores per
+    split, the fitted rule, validation metrics, holdout metrics or None, seconds)."""
     from telemetry import metrics
     from telemetry.thresholds import Threshold
 
     t0 = time.perf_counter()
     rule = Threshold(**thr)
     keep_channels = _keeps_channel_scores(est, data)
-    out = {}
-
-    def score(split: str, series) -> np.ndarray:
-        if not keep_channels:
-            out[split] = est.score_samples(series)
-        else:  # one pass for both (a window model predicts once)
-            out[split], out[split + CHANNEL_SUFFIX] = est.score_samples_and_channels(series)
-        return out[split]
-
-    score("validation", data.validation)
+    out = score_splits(est, data, ["validation"], keep_channels)
     fit_scores = est.score_samples(data.fit) if rule.method == "max_fit" else None
     rule.fit(out["validation"], data.validation.labels, fit_scores)
-    score("holdout", data.holdout)
-    if data.test is not None:
-        score("test", data.test)
     m_val = metrics.scores(data.validation.labels, rule.predict(out["validation"]), out["validation"])
-    m_hold = metrics.scores(data.holdout.labels, rule.predict(out["holdout"]), out["holdout"])
+    m_hold = None
+    if score_all:
+        out.update(score_splits(est, data, ["holdout", "test"], keep_channels))
+        m_hold = holdout_metrics(est, rule, data.holdout, out["holdout"], labelled=True)
     return out, rule, m_val, m_hold, time.perf_counter() - t0
 
 
-def _evaluate_unlabelled(est, data, thr: dict, last_logs: dict) -> tuple[dict, object, dict, dict, float]:
+def _evaluate_unlabelled(est, data, thr: dict, last_logs: dict,
+                         score_all: bool = True) -> tuple[dict, object, dict, dict | None, float]:
     """No labels: an unsupervised threshold on the validation scores; the figures are the member's
     loss (validation: the objective; holdout: honest) and the share of rows its rule flags."""
     from telemetry.thresholds import Threshold
@@ -158,20 +183,16 @@ def _evaluate_unlabelled(est, data, thr: dict, last_logs: dict) -> tuple[dict, o
     if rule.method in Threshold.LABELLED:
         raise ValueError(f"threshold method {rule.method} needs labels; the data is unlabelled")
     keep_channels = _keeps_channel_scores(est, data)
-    out = {}
-    for split, series in (("validation", data.validation), ("holdout", data.holdout), ("test", data.test)):
-        if series is None:
-            continue
-        if keep_channels:
-            out[split], out[split + CHANNEL_SUFFIX] = est.score_samples_and_channels(series)
-        else:
-            out[split] = est.score_samples(series)
+    out = score_splits(est, data, ["validation"], keep_channels)
     fit_scores = est.score_samples(data.fit) if rule.method == "max_fit" else None
     rule.fit(out["validation"], None, fit_scores)
     val_loss = last_logs.get("val_loss")
     m_val = {"loss": float(val_loss) if val_loss is not None else est.loss(data.validation),
              "alarm_rate": float(rule.predict(out["validation"]).mean())}
-    m_hold = {"loss": est.loss(data.holdout), "alarm_rate": float(rule.predict(out["holdout"]).mean())}
+    m_hold = None
+    if score_all:
+        out.update(score_splits(est, data, ["holdout", "test"], keep_channels))
+        m_hold = holdout_metrics(est, rule, data.holdout, out["holdout"], labelled=False)
     return out, rule, m_val, m_hold, time.perf_counter() - t0
 
 
@@ -183,8 +204,10 @@ def _keeps_channel_scores(est, data) -> bool:
     return rows * int(est.n_channels_) <= CHANNEL_SCORES_MAX_CELLS
 
 
-def train_member(config: dict, data=None) -> None:
-    """Train, threshold on validation, score every split, report. ``data``: a telemetry Prepared."""
+def train_member(config: dict, data=None, score_all: bool = True) -> None:
+    """Train, threshold on validation, score (every split when ``score_all``, else validation
+    only: search/finalists.py scores the rest for the best trials), report. ``data``: a
+    telemetry Prepared."""
     cpus, gpus = trial_resources()
 
     from ray import tune
@@ -200,25 +223,26 @@ def train_member(config: dict, data=None) -> None:
         last_logs, initial_epoch, train_s = _train(est, data, tmp_root)
         labelled = data.validation.labels is not None
         if labelled:
-            out, rule, m_val, m_hold, score_s = _evaluate(est, data, thr)
+            out, rule, m_val, m_hold, score_s = _evaluate(est, data, thr, score_all)
             objective = {"f05": m_val["f05"], **{f"val_{k}": v for k, v in m_val.items() if k != "f05"}}
         else:  # the objective is the validation loss; no labelled figure exists (f05 stays empty)
-            out, rule, m_val, m_hold, score_s = _evaluate_unlabelled(est, data, thr, last_logs)
+            out, rule, m_val, m_hold, score_s = _evaluate_unlabelled(est, data, thr, last_logs, score_all)
             objective = {"objective": "val_loss", **{f"val_{k}": v for k, v in m_val.items()}}
+        splits = [s for s in ("validation", "holdout", "test") if s in out]
         result = {**_reported(max(int(getattr(est, "epochs", 1) or 1), 1), last_logs), **objective,
-                  **{f"holdout_{k}": v for k, v in m_hold.items()},
+                  **{f"holdout_{k}": v for k, v in (m_hold or {}).items()}, "scored": ",".join(splits),
                   "threshold": rule.threshold_, "train_seconds": train_s, "score_seconds": score_s,
                   "resumed_from_epoch": initial_epoch, **_placement(cpus, gpus)}
         d = tmp_root / "final"
         d.mkdir()
         np.savez(d / SCORES_FILE, **out)
-        est.save(d / "model")
+        est.save(d / "model")  # what search/finalists.py loads to score holdout and test later
         (d / TRIAL_FILE).write_text(json.dumps({
             "arch": arch, "params": params, "threshold": rule.to_dict(), "validation": m_val, "holdout": m_hold,
             "backend": backend, "history": getattr(est, "history_", {}),
             # the per-channel scores' columns (absent in trials written before they were stored)
             "channels": list(est.channels_), "channel_scores": f"validation{CHANNEL_SUFFIX}" in out,
-            "objective": "f05" if labelled else "val_loss",
+            "objective": "f05" if labelled else "val_loss", "splits": splits,
         }, indent=1, default=float))
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(d)))
     finally:

@@ -27,10 +27,12 @@ ray = pytest.importorskip("ray")
 STRICT = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
 
 
-def old_trial_table(exp: str) -> pd.DataFrame:
+def old_trial_table(exp: str, archs=None) -> pd.DataFrame:
     """The reader this module replaces (Ray's private Trial internals, URI schemes re-attached by
     hand), kept as the reference. One line differs: a trial is scored when ``f05`` has a value,
-    since reports now carry ``f05`` (empty) from the first epoch on."""
+    since reports now carry ``f05`` (empty) from the first epoch on. And one addition: a trial that
+    scored validation only takes its holdout figures from its finalist file (search/finalists.py),
+    read here by hand."""
     from ray.tune import ExperimentAnalysis
 
     def checkpoint_uri(exp: str, path: str) -> str:
@@ -38,6 +40,7 @@ def old_trial_table(exp: str) -> pd.DataFrame:
             return f"{exp.split('://', 1)[0]}://{path}"
         return path
 
+    assert archs is None  # every architecture, as the leaderboard reads them
     rows = []
     for arch in results.experiment_archs(exp):
         path = results.storage.join(exp, arch)
@@ -52,16 +55,23 @@ def old_trial_table(exp: str) -> pd.DataFrame:
             _, params, thr = split_config(t.config)
             ckpt = t.checkpoint
             done = bool(ckpt) and r.get("f05") is not None  # was: "f05" in r
+            checkpoint = checkpoint_uri(exp, ckpt.path) if (ckpt and done) else None
+            held, finalist = r, done
+            if checkpoint and r.get("scored") == "validation":
+                fin = results.storage.join(checkpoint.rsplit("/", 1)[0], "finalist.json")
+                record = json.loads(results.storage.read_text(fin)) if results.storage.exists(fin) else None
+                finalist = record is not None and record["checkpoint"] == checkpoint.rsplit("/", 1)[1]
+                held = {f"holdout_{k}": v for k, v in record["holdout"].items()} if finalist else {}
             rows.append({
                 "arch": arch, "trial_id": t.trial_id, "status": t.status,
                 "completed": done, "epochs": r.get("epoch"),
-                "val_f05": r.get("f05"), "holdout_f05": r.get("holdout_f05"),
-                "val_loss": r.get("val_loss"), "holdout_loss": r.get("holdout_loss"),  # (and objective: unlabelled sweeps)
-                "objective": r.get("objective", "f05"), "holdout_event_recall": r.get("holdout_event_recall"),
-                "holdout_auc_pr": r.get("holdout_auc_pr"), "train_seconds": r.get("train_seconds"),
+                "val_f05": r.get("f05"), "holdout_f05": held.get("holdout_f05"),
+                "val_loss": r.get("val_loss"), "holdout_loss": held.get("holdout_loss"),  # (and objective: unlabelled sweeps)
+                "objective": r.get("objective", "f05"), "holdout_event_recall": held.get("holdout_event_recall"),
+                "holdout_auc_pr": held.get("holdout_auc_pr"), "train_seconds": r.get("train_seconds"),
                 "score_seconds": r.get("score_seconds"), "time_total_s": r.get("time_total_s"),
                 "threshold": json.dumps(thr, sort_keys=True), "params": json.dumps(params, sort_keys=True, default=str),
-                "checkpoint": checkpoint_uri(exp, ckpt.path) if (ckpt and done) else None,
+                "checkpoint": checkpoint, "finalist": finalist,
                 "error": (results.storage.join(path, t.storage.trial_dir_name, t.run_metadata.error_filename)
                           if t.status == "ERROR" and t.run_metadata.error_filename else None),
             })
@@ -164,7 +174,10 @@ def test_leaderboard_read_through_the_public_api_equals_the_old_reader(experimen
             meta, scores = results.load_trial(row.checkpoint)
             assert meta["arch"] == row.arch and meta["params"] == json.loads(row.params)
             assert meta["validation"]["f05"] == pytest.approx(row.val_f05)
-            assert set(scores) >= {"validation", "holdout", "test"}
+            # holdout and test: for the best distinct configurations (search.finalists, 3 by default)
+            assert (set(scores) >= {"validation", "holdout", "test"}) == row.finalist
+            assert row.finalist == (not new[new.completed & (new.arch == row.arch)]
+                                    .drop_duplicates("params")[lambda d: d.trial_id == row.trial_id].empty)
         else:  # stopped early by ASHA: no score, never ranked
             assert row.arch == "dense_ae" and row.epochs < 3 and pd.isna(row.val_f05) and pd.isna(row.rank)
 

@@ -89,6 +89,7 @@ def test_telecommand_inputs_widen_the_input_not_the_scored_channels(tmp_path):
     assert ae.score_samples(s).shape == (len(s),)
     again = registry.get("dense_ae").load(ae.save(tmp_path / "ae"))
     np.testing.assert_allclose(again.score_samples(s), ae.score_samples(s), rtol=1e-5)
+    assert again.loss(s) == pytest.approx(ae.loss(s), rel=1e-5)  # compiled on load: the scored channels' loss
     pca = registry.get("pca")(lags=2, n_components=3, telecommands=True).fit(s, s)
     assert pca.components_.shape == (3, 3 * 2 + 2) and pca.scorer_.loc_.shape == (3,)
     # per-channel scores cover the scored channels only, and still reduce to the per-row score
