@@ -12,13 +12,14 @@ from __future__ import annotations
 import sys
 
 COMMANDS = {
-    "synth": ("telemetry", "synth"), "check": ("telemetry", "check"),
+    "synth": ("telemetry", "synth"), "synth-fleet": ("telemetry", "synth-fleet"),
+    "synth-discharges": ("telemetry", "synth-discharges"), "check": ("telemetry", "check"),
     "sweep": ("search", "run"), "resume": ("search", "resume"), "leaderboard": ("search", "leaderboard"),
-    "plan": ("search", "plan"), "schema": ("search", "schema"),
+    "plan": ("search", "plan"), "schema": ("search", "schema"), "finalize": ("search", "finalize"),
     "build": ("ensemble", "build"), "demo": ("ensemble", "demo"),
 }
 USAGE = ("usage: telesweep {" + ",".join(COMMANDS) + "} ...\n"
-         "  synth, check: data (python -m telemetry); sweep, resume, leaderboard, plan, schema: search (python -m search);\n"
+         "  synth, synth-fleet, synth-discharges, check: data (python -m telemetry); sweep, resume, finalize, leaderboard, plan, schema: search (python -m search);\n"
          "  build, demo: ensemble (python -m ensemble). 'telesweep <command> --help' for each.")
 
 
