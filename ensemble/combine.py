@@ -6,8 +6,10 @@ Validation often holds a handful of events, so each step has few free choices. T
 by the quality benchmark over synthetic missions and real series: members calibrated on nominal
 rows (robust z, no labels); weights from a strongly L2-regularised logistic regression, pulled
 halfway toward uniform; the score smoothed (span 1, 5 or 25, the one validation prefers); the
-threshold in the middle of the near-best F0.5 range rather than at its edge; and hysteresis, so an
-event lasts until the score falls halfway back to the nominal median instead of flickering.
+threshold in the middle of the near-best F0.5 range rather than at its edge; hysteresis, so an
+event lasts until the score falls halfway back to the nominal median instead of flickering; and a
+cross-fitted check that falls back to the best member alone only when validation shows, beyond its
+bootstrap interval, that the member is better out of fold (ensemble.crossfit).
 
 Per channel (Telemanom's way, and the ESA-ADB paper's channel-aware view): given the members'
 per-channel scores, each channel gets its own ensemble score (each member's channel score calibrated
@@ -63,11 +65,18 @@ class Ensemble:
     fires) instead of the main rule on the combined score; ``score`` is then the largest margin of a
     channel above its own threshold (the union fires where it reaches 0, before hysteresis and
     post-processing).
+
+    ``fallback`` (default on): after fitting, the layer is cross-fitted on ``fallback_folds``
+    contiguous folds of validation against the same layer on the single best member
+    (``selection=1.0``); the member replaces the combination only when its out-of-fold F0.5 is higher
+    with the whole ``fallback_level`` block-bootstrap interval of the difference above zero
+    (``fallback_`` records the figures). With few validation events the interval is wide and the
+    combination stays; with hundreds, a member that clearly beats it is used alone.
     """
 
     def __init__(self, calibration: str = "robust_z", combination: str = "stack", selection: float | None = None,
                  rule: dict | None = None, spans=(1, 5, 25), post_grid: bool = False, weight_trials: int = 60,
-                 shrinkage: float = 0.5, stack_c: float = 0.01, per_channel: bool = False, fallback: bool = False,
+                 shrinkage: float = 0.5, stack_c: float = 0.01, per_channel: bool = False, fallback: bool = True,
                  fallback_folds: int = 3, fallback_level: float = 0.9, seed: int = 0):
         if combination not in COMBINATIONS:
             raise TelemetryError(f"unknown combination {combination!r}; choose one of {', '.join(COMBINATIONS)}")
@@ -371,10 +380,14 @@ def _f05(labels: np.ndarray, predictions: np.ndarray) -> float:
 # Named decision layers compared by the quality benchmark (benchmarks/bench_quality.py); the first is
 # the default of Ensemble() and of `ensemble build`. Each lists every choice it makes.
 _PLAIN = {"calibration": "robust_z", "combination": "mean", "selection": None, "shrinkage": 0.0, "spans": (1,),
-          "rule": {"method": "plateau"}, "post_grid": False, "per_channel": False}
+          "rule": {"method": "plateau"}, "post_grid": False, "per_channel": False, "fallback": False}
 _SPANS = (1, 5, 25)
 _HYST = {"method": "plateau", "hysteresis": 0.5}
 VARIANTS = {
+    # The default: the stack below, cross-checked on validation against its best member alone
+    # (ensemble.crossfit), which replaces it only when better out of fold beyond doubt.
+    "stack-shrunk-smooth-plateau-hysteresis-fallback": {**_PLAIN, "combination": "stack", "shrinkage": 0.5,
+                                                        "spans": _SPANS, "rule": _HYST, "fallback": True},
     "stack-shrunk-smooth-plateau-hysteresis": {**_PLAIN, "combination": "stack", "shrinkage": 0.5, "spans": _SPANS,
                                                "rule": _HYST},
     "legacy-weighted-edge": {**_PLAIN, "combination": "weighted", "rule": {"method": "best_f05"}, "post_grid": True},
@@ -395,9 +408,6 @@ VARIANTS = {
     "max-plateau": {**_PLAIN, "combination": "max"},
     "median-smooth-plateau-hysteresis": {**_PLAIN, "combination": "median", "spans": _SPANS, "rule": _HYST},
     "rankmean-plateau": {**_PLAIN, "calibration": "normal"},
-    # The default, cross-checked on validation against the best member alone (ensemble.crossfit).
-    "stack-shrunk-smooth-plateau-hysteresis-fallback": {**_PLAIN, "combination": "stack", "shrinkage": 0.5,
-                                                        "spans": _SPANS, "rule": _HYST, "fallback": True},
     # The default's choices, but each channel thresholded on its own and the union taken (Telemanom);
     # needs the members' per-channel scores.
     "channel-union-stack-shrunk-smooth-plateau-hysteresis": {**_PLAIN, "combination": "stack", "shrinkage": 0.5,

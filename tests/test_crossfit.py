@@ -62,7 +62,7 @@ def spiky_validation(n=30_000, n_events=30, seed=0):
 
 def test_fallback_picks_the_best_member_when_it_wins_out_of_fold():
     s, y = spiky_validation()
-    plain = Ensemble(combination="mean").fit(s, y, ["clean", "spiky"])
+    plain = Ensemble(combination="mean", fallback=False).fit(s, y, ["clean", "spiky"])
     ens = Ensemble(combination="mean", fallback=True).fit(s, y, ["clean", "spiky"])
     fb = ens.fallback_
     assert fb["chosen"] == "member" and fb["member"] == "clean" and fb["interval"][0] > 0
@@ -91,6 +91,6 @@ def test_weight_search_reports_progress(caplog):
 
     s, y = spiky_validation(n=6000, n_events=10)
     with caplog.at_level(logging.INFO, logger="ensemble"):
-        Ensemble(combination="weighted", weight_trials=20).fit(s, y)
+        Ensemble(combination="weighted", weight_trials=20, fallback=False).fit(s, y)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("weight search")]
     assert [l.split(",")[0] for l in lines] == ["weight search: 10/20 trials", "weight search: 20/20 trials"]

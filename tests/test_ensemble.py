@@ -334,7 +334,8 @@ def test_holdout_evaluation_intervals_are_paired():
     assert (cmp["difference"], cmp["lo"], cmp["hi"], cmp["true_events"]) == (0.0, 0.0, 0.0, 10)
 
 
-@pytest.mark.parametrize("decision", ["stack-shrunk-smooth-plateau-hysteresis", "mean-plateau", "legacy-weighted-edge",
+@pytest.mark.parametrize("decision", ["stack-shrunk-smooth-plateau-hysteresis-fallback",
+                                      "stack-shrunk-smooth-plateau-hysteresis", "mean-plateau", "legacy-weighted-edge",
                                       "mean-bootstrap", "mean-pot-1e-3", "select-mean-plateau",
                                       "channel-union-stack-shrunk-smooth-plateau-hysteresis"])
 def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp_path, decision):
