@@ -23,6 +23,8 @@ from search.runner import resume, run_sweep
 from search.trainable import split_config
 from test_search import TINY, mission, sweep  # noqa: F401 - mission is a fixture used here
 
+pytestmark = pytest.mark.slow  # a sweep per module: `pytest -m slow` (see README)
+
 ray = pytest.importorskip("ray")
 STRICT = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
 
