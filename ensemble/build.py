@@ -22,6 +22,7 @@ from search import storage
 from telemetry import metrics
 from telemetry.atomic import atomic_path, write_text
 from telemetry.errors import TelemetryError
+from telemetry.threads import in_background
 
 log = logging.getLogger("ensemble")
 DEFAULT_DECISION = next(iter(VARIANTS))
@@ -80,6 +81,8 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     if not members.labelled:  # no labels: no decision layer can be fitted against detections
         return build_unlabelled(members, Path(out), seed)
     params = ensemble_params(decision, combination=combination, calibration=calibration, weight_trials=weight_trials)
+    # The data files (for the drift check and per-series tables) load while the ensemble is fitted.
+    data_loading = in_background(lambda: reload_data(members))
     log.info("ensemble of %d members (%s): %s", len(members.names), decision, ", ".join(members.names))
     if not members.channel_scores:
         log.info("the members hold no per-channel scores: no per-channel view")
@@ -100,7 +103,7 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
         test_rows, _ = evaluate(members.sets["test_true_labels"], *split_predictions(members, ens_out, "test"), picked,
                                 seed=seed)
     verdict = verdict_text(hold_rows, hold_cmp)
-    data = reload_data(members)
+    data = data_loading.result()
     tables, unit, what = series_tables(members, ens_out, data)
     return write_outputs(Path(out), members, ens, ens_out, hold_rows, hold_cmp, test_rows, verdict, data,
                          (tables, unit, what))

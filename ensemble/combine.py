@@ -27,6 +27,7 @@ import numpy as np
 
 from ensemble.calibration import Calibrator
 from telemetry.errors import TelemetryError
+from telemetry.threads import thread_map
 from telemetry.thresholds import Threshold, f05_curve
 
 STACK_ROWS = 500_000  # rows the stacking regression sees at most (every k-th row beyond that)
@@ -206,16 +207,26 @@ class Ensemble:
         self.channel_calibrators_ = [[Calibrator(self.calibration).fit(cs[:, p, k], nominal) for k in range(n_c)]
                                      for p in range(n_p)]
         e = self._combine_channels(cs)
+        # As the decision (per_channel), the union's span is searched; as the breakdown of the main
+        # decision's events, each channel is smoothed like the main score (a third of the work).
+        spans = self.spans if self.per_channel else (int(self.rule_.smooth),)
+
+        def fitted(job):
+            span, k = job
+            rule = Threshold(**{**self.rule, "smooth": span, "seed": self.seed}).fit(e[:, k], labels)
+            return rule, rule.predict(e[:, k])
+
+        jobs = [(span, k) for span in spans for k in range(n_c)]
+        done = dict(zip(jobs, thread_map(fitted, jobs)))
         best = None
-        for span in self.spans:
-            rules = [Threshold(**{**self.rule, "smooth": span, "seed": self.seed}).fit(e[:, k], labels)
-                     for k in range(n_c)]
-            union = np.any([r.predict(e[:, k]) for k, r in enumerate(rules)], axis=0).astype(np.uint8)
+        for span in spans:
+            rules = [done[(span, k)][0] for k in range(n_c)]
+            union = np.any([done[(span, k)][1] for k in range(n_c)], axis=0).astype(np.uint8)
             f = _f05(labels, union)
             if best is None or f > best[0] + 1e-12:
-                best = (f, rules)
-        self.channel_val_f05_, self.channel_rules_ = best
-        self.channel_val_f05_alone_ = [rule_f05(r, e[:, k], labels) for k, r in enumerate(self.channel_rules_)]
+                best = (f, rules, span)
+        self.channel_val_f05_, self.channel_rules_, span = best
+        self.channel_val_f05_alone_ = [_f05(labels, done[(span, k)][1]) for k in range(n_c)]
 
     def fit(self, scores: np.ndarray, labels: np.ndarray, names=None, channel_scores: np.ndarray | None = None,
             channel_members=None, channels=None) -> "Ensemble":
@@ -282,8 +293,8 @@ class Ensemble:
                 return e.predict(s_fold)
             return fit_predict
 
-        combined = crossfit.out_of_fold(runner(self.selection), scores, labels, self.fallback_folds)
-        member = crossfit.out_of_fold(runner(1.0), scores, labels, self.fallback_folds)
+        combined, member = thread_map(lambda sel: crossfit.out_of_fold(runner(sel), scores, labels, self.fallback_folds),
+                                      [self.selection, 1.0])
         if combined is None or member is None:
             return {"chosen": "ensemble", "why": f"a fold of {self.fallback_folds} leaves no event to fit on"}
         cmp = crossfit.compare(labels, member, combined, level=self.fallback_level, seed=self.seed)
@@ -294,14 +305,17 @@ class Ensemble:
 
     def _fit_rule(self, combined: np.ndarray, labels: np.ndarray) -> None:
         posts = itertools.product((1, 3, 10, 30), (0, 5, 20, 100)) if self.post_grid else [(None, None)]
-        best = None
-        for span, (min_len, gap) in itertools.product(self.spans, list(posts)):
+        def fitted(choice):
+            span, (min_len, gap) = choice
             params = {**self.rule, "smooth": span, "seed": self.seed}
             if min_len is not None:
                 params.update(min_length=min_len, max_gap=gap)
             rule = Threshold(**params).fit(combined, labels)
-            f = rule_f05(rule, combined, labels)
-            if best is None or f > best[0] + 1e-12:
+            return rule_f05(rule, combined, labels), rule
+
+        best = None
+        for f, rule in thread_map(fitted, list(itertools.product(self.spans, list(posts)))):
+            if best is None or f > best[0] + 1e-12:  # in the serial order: ties keep the earlier
                 best = (f, rule)
         self.val_f05_, self.rule_ = best
         self.threshold_ = self.rule_.threshold_

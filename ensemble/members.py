@@ -13,6 +13,7 @@ from models import registry
 from search import results, storage
 from search.trainable import CHANNEL_SUFFIX
 from telemetry.errors import TelemetryError
+from telemetry.threads import thread_map
 from telemetry.thresholds import Threshold
 
 SUPERVISED, BASELINES = "supervised", "baselines"
@@ -125,8 +126,9 @@ def load_members(experiment: str, k: int = 2, include: tuple[str, ...] = ()) -> 
     splits = [s for s in SPLITS if f"{s}_ids" in sets]
     names, metas, scores = [], [], {s: [] for s in splits}
     channels, channel_members, channel_scores = None, [], {s: [] for s in splits}
-    for j, (_, row) in enumerate(chosen.iterrows()):
-        meta, sc = results.load_trial(row["checkpoint"])
+    rows = [row for _, row in chosen.iterrows()]
+    loaded = thread_map(lambda row: results.load_trial(row["checkpoint"]), rows)  # zlib and reads release the GIL
+    for j, (row, (meta, sc)) in enumerate(zip(rows, loaded)):
         for split in splits:
             expected = sets[f"{split}_ids"].size
             if sc[split].shape != (expected,):

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
 from telemetry.errors import TelemetryError
 from telemetry.events import event_labels
@@ -116,12 +115,24 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, raw_score: np.ndarray | None 
 def auc_pr(y_true: np.ndarray, raw_score: np.ndarray) -> float:
     """Area under the precision-recall curve of a raw score (average precision); NaN without positives."""
     t = np.asarray(y_true).ravel().astype(bool)
-    s = np.asarray(raw_score, dtype=np.float64).ravel()
+    s = np.asarray(raw_score).ravel()
+    if s.dtype.kind != "f":
+        s = s.astype(np.float64)
     if s.shape != t.shape:
         raise TelemetryError(f"labels have {t.size} rows but the score has {s.size}")
+    if not np.isfinite(s).all():
+        raise TelemetryError(f"the score has {int((~np.isfinite(s)).sum())} non-finite values; AUC-PR needs finite scores")
     if not t.any() or t.all():
         return float("nan")
-    return float(average_precision_score(t, s))
+    # scikit-learn's average precision (sum over distinct thresholds, high to low, of the recall
+    # step times the precision there), from one unstable sort: ties are grouped, so order inside
+    # them does not matter; several times faster on millions of rows.
+    order = np.argsort(s)[::-1]
+    ss = s[order]
+    last = np.r_[np.flatnonzero(ss[1:] != ss[:-1]), ss.size - 1]  # the last row of each distinct score
+    tps = np.cumsum(t[order], dtype=np.int64)[last]
+    precision = tps / (last + 1.0)
+    return float(np.sum(np.diff(tps / tps[-1], prepend=0.0) * precision))
 
 
 def block_counts(y_true: np.ndarray, y_pred: np.ndarray, n_blocks: int) -> np.ndarray:

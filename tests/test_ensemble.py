@@ -147,6 +147,10 @@ def test_channel_union_matches_a_hand_computed_case():
     plain.fit(main, y, channel_scores=cs, channel_members=[0, 2], channels=["x", "y"])
     np.testing.assert_array_equal(plain.predict(main), plain.rule_.predict(plain.score(main)))
     np.testing.assert_array_equal(plain.channel_predictions(cs), per)
+    # as a breakdown of the main decision, each channel is smoothed like the main score (no own search)
+    smooth = Ensemble(calibration="z", combination="mean", rule=rule, spans=(1, 3))
+    smooth.fit(main, y, channel_scores=cs, channel_members=[0, 2], channels=["x", "y"])
+    assert {r.smooth for r in smooth.channel_rules_} == {smooth.rule_.smooth}
     with pytest.raises(TelemetryError, match="per-channel decision needs the members' per-channel scores"):
         Ensemble(per_channel=True, rule=rule).fit(main, y)
     with pytest.raises(TelemetryError, match="needs the members' per-channel scores of this split"):

@@ -111,6 +111,25 @@ def test_auc_pr_of_a_perfect_and_of_an_uninformative_score():
     assert np.isnan(auc_pr(np.zeros(5), np.arange(5)))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_auc_pr_equals_scikit_learns_average_precision_with_ties(dtype):
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(3)
+    y = rng.random(5000) < 0.1
+    s = np.round(rng.normal(size=5000) + 1.5 * y, 1)  # rounded: hundreds of tied scores
+    s = (s * 10).astype(dtype) if dtype is np.int64 else s.astype(dtype)
+    assert auc_pr(y, s) == pytest.approx(average_precision_score(y, s.astype(np.float64)), abs=1e-12)
+    # hand-computed: scores 3 (pos), 2 (neg, pos tied), 1 (pos): recall steps 1/3 at precision 1,
+    # then 1/3 at 2/3, then 1/3 at 3/4
+    assert auc_pr(A([1, 0, 1, 1]), np.array([3.0, 2.0, 2.0, 1.0])) == pytest.approx((1 + 2 / 3 + 3 / 4) / 3)
+
+
+def test_auc_pr_refuses_non_finite_scores():
+    with pytest.raises(TelemetryError, match="1 non-finite values"):
+        auc_pr(A([0, 1, 0]), np.array([0.1, np.nan, 0.2]))
+
+
 def test_events_and_postprocessing():
     b = A([1, 1, 0, 1, 0, 0, 0, 1, 0, 1])
     np.testing.assert_array_equal(events(b), [[0, 2], [3, 4], [7, 8], [9, 10]])
