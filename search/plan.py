@@ -188,6 +188,10 @@ def split_rows_of(cfg, rows: int | None = None, test_rows: int | None = None) ->
 
         if path.endswith(".parquet"):
             return pq.ParquetFile(path).metadata.num_rows
+        if path.endswith(".json"):  # discharges: rows after resampling, not lines of the file
+            from telemetry.discharges import load_discharges
+
+            return int(load_discharges(path).offsets[-1])
         with open(path, "rb") as fh:
             return sum(1 for _ in fh) - 1
 

@@ -62,3 +62,16 @@ def test_calibration_times_a_real_epoch_and_estimates_hours(tmp_path):
     assert d.finalist_seconds == pytest.approx(d.finalist_windows / d.score_rate / 2.0, abs=0.06)
     assert d.trial_hours == pytest.approx((3 * d.trial_seconds + 3 * d.finalist_seconds) / 3600, abs=1e-3)
     assert "total: 5 trials" in plan.report(t.reset_index(), 2.0)  # the supervised member calibrates too
+
+
+def test_split_rows_of_a_discharge_file_count_resampled_rows_not_lines(tmp_path):
+    from telemetry.discharges import load_discharges, write_synthetic_discharges
+
+    path = tmp_path / "d.json"
+    write_synthetic_discharges(path, n_discharges=4, seed=0)
+    rows = int(load_discharges(path).offsets[-1])
+    cfg = parse_config({"name": "d", "data": {"train": str(path), "fractions": [0.5, 0.25, 0.25]},
+                        "architectures": {"global_std": {"trials": 1}}}, base_dir=tmp_path)
+    split = plan.split_rows_of(cfg)
+    assert sum(split[s] for s in ("fit", "validation", "holdout")) == rows and split["test"] == 0
+    assert rows > len(path.read_text().splitlines())  # the file is a few lines of JSON
