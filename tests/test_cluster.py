@@ -578,8 +578,6 @@ def _tiny_sweep(mission: Path, storage: Path):
 
 
 @pytest.mark.slow
-
-
 def test_sweep_trials_land_on_gpu_workers_with_their_fractions(fake_gpu_cluster, tiny_mission, tmp_path):
     from ray.tune import ExperimentAnalysis
 

@@ -382,7 +382,6 @@ class TestLocal:
         assert all(t == {"method": "best_f05", "min_length": 1, "max_gap": 0} for t in thresholds)
 
     @pytest.mark.slow
-
     def test_asha_stops_a_poor_trial_and_fifo_does_not(self, mission, tmp_path, local_ray):
         """The same three seeded random configurations, run one at a time for up to 3 epochs: ASHA
         (grace 1, halving) stops a trial whose validation loss trails at a rung; FIFO runs all to the end."""
@@ -526,7 +525,6 @@ class TestCluster:
         assert check_storage_for_cluster(str(store), shared=True) == 3
 
     @pytest.mark.slow
-
     def test_node_lost_mid_trial_resumes_from_epoch_checkpoint(self, cluster, mission, tmp_path):
         epochs = 15
         raw = sweep(mission, "node_loss",

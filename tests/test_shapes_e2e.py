@@ -128,8 +128,6 @@ def test_unlabelled_trial_reports_its_losses_and_an_unsupervised_threshold():
 
 
 @pytest.mark.slow
-
-
 def test_unlabelled_sweep_runs_is_interrupted_resumes_and_builds(tmp_path, capsys):
     """As tests/test_search.py does for labelled sweeps: Ctrl-C once a trial has finished, resume runs
     only the others; the leaderboard is ordered by validation loss; build writes a submission."""
@@ -204,7 +202,6 @@ def test_unlabelled_sweep_runs_is_interrupted_resumes_and_builds(tmp_path, capsy
 # -- the seed-003 fleet, end to end -----------------------------------------------------------------
 
 @pytest.mark.slow
-
 def test_fleet_csv_sweep_build_names_the_drifting_devices(tmp_path):
     from ensemble.build import build
     from search.runner import run_sweep
@@ -243,7 +240,6 @@ def test_fleet_csv_sweep_build_names_the_drifting_devices(tmp_path):
 # -- the seed-002 discharges, end to end ------------------------------------------------------------
 
 @pytest.mark.slow
-
 def test_discharge_json_sweep_with_classifier_and_autoencoder_gives_warning_times(tmp_path):
     from ensemble.build import build
     from search.runner import run_sweep
