@@ -4,6 +4,9 @@
 - ``robust_z``: (s - median) / (1.4826 MAD), insensitive to the few large nominal errors
 - ``normal``: monotone map to a standard normal through the empirical CDF of the nominal scores
   (Merlion's calibration idea); values beyond the observed range extend linearly in z.
+- ``robust_log``: the robust z compressed beyond one unit, sign(z) log1p(|z|): the same ranking
+  per member, but one member's z of 100 counts like 4.6 rather than 100, so a combination needs
+  several members to agree instead of following whichever member spikes (a soft vote, no parameter).
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from scipy import stats
 
 from telemetry.errors import TelemetryError
 
-METHODS = ("z", "robust_z", "normal")
+METHODS = ("z", "robust_z", "normal", "robust_log")
 
 
 class Calibrator:
@@ -29,7 +32,7 @@ class Calibrator:
             raise TelemetryError("calibration needs at least two nominal validation rows")
         if self.method == "z":
             self.center_, self.scale_ = float(ref.mean()), float(ref.std())
-        elif self.method == "robust_z":
+        elif self.method in ("robust_z", "robust_log"):
             med = float(np.median(ref))
             self.center_, self.scale_ = med, float(1.4826 * np.median(np.abs(ref - med)))
             if self.scale_ <= 1e-12:  # more than half the rows tie: fall back to the std
@@ -44,6 +47,9 @@ class Calibrator:
 
     def transform(self, scores: np.ndarray) -> np.ndarray:
         s = np.asarray(scores, dtype=np.float64)
+        if self.method == "robust_log":
+            z = (s - self.center_) / self.scale_
+            return (np.sign(z) * np.log1p(np.abs(z))).astype(np.float32)
         if self.method != "normal":
             return ((s - self.center_) / self.scale_).astype(np.float32)
         q, z = self.quantiles_, self.z_

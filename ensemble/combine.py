@@ -44,7 +44,7 @@ def best_f05(scores: np.ndarray, labels: np.ndarray) -> float:
 class Ensemble:
     """Members' scores [N, M] -> one score per row -> binary predictions.
 
-    calibration: ``z``, ``robust_z`` or ``normal`` on each member's validation nominal rows.
+    calibration: ``z``, ``robust_z``, ``normal`` or ``robust_log`` on each member's validation nominal rows.
     selection: keep the members whose validation F0.5 alone is at least ``selection`` x the best
     member's (None keeps all). combination: ``mean`` or ``max`` of calibrated scores; ``weighted``
     (non-negative weights searched with seeded Optuna TPE on validation F0.5); ``shrunk`` (those
@@ -422,6 +422,12 @@ VARIANTS = {
     "max-plateau": {**_PLAIN, "combination": "max"},
     "median-smooth-plateau-hysteresis": {**_PLAIN, "combination": "median", "spans": _SPANS, "rule": _HYST},
     "rankmean-plateau": {**_PLAIN, "calibration": "normal"},
+    # The default's choices on log-compressed robust z: one member's spike cannot carry the
+    # combination alone (ensemble.calibration).
+    "logz-stack-shrunk-smooth-plateau-hysteresis-fallback": {**_PLAIN, "calibration": "robust_log",
+                                                             "combination": "stack", "shrinkage": 0.5, "spans": _SPANS,
+                                                             "rule": _HYST, "fallback": True},
+    "logz-mean-smooth-plateau-hysteresis": {**_PLAIN, "calibration": "robust_log", "rule": _HYST, "spans": _SPANS},
     # The default's choices, but each channel thresholded on its own and the union taken (Telemanom);
     # needs the members' per-channel scores.
     "channel-union-stack-shrunk-smooth-plateau-hysteresis": {**_PLAIN, "combination": "stack", "shrinkage": 0.5,

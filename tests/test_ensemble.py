@@ -23,7 +23,7 @@ def labelled_scores(n=3000, seed=0):
     return y, good, noise
 
 
-@pytest.mark.parametrize("method", ["z", "robust_z", "normal"])
+@pytest.mark.parametrize("method", ["z", "robust_z", "normal", "robust_log"])
 def test_calibration_puts_members_on_one_scale(method):
     y, good, _ = labelled_scores()
     a = good
@@ -32,8 +32,21 @@ def test_calibration_puts_members_on_one_scale(method):
     cb = Calibrator(method).fit(b, y == 0).transform(b)
     np.testing.assert_allclose(ca, cb, atol=1e-3)
     nom = ca[y == 0]
+    if method == "robust_log":  # back to the robust z it compresses
+        nom = np.sign(nom) * np.expm1(np.abs(nom))
     assert abs(np.median(nom)) < 0.1 and 0.8 < np.std(nom) < 1.2
     assert np.all(np.diff(ca[np.argsort(a)]) >= -1e-6)  # monotone
+
+
+def test_robust_log_compresses_the_robust_z_beyond_one_unit():
+    nominal = np.array([1.0, 2.0, 3.0, 4.0, 5.0])  # median 3, MAD 1 -> scale 1.4826
+    cal = Calibrator("robust_log").fit(nominal)
+    z = (np.array([3.0, 3.0 + 1.4826, 3.0 - 2 * 1.4826, 3.0 + 99 * 1.4826]) - 3.0) / 1.4826  # 0, 1, -2, 99
+    np.testing.assert_allclose(cal.transform(3.0 + 1.4826 * z), [0.0, np.log(2), -np.log(3), np.log(100)], rtol=1e-6)
+    # one member at z 99 and three at 0 no longer outweigh four members at z 3 (a soft vote)
+    spike = np.log1p(np.array([99.0, 0, 0, 0])).mean()
+    agree = np.log1p(np.array([3.0, 3, 3, 3])).mean()
+    assert spike < agree and np.array([99.0, 0, 0, 0]).mean() > np.array([3.0, 3, 3, 3]).mean()
 
 
 def test_weights_favour_the_informative_member_and_match_the_best_alone():
@@ -341,7 +354,8 @@ def test_holdout_evaluation_intervals_are_paired():
 @pytest.mark.parametrize("decision", ["stack-shrunk-smooth-plateau-hysteresis-fallback",
                                       "stack-shrunk-smooth-plateau-hysteresis", "mean-plateau", "legacy-weighted-edge",
                                       "mean-bootstrap", "mean-pot-1e-3", "select-mean-plateau",
-                                      "channel-union-stack-shrunk-smooth-plateau-hysteresis"])
+                                      "channel-union-stack-shrunk-smooth-plateau-hysteresis",
+                                      "logz-stack-shrunk-smooth-plateau-hysteresis-fallback"])
 def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp_path, decision):
     """Calibration, weights, threshold and post-processing must not move when holdout/test scores change."""
     from ensemble.build import build
