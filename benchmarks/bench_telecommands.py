@@ -1,13 +1,16 @@
 """False alarms at commanded mode changes, with and without telecommands as model inputs.
 
-    python benchmarks/bench_telecommands.py [--rows 1000000] [--seeds 0 1] [--channels 1-76] [--no-record]
+    python benchmarks/bench_telecommands.py [--rows 1000000] [--seeds 0 1] [--channels 1-76]
+        [--command-response smooth|transient] [--members pca conv_ae] [--no-record]
 
 On synthetic missions (whose telecommands switch channel groups into other operating modes, never
 labelled; one pulse per ~30,000 rows, each acting on one of eight channel groups, so all 76 channels
 are read by default and the test series must be long to hold a few), each member is fitted with and without ``telecommands=True`` and thresholded by the
 default decision layer on validation; on the test series we count false events (predicted runs
 touching no true event) that start within ``--after`` rows of a telecommand pulse, all false
-events, and the test F0.5.
+events, and the test F0.5. ``--command-response transient`` generates missions whose commands make
+a step plus a decaying surge per telecommand (telemetry.synth.COMMAND_RESPONSES): false events a
+channel-only member should raise and a member reading telecommands could avoid.
 """
 from __future__ import annotations
 
@@ -25,7 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 MEMBERS = {
     "pca": {"lags": 5, "n_components": 0.95},
     "conv_ae": {"window": 32, "latent": 16, "epochs": 3, "batch_size": 256, "train_stride": 8, "score_stride": 4},
+    "dense_ae": {"window": 32, "units": 32, "latent": 16, "epochs": 3, "batch_size": 256, "train_stride": 8,
+                 "score_stride": 4},
 }
+DEFAULT_MEMBERS = ("pca", "conv_ae")
 
 
 def false_events_after_pulses(y: np.ndarray, pred: np.ndarray, pulses: np.ndarray, after: int) -> tuple[int, int]:
@@ -48,6 +54,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--channels", default="1-76")
     ap.add_argument("--after", type=int, default=700, help="rows after a pulse that count as its mode change")
+    ap.add_argument("--command-response", default="smooth", choices=["smooth", "transient"],
+                    help="how the missions' commanded mode changes look (telemetry.synth)")
+    ap.add_argument("--members", nargs="+", default=list(DEFAULT_MEMBERS), choices=sorted(MEMBERS))
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args(argv)
 
@@ -61,13 +70,16 @@ def main(argv=None) -> int:
              "|---|---|---|---|---|---|"]
     totals = {}
     for seed in args.seeds:
-        d = REPO / "results" / "bench_telecommands" / f"synth-{args.rows}-s{seed}"
+        # Transient missions get folders of their own (the smooth ones keep their old names).
+        suffix = "" if args.command_response == "smooth" else f"-{args.command_response}"
+        d = REPO / "results" / "bench_telecommands" / f"synth-{args.rows}-s{seed}{suffix}"
         if not (d / "mission.json").is_file():
-            generate_mission(d, rows=args.rows, seed=seed)
+            generate_mission(d, rows=args.rows, seed=seed, command_response=args.command_response)
         data = prepare(DataConfig(train=str(d / "train.parquet"), test=str(d / "test.parquet"),
                                   test_labels=str(d / "test_labels.parquet"), channels=args.channels, telecommands="all"))
         pulses = np.flatnonzero((data.test.telecommands == 1.0).any(axis=1))
-        for arch, params in MEMBERS.items():
+        for arch in args.members:
+            params = MEMBERS[arch]
             for with_tc in (False, True):
                 t0 = time.perf_counter()
                 est = registry.get(arch)(**params, telecommands=with_tc).fit(data.fit, data.validation)
@@ -86,8 +98,9 @@ def main(argv=None) -> int:
     lines += ["", "| member | telecommands | false events after a pulse (sum) | all false events (sum) | mean test F0.5 |",
               "|---|---|---|---|---|"]
     lines += [f"| {arch} | {'yes' if tc else 'no'} | {a[0]} | {a[1]} | {np.mean(a[2]):.3f} |" for (arch, tc), a in totals.items()]
+    response = "" if args.command_response == "smooth" else f", {args.command_response} command responses"
     record(f"Telecommands as inputs: false events at commanded mode changes ({args.rows:,}-row missions, "
-           f"channels {args.channels})",
+           f"channels {args.channels}{response})",
            "\n".join(lines), out=None if args.no_record else REPO / "benchmarks" / "RESULTS.md")
     return 0
 
