@@ -13,6 +13,13 @@ in float64 (what scikit-learn's PCA computes, without ever holding the embedded 
 Score: absolute reconstruction residual, averaged over each channel's lags, turned into a row score
 by :class:`models.scoring.RowScorer` (standardised per channel on the validation split's nominal
 rows, as for the window models, then the max or mean over channels).
+
+With telecommand features (``telecommands=True``) the model is conditional: the embedded channels'
+least-squares response to the features is taken out first, and the subspace is that of the
+channels' covariance given the features (Gaussian conditioning, ``S_xx - S_xf S_ff^+ S_fx``), both
+from the same accumulated moments. Appending the features to the embedding instead (as before) let
+the joint PCA ignore them: a feature is near 1 for a few hundred rows per command, so its variance
+is far below any kept component's and the reconstruction never used it.
 """
 from __future__ import annotations
 
@@ -47,6 +54,17 @@ def lagged(values: np.ndarray, lags: int, lo: int = 0, hi: int | None = None,
         seg = np.asarray(segments, dtype=np.int64)
         first = seg[np.searchsorted(seg, idx, side="right") - 1]
     return np.concatenate([values[np.maximum(idx - k, first)] for k in range(lags)], axis=1)
+
+
+def _conditioned(cov: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """From the joint covariance of [embedded channels (d), conditioning columns]: the channels'
+    least-squares coefficients on the columns [d, T] and the channels' covariance given them [d, d].
+    A pseudo-inverse, because a telecommand that never fires in the training rows is a constant column."""
+    cxf, cff = cov[:d, d:], cov[d:, d:]
+    if cff.size == 0:
+        return np.zeros((d, 0), np.float32), cov
+    coef = cxf @ np.linalg.pinv(cff, rcond=1e-10, hermitian=True)
+    return coef.astype(np.float32), cov[:d, :d] - coef @ cxf.T
 
 
 @register("pca")
@@ -99,7 +117,10 @@ class PCADetector(RowDetector):
             s1 += x.sum(axis=0)
             s2 += x.T @ x
         mean = s1 / total
-        var, vec = np.linalg.eigh((s2 - total * np.outer(mean, mean)) / max(total - 1, 1))  # ascending
+        cov = (s2 - total * np.outer(mean, mean)) / max(total - 1, 1)
+        d -= self.n_conditioning_
+        self.coef_, cov = _conditioned(cov, d)
+        var, vec = np.linalg.eigh(cov)  # ascending
         var, vec = np.maximum(var[::-1], 0.0), vec[:, ::-1]
         if isinstance(self.n_components, float):
             share = np.cumsum(var) / var.sum() if var.sum() > 0 else np.ones(d)
@@ -107,7 +128,7 @@ class PCADetector(RowDetector):
         else:
             k = int(self.n_components)
         k = max(1, min(k, d - 1)) if d > 1 else 0  # one feature: score its distance to the mean
-        self.mean_ = mean.astype(np.float32)
+        self.mean_ = mean.astype(np.float32)  # channels' embedding, then the conditioning columns
         self.components_ = vec[:, :k].T.astype(np.float32)  # [k, d], sklearn's layout
         self.explained_variance_ratio_ = (var[:k] / var.sum() if var.sum() > 0 else np.zeros(k)).astype(np.float32)
         ref = validation if validation is not None else train
@@ -117,10 +138,20 @@ class PCADetector(RowDetector):
             err[lo:hi] = self._channel_errors(ref, lo, hi)
         self.scorer_ = RowScorer(self.channel_reduction).fit(err, ref.nominal if ref.labels is not None else None)
 
+    def _centred(self, series: Series, lo: int, hi: int) -> np.ndarray:
+        """Rows [lo, hi) of the embedding less the mean and, with conditioning, less the channels'
+        fitted response to it. (A model saved before conditioning by regression kept the features in
+        its subspace: its components are wider than the channels' embedding.)"""
+        xc = self._embedded(series, lo, hi) - self.mean_
+        if not self.n_conditioning_ or self.components_.shape[1] == xc.shape[1]:
+            return xc
+        width = xc.shape[1] - self.n_conditioning_
+        return xc[:, :width] - xc[:, width:] @ self.coef_.T
+
     def _channel_errors(self, series: Series, lo: int, hi: int) -> np.ndarray:
         """Mean absolute residual per row and channel [hi - lo, C] (over the channel's lags; the
         conditioning columns' residuals are left out)."""
-        xc = self._embedded(series, lo, hi) - self.mean_
+        xc = self._centred(series, lo, hi)
         resid = xc - (xc @ self.components_.T) @ self.components_
         c = series.n_channels
         return np.abs(resid[:, : c * int(self.lags)]).reshape(hi - lo, int(self.lags), c).mean(axis=1)
@@ -131,7 +162,7 @@ class PCADetector(RowDetector):
     def _row_losses(self, series: Series, lo: int, hi: int) -> np.ndarray:
         """Mean squared reconstruction residual of each row's embedded channel features (the
         autoencoders' MSE, in scaled units; conditioning columns left out)."""
-        xc = self._embedded(series, lo, hi) - self.mean_
+        xc = self._centred(series, lo, hi)
         resid = (xc - (xc @ self.components_.T) @ self.components_)[:, : series.n_channels * int(self.lags)]
         return np.square(resid, dtype=np.float64).mean(axis=1)
 
@@ -141,11 +172,12 @@ class PCADetector(RowDetector):
     def _save_state(self, path: Path) -> None:
         np.savez(path / "state.npz", mean=self.mean_, components=self.components_,
                  explained_variance_ratio=self.explained_variance_ratio_, error_mean=self.scorer_.loc_,
-                 error_std=self.scorer_.scale_, n_conditioning=self.n_conditioning_)
+                 error_std=self.scorer_.scale_, n_conditioning=self.n_conditioning_, coef=self.coef_)
 
     def _load_state(self, path: Path) -> None:
         st = np.load(path / "state.npz")
         self.mean_, self.components_ = st["mean"], st["components"]
         self.explained_variance_ratio_ = st["explained_variance_ratio"]
         self.n_conditioning_ = int(st["n_conditioning"]) if "n_conditioning" in st else 0
+        self.coef_ = st["coef"] if "coef" in st else np.zeros((self.components_.shape[1], 0), np.float32)
         self.scorer_ = RowScorer(self.channel_reduction).set_stats(st["error_mean"], st["error_std"])

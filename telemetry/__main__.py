@@ -18,7 +18,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from telemetry.synth import generate_mission
 
     summary = generate_mission(args.out, rows=args.rows, seed=args.seed, test_rows=args.test_rows,
-                               chunk_rows=args.chunk_rows)
+                               chunk_rows=args.chunk_rows, command_response=args.command_response)
     frac = summary["anomalous_fraction"]
     for split in ("train", "test"):
         print(f"{summary['paths'][split]}: {summary['rows'][split]:,} rows, {100 * frac[split]:.1f} % anomalous")
@@ -90,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="test rows (default: rows/4, at least 1000, at most 521280)")
     synth.add_argument("--chunk-rows", type=int, default=500_000,
                        help="rows generated and written per step, also the parquet row-group size (default 500000)")
+    # No argparse choices: an unknown value gets the generator's one-line error (exit 2) like any other.
+    synth.add_argument("--command-response", default="smooth", metavar="{smooth,transient}",
+                       help="how a commanded mode change looks: smooth (default: a slow transition) or transient "
+                            "(a step plus a decaying surge per telecommand, like real commands)")
     synth.set_defaults(func=_cmd_synth)
 
     fleet = sub.add_parser("synth-fleet", help="write a wide unlabelled CSV of devices, some drifting in the second half",

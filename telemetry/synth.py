@@ -9,7 +9,10 @@ The generator imitates what makes the real challenge data hard:
 * slow coloured noise per group (AR(1)) plus white noise per channel, some channels quantised
   like ADC readings;
 * telecommands that switch a group into another operating mode (new level and amplitude, reached
-  over a smooth transition) -- nominal behaviour, never labelled;
+  over a smooth transition) -- nominal behaviour, never labelled; with
+  ``command_response="transient"`` the switch is a fast step plus a decaying surge of fixed shape
+  per telecommand (see :data:`COMMAND_RESPONSES`), which looks like an anomaly to a model that
+  sees only the channels;
 * labelled anomalies of six kinds (spike, level shift, drift, flat line, noise burst, frequency
   change), single- and multichannel, 1 to thousands of rows long, obvious to subtle, about 10 % of
   rows in train and test alike, ~70 % of them touching channels 41-46.
@@ -63,7 +66,21 @@ N_MODES = 3                 # operating modes per group; a telecommand cycles it
 ROWS_PER_TELECOMMAND = 30_000
 MIN_ROWS = 1_000
 MAX_CHUNK_ROWS = 5_000_000  # keeps one chunk's float32 block (~20 B/row/channel peak) in check
-_PLAN_STREAM, _NOISE_STREAM = 1, 2
+_PLAN_STREAM, _NOISE_STREAM, _RESPONSE_STREAM = 1, 2, 3
+# How a group answers a telecommand that switches its mode:
+# "smooth": the new level and amplitude are reached over a smooth transition of up to 600 rows,
+#   which stays inside the nominal range (the default; the files are those of earlier versions);
+# "transient": a fast step (STEP_ROWS) at the pulse, plus a surge on every channel of the group,
+#   gain_c * exp(-rows since the pulse / RESPONSE_ROWS), with one fixed gain vector (several channel
+#   stds, a sign per channel) per telecommand: real commands (heaters, wheels, payload on) make
+#   such transients, which break the group's usual correlations. The surge is exactly
+#   gain * the telecommand feature of telemetry.telecommands at its default horizon (1,000 rows),
+#   so a model that reads telecommands can learn it and one that does not sees an anomaly.
+COMMAND_RESPONSES = ("smooth", "transient")
+RESPONSE_ROWS = 1_000.0      # surge time constant (DataConfig.telecommand_horizon's default)
+STEP_ROWS = 3                # a commanded step, instead of the smooth transition
+_RESPONSE_GAIN = (3.0, 6.0)  # surge size at the pulse, in channel stds (uniform per telecommand)
+_RESPONSE_SPAN = 10.0        # time constants after which a surge is cut off (e^-10: invisible)
 _N_BASIS = 7                # sin/cos of 3 harmonics + eclipse
 
 
@@ -129,9 +146,11 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 class _Mission:
     """The whole plan (channel structure and every event) plus the state carried between chunks."""
 
-    def __init__(self, rows: int, test_rows: int, seed: int, n_channels: int, n_telecommands: int):
+    def __init__(self, rows: int, test_rows: int, seed: int, n_channels: int, n_telecommands: int,
+                 command_response: str = "smooth"):
         self.rows, self.test_rows, self.total = rows, test_rows, rows + test_rows
         self.seed, self.n_channels, self.n_telecommands = seed, n_channels, n_telecommands
+        self.command_response = command_response
         rng = np.random.default_rng([seed, _PLAN_STREAM])
         self.orbit = rng.uniform(0.98, 1.02) * ORBIT_ROWS
         self.eclipse_phase = rng.uniform(0, 2 * np.pi)
@@ -141,6 +160,7 @@ class _Mission:
                           + self._plan_anomalies(rng, rows, test_rows, "test"))
         self.anomaly_starts = np.array([a.start for a in self.anomalies], dtype=np.int64)
         self.telecommands = self._plan_telecommands(rng)
+        self._plan_responses()
 
     # ---- planning -------------------------------------------------------------------------
     def _plan_channels(self, rng: np.random.Generator) -> None:
@@ -267,6 +287,7 @@ class _Mission:
         target = {j: int(order[j % N_GROUPS]) for j in range(n_tc - n_noop)}
         modes = [0] * N_GROUPS
         changes: list[list[tuple]] = [[] for _ in range(N_GROUPS)]
+        self.command_group = target
         out = []
         for r in kept:
             tc = _Telecommand(row=r, index=int(rng.integers(n_tc)), pulse=int(rng.integers(1, 4)))
@@ -274,6 +295,9 @@ class _Mission:
                 g = target[tc.index]
                 t0 = r + int(rng.integers(0, delay_max + 1))
                 dur = int(rng.integers(1, dur_max + 1))
+                if self.command_response == "transient":
+                    # Drawn all the same, so pulses and anomalies sit where the default puts them.
+                    t0, dur = r, STEP_ROWS
                 new = (modes[g] + 1) % N_MODES
                 grp = self.groups[g]
                 changes[g].append((t0, dur, grp.mode_level[new] - grp.mode_level[modes[g]],
@@ -284,6 +308,26 @@ class _Mission:
         for g, grp in enumerate(self.groups):
             grp.changes = np.array(changes[g], dtype=np.float64).reshape(-1, 4)
         return out
+
+    def _plan_responses(self) -> None:
+        """Transient mode: one surge gain vector per effective telecommand, and each group's firings.
+
+        Drawn from a stream of their own, so the rest of the mission is that of the default mode.
+        """
+        self.response_gain: dict[int, np.ndarray] = {}
+        self.firings = [np.zeros((0, 2), dtype=np.int64) for _ in self.groups]  # (pulse row, telecommand)
+        # Small missions place telecommands closer to anomalies: shorter surges (1,000 rows from 100k on).
+        self.response_rows = min(RESPONSE_ROWS, self.total / 100)
+        if self.command_response != "transient":
+            return
+        rng = np.random.default_rng([self.seed, _RESPONSE_STREAM])
+        for j in sorted(self.command_group):
+            k = len(self.groups[self.command_group[j]].channels)
+            gain = rng.uniform(*_RESPONSE_GAIN) * rng.choice([-1.0, 1.0], k) * rng.uniform(0.6, 1.4, k)
+            self.response_gain[j] = gain
+        for g in range(len(self.groups)):
+            fired = [(tc.row, tc.index) for tc in self.telecommands if tc.effects and tc.effects[0][0] == g]
+            self.firings[g] = np.array(fired, dtype=np.int64).reshape(-1, 2)
 
     # ---- generation -----------------------------------------------------------------------
     def _basis(self, t: np.ndarray) -> np.ndarray:
@@ -309,6 +353,21 @@ class _Mission:
             out[lo - cs:hi - cs] += (v * _smoothstep(x)).astype(np.float32)
             out[hi - cs:] += v  # settled for the rest of the chunk
         return out
+
+    def _response(self, g: int, cs: int, ce: int) -> np.ndarray | None:
+        """Telecommand surges on group ``g``'s channels over rows [cs, ce), [k, n] float32 in channel
+        stds (None when none reaches this chunk): a function of the global row, so chunk-continuous."""
+        span = int(math.ceil(_RESPONSE_SPAN * self.response_rows))
+        fire = self.firings[g]
+        fire = fire[(fire[:, 0] < ce) & (fire[:, 0] + span > cs)]
+        if len(fire) == 0:
+            return None
+        out = np.zeros((len(self.groups[g].channels), ce - cs), dtype=np.float64)
+        for row, j in fire:
+            lo, hi = max(row, cs), min(row + span, ce)
+            decay = np.exp(-(np.arange(lo, hi, dtype=np.float64) - row) / self.response_rows)
+            out[:, lo - cs:hi - cs] += np.outer(self.response_gain[j], decay)
+        return out.astype(np.float32)
 
     def chunk(self, cs: int, ce: int, chunk_index: int):
         """Values [C, n] float32, telecommands [n_tc, n] uint8 and labels [n] uint8 for [cs, ce).
@@ -344,6 +403,9 @@ class _Mission:
             z += self.level_w[ch, None].astype(np.float32) * level
             z += self.ar_w[ch, None].astype(np.float32) * ar.astype(np.float32)
             z += self.noise[ch, None] * rng.standard_normal((len(ch), n), dtype=np.float32)
+            surge = self._response(g, cs, ce)  # draws no noise: the default's stream is kept
+            if surge is not None:
+                z += surge
             mine = [a for a in live if a.group == g]
             for a in mine:
                 self._apply_additive(a, z, ch, amp, basis, cs, ce, rng)
@@ -416,8 +478,13 @@ def default_test_rows(rows: int) -> int:
 
 
 def generate_mission(out_dir, rows: int, seed: int = 0, test_rows: int | None = None,
-                     chunk_rows: int = 500_000, n_channels: int = 76, n_telecommands: int = 11) -> dict:
+                     chunk_rows: int = 500_000, n_channels: int = 76, n_telecommands: int = 11,
+                     command_response: str = "smooth") -> dict:
     """Write ``train.parquet``, ``test.parquet``, ``test_labels.parquet`` and ``mission.json``.
+
+    ``command_response``: "smooth" (default) or "transient" (see :data:`COMMAND_RESPONSES`); the
+    same seed gives the same anomalies, labels, pulses and noise in both, so the two differ only
+    by the commanded steps and surges.
 
     Returns ``{"paths": {...}, "rows": {"train", "test"}, "anomalous_fraction": {"train", "test"},
     "events_by_kind": {kind: count, ..., "mode_change", "telecommand_no_effect"},
@@ -430,13 +497,15 @@ def generate_mission(out_dir, rows: int, seed: int = 0, test_rows: int | None = 
     # channel_41..46 must exist; the rest (>= 40 channels) fill the other seven groups.
     n_channels = _as_int("n_channels", n_channels, max(TARGET_CHANNELS) + 1, 10_000)
     n_telecommands = _as_int("n_telecommands", n_telecommands, 1, 1_000)
+    if command_response not in COMMAND_RESPONSES:
+        raise TelemetryError(f"command_response must be one of {', '.join(COMMAND_RESPONSES)}, got {command_response!r}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise TelemetryError(f"output directory {str(out)!r} is a file")
     out.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
-    mission = _Mission(rows, test_rows, seed, n_channels, n_telecommands)
+    mission = _Mission(rows, test_rows, seed, n_channels, n_telecommands, command_response)
     log.info("planned mission: %s train + %s test rows, %d anomalies, %d telecommands (seed %d)",
              f"{rows:,}", f"{test_rows:,}", len(mission.anomalies), len(mission.telecommands), seed)
     paths = {name: out / f"{name}.parquet" for name in ("train", "test", "test_labels")}
@@ -515,7 +584,8 @@ def _mission_record(m: _Mission, summary: dict, chunk_rows: int) -> dict:
         "generator": "telemetry.synth", "version": GENERATOR_VERSION,
         "parameters": {"rows": m.rows, "test_rows": m.test_rows, "seed": m.seed, "chunk_rows": chunk_rows,
                        "n_channels": m.n_channels, "n_telecommands": m.n_telecommands,
-                       "orbit_rows": round(m.orbit, 3), "season_rows": SEASON_ROWS},
+                       "orbit_rows": round(m.orbit, 3), "season_rows": SEASON_ROWS,
+                       **_response_parameters(m)},
         "summary": {k: v for k, v in summary.items() if k != "paths"},
         "files": {k: Path(v).name for k, v in summary["paths"].items()},
         "channel_groups": [[name(c) for c in g.channels] for g in m.groups],
@@ -527,3 +597,18 @@ def _mission_record(m: _Mission, summary: dict, chunk_rows: int) -> dict:
                                            for g, t0, d, a, b in tc.effects]}
                          for tc in m.telecommands],
     }
+
+
+def _response_parameters(m: _Mission) -> dict:
+    """How commands act, for mission.json; transient: each telecommand's surge as the peak (at its
+    pulse row) it adds to every channel of its group, in the file's units."""
+    out = {"command_response": m.command_response}
+    if m.command_response != "transient":
+        return out
+    name = lambda i: f"{CHANNEL_PREFIX}{int(i) + 1}"  # noqa: E731
+    out.update({"response_time_constant_rows": m.response_rows, "step_rows": STEP_ROWS, "responses": [
+        {"telecommand": f"{TELECOMMAND_PREFIX}{j + 1}", "group": m.command_group[j],
+         "peak": {name(c): round(float(m.scale[c] * gain), 6)
+                  for c, gain in zip(m.groups[m.command_group[j]].channels, m.response_gain[j])}}
+        for j in sorted(m.response_gain)]})
+    return out

@@ -91,7 +91,7 @@ def test_telecommand_inputs_widen_the_input_not_the_scored_channels(tmp_path):
     np.testing.assert_allclose(again.score_samples(s), ae.score_samples(s), rtol=1e-5)
     assert again.loss(s) == pytest.approx(ae.loss(s), rel=1e-5)  # compiled on load: the scored channels' loss
     pca = registry.get("pca")(lags=2, n_components=3, telecommands=True).fit(s, s)
-    assert pca.components_.shape == (3, 3 * 2 + 2) and pca.scorer_.loc_.shape == (3,)
+    assert pca.components_.shape == (3, 3 * 2) and pca.coef_.shape == (3 * 2, 2) and pca.scorer_.loc_.shape == (3,)
     # per-channel scores cover the scored channels only, and still reduce to the per-row score
     row, ch = ae.score_samples_and_channels(s)
     assert ch.shape == (len(s), 3) and (row >= ch.max(axis=1) - 1e-5).all()
@@ -104,3 +104,53 @@ def test_telecommand_inputs_widen_the_input_not_the_scored_channels(tmp_path):
     other = type(s)(s.ids, s.values, s.labels, s.channels, "one", telecommands=s.telecommands[:, :1])
     with pytest.raises(TelemetryError, match="fitted with 2 telecommand columns, got 1 in one"):
         pca.score_samples(other)
+
+
+def _commanded(n, seed, pulse_every=2_000, tau=100.0):
+    """Three channels on one factor (c1 = z, c2 = -z, c3 = z / 2) plus, after each pulse of telecommand 1,
+    a surge that breaks that correlation: exactly (3, 3, -3) * its feature (the horizon is tau)."""
+    from telemetry.series import Series
+
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 1))
+    x = np.concatenate([z, -z, 0.5 * z], axis=1) + 0.05 * rng.standard_normal((n, 3))
+    pulses = np.zeros((n, 2), np.uint8)
+    pulses[pulse_every // 2::pulse_every, 0] = 1
+    f = tcm.features(pulses, tau)
+    x += f[:, :1] * np.array([3.0, 3.0, -3.0])
+    return Series(np.arange(n, dtype=np.int64), x.astype(np.float32), np.zeros(n, np.uint8), ("a", "b", "c"), "s",
+                  telecommands=f, telecommand_names=("telecommand_1", "telecommand_2"))
+
+
+def test_pca_conditions_on_telecommands_by_regression():
+    """The subspace is sklearn's PCA of the lag embedding's least-squares residuals on the features
+    (telecommand_2 never fires: a constant column the pseudo-inverse leaves alone)."""
+    from sklearn.decomposition import PCA
+
+    from models import pca as pca_module
+    from models import registry
+
+    s = _commanded(6_000, 0)
+    est = registry.get("pca")(lags=2, n_components=2, telecommands=True).fit(s)
+    emb = pca_module.lagged(s.values, 2).astype(np.float64)
+    f = np.column_stack([np.ones(len(s)), s.telecommands[:, :1]])
+    resid = emb - f @ np.linalg.lstsq(f, emb, rcond=None)[0]
+    ref = PCA(2).fit(resid)
+    np.testing.assert_allclose(np.abs(est.components_), np.abs(ref.components_), atol=1e-4)
+    np.testing.assert_allclose(est.coef_[:, 0], np.tile([3.0, 3.0, -3.0], 2), atol=0.15)  # 3 pulses: z leaks in
+    np.testing.assert_array_equal(est.coef_[:, 1], 0.0)
+
+
+def test_pca_with_telecommands_does_not_flag_the_commanded_surge(tmp_path):
+    from models import registry
+
+    fit, test = _commanded(20_000, 1, pulse_every=5_000), _commanded(6_000, 2)
+    since = tcm.last_pulse_rows(test.telecommands[:, :1] == 1.0)[:, 0]
+    surge, calm = since < 100, since > 1_000  # the first time constant (surge > 3 / e), and after it died out
+    plain = registry.get("pca")(lags=2, n_components=1).fit(fit)
+    cond = registry.get("pca")(lags=2, n_components=1, telecommands=True).fit(fit)
+    s_plain, s_cond = plain.score_samples(test), cond.score_samples(test)
+    assert np.median(s_plain[surge]) > np.quantile(s_plain[calm], 0.999)  # channel-only: an anomaly
+    assert np.median(s_cond[surge]) < np.quantile(s_cond[calm], 0.9)  # conditioned: nominal
+    again = registry.get("pca").load(cond.save(tmp_path / "pca"))
+    np.testing.assert_array_equal(again.score_samples(test), s_cond)
