@@ -4,7 +4,8 @@ threshold rule (smoothing -> threshold -> hysteresis -> post-processing) fitted 
 Everything is fitted on the validation split alone; holdout and test are only transformed.
 Validation often holds a handful of events, so each step has few free choices. The default, chosen
 by the quality benchmark over synthetic missions and real series: members calibrated on nominal
-rows (robust z, no labels); weights from a strongly L2-regularised logistic regression, pulled
+rows (robust z, compressed logarithmically beyond one unit so that no single member's spike carries
+the combination alone; no labels); weights from a strongly L2-regularised logistic regression, pulled
 halfway toward uniform; the score smoothed (span 1, 5 or 25, the one validation prefers); the
 threshold in the middle of the near-best F0.5 range rather than at its edge; hysteresis, so an
 event lasts until the score falls halfway back to the nominal median instead of flickering; and a
@@ -75,7 +76,7 @@ class Ensemble:
     combination stays; with hundreds, a member that clearly beats it is used alone.
     """
 
-    def __init__(self, calibration: str = "robust_z", combination: str = "stack", selection: float | None = None,
+    def __init__(self, calibration: str = "robust_log", combination: str = "stack", selection: float | None = None,
                  rule: dict | None = None, spans=(1, 5, 25), post_grid: bool = False, weight_trials: int = 60,
                  shrinkage: float = 0.5, stack_c: float = 0.01, per_channel: bool = False, fallback: bool = True,
                  fallback_folds: int = 3, fallback_level: float = 0.9, seed: int = 0):
@@ -398,8 +399,14 @@ _PLAIN = {"calibration": "robust_z", "combination": "mean", "selection": None, "
 _SPANS = (1, 5, 25)
 _HYST = {"method": "plateau", "hysteresis": 0.5}
 VARIANTS = {
-    # The default: the stack below, cross-checked on validation against its best member alone
-    # (ensemble.crossfit), which replaces it only when better out of fold beyond doubt.
+    # The default: members on log-compressed robust z (one member's spike cannot carry the
+    # combination alone: ensemble.calibration), stacked with weights shrunk toward uniform, then
+    # cross-checked on validation against its best member alone (ensemble.crossfit), which replaces
+    # it only when better out of fold beyond doubt.
+    "logz-stack-shrunk-smooth-plateau-hysteresis-fallback": {**_PLAIN, "calibration": "robust_log",
+                                                             "combination": "stack", "shrinkage": 0.5, "spans": _SPANS,
+                                                             "rule": _HYST, "fallback": True},
+    # The same on plain robust z (the default until the quality benchmark of 2026-12-02 14:40).
     "stack-shrunk-smooth-plateau-hysteresis-fallback": {**_PLAIN, "combination": "stack", "shrinkage": 0.5,
                                                         "spans": _SPANS, "rule": _HYST, "fallback": True},
     "stack-shrunk-smooth-plateau-hysteresis": {**_PLAIN, "combination": "stack", "shrinkage": 0.5, "spans": _SPANS,
@@ -422,11 +429,6 @@ VARIANTS = {
     "max-plateau": {**_PLAIN, "combination": "max"},
     "median-smooth-plateau-hysteresis": {**_PLAIN, "combination": "median", "spans": _SPANS, "rule": _HYST},
     "rankmean-plateau": {**_PLAIN, "calibration": "normal"},
-    # The default's choices on log-compressed robust z: one member's spike cannot carry the
-    # combination alone (ensemble.calibration).
-    "logz-stack-shrunk-smooth-plateau-hysteresis-fallback": {**_PLAIN, "calibration": "robust_log",
-                                                             "combination": "stack", "shrinkage": 0.5, "spans": _SPANS,
-                                                             "rule": _HYST, "fallback": True},
     "logz-mean-smooth-plateau-hysteresis": {**_PLAIN, "calibration": "robust_log", "rule": _HYST, "spans": _SPANS},
     # The default's choices, but each channel thresholded on its own and the union taken (Telemanom);
     # needs the members' per-channel scores.

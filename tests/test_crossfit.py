@@ -62,8 +62,9 @@ def spiky_validation(n=30_000, n_events=30, seed=0):
 
 def test_fallback_picks_the_best_member_when_it_wins_out_of_fold():
     s, y = spiky_validation()
-    plain = Ensemble(combination="mean", fallback=False).fit(s, y, ["clean", "spiky"])
-    ens = Ensemble(combination="mean", fallback=True).fit(s, y, ["clean", "spiky"])
+    # on plain robust z the spiky member's false runs carry the mean (log compression would damp them)
+    plain = Ensemble(calibration="robust_z", combination="mean", fallback=False).fit(s, y, ["clean", "spiky"])
+    ens = Ensemble(calibration="robust_z", combination="mean", fallback=True).fit(s, y, ["clean", "spiky"])
     fb = ens.fallback_
     assert fb["chosen"] == "member" and fb["member"] == "clean" and fb["interval"][0] > 0
     assert fb["member_oof_f05"] > fb["ensemble_oof_f05"]
@@ -71,6 +72,21 @@ def test_fallback_picks_the_best_member_when_it_wins_out_of_fold():
     np.testing.assert_array_equal(plain.weights_, [0.5, 0.5])
     assert ens.to_dict()["fallback"]["member"] == "clean"
     assert ens.val_f05_ >= plain.val_f05_
+
+
+def test_log_calibration_keeps_one_members_spikes_from_carrying_the_mean():
+    """The same two members: on robust z the spiky member's 9-std nominal runs push the mean over
+    any threshold that catches the events; log-compressed, they count for little beside the clean
+    member's agreement, and a fresh draw of the same data shows fewer false events."""
+    from telemetry.metrics import event_counts
+
+    s, y = spiky_validation()
+    s_new, y_new = spiky_validation(seed=1)
+    fitted = {cal: Ensemble(calibration=cal, combination="mean", fallback=False, spans=(1,)).fit(s, y)
+              for cal in ("robust_z", "robust_log")}
+    false = {cal: event_counts(y_new, e.predict(s_new)).fp for cal, e in fitted.items()}
+    assert fitted["robust_log"].val_f05_ > fitted["robust_z"].val_f05_ + 0.1
+    assert false["robust_log"] < false["robust_z"]
 
 
 def test_fallback_keeps_the_combination_without_evidence():
