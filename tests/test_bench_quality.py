@@ -29,7 +29,6 @@ def test_nab_cuts_give_validation_and_test_an_event_each():
         qd.nab_cuts(100, [(10, 20)])
 
 
-@pytest.mark.slow
 def test_quick_benchmark_runs_every_decision_layer_end_to_end(tmp_path):
     assert qd.NAB.is_dir(), f"the NAB series are missing: expected {qd.NAB} (shared/data/nab beside the checkout)"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
