@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--channels", default="1-76", help="a channel spec, or seen-modes (see above)")
     ap.add_argument("--after", type=int, default=700, help="rows after a pulse that count as its mode change")
-    ap.add_argument("--command-response", default="smooth", choices=["smooth", "transient"],
+    ap.add_argument("--command-response", default="smooth", choices=["smooth", "transient", "switch"],
                     help="how the missions' commanded mode changes look (telemetry.synth)")
     ap.add_argument("--members", nargs="+", default=list(DEFAULT_MEMBERS), choices=sorted(MEMBERS))
     ap.add_argument("--no-record", action="store_true")

@@ -91,9 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--chunk-rows", type=int, default=500_000,
                        help="rows generated and written per step, also the parquet row-group size (default 500000)")
     # No argparse choices: an unknown value gets the generator's one-line error (exit 2) like any other.
-    synth.add_argument("--command-response", default="smooth", metavar="{smooth,transient}",
-                       help="how a commanded mode change looks: smooth (default: a slow transition) or transient "
-                            "(a step plus a decaying surge per telecommand, like real commands)")
+    synth.add_argument("--command-response", default="smooth", metavar="{smooth,transient,switch}",
+                       help="how a commanded mode change looks: smooth (default: a slow transition), transient "
+                            "(a step plus a decaying surge per telecommand, like real commands) or switch (the same, "
+                            "stereotyped: an ON and an OFF command per group, fired eight times as often)")
     synth.set_defaults(func=_cmd_synth)
 
     fleet = sub.add_parser("synth-fleet", help="write a wide unlabelled CSV of devices, some drifting in the second half",

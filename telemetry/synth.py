@@ -12,7 +12,8 @@ The generator imitates what makes the real challenge data hard:
   over a smooth transition) -- nominal behaviour, never labelled; with
   ``command_response="transient"`` the switch is a fast step plus a decaying surge of fixed shape
   per telecommand (see :data:`COMMAND_RESPONSES`), which looks like an anomaly to a model that
-  sees only the channels;
+  sees only the channels; ``"switch"`` makes that response stereotyped (an ON and an OFF command
+  per group) and fires commands eight times as often, so a model can learn it;
 * labelled anomalies of six kinds (spike, level shift, drift, flat line, noise burst, frequency
   change), single- and multichannel, 1 to thousands of rows long, obvious to subtle, about 10 % of
   rows in train and test alike, ~70 % of them touching channels 41-46.
@@ -75,8 +76,15 @@ _PLAN_STREAM, _NOISE_STREAM, _RESPONSE_STREAM = 1, 2, 3
 #   stds, a sign per channel) per telecommand: real commands (heaters, wheels, payload on) make
 #   such transients, which break the group's usual correlations. The surge is exactly
 #   gain * the telecommand feature of telemetry.telecommands at its default horizon (1,000 rows),
-#   so a model that reads telecommands can learn it and one that does not sees an anomaly.
-COMMAND_RESPONSES = ("smooth", "transient")
+#   so a model that reads telecommands can learn it and one that does not sees an anomaly;
+# "switch": the transient response made stereotyped, so a model can learn it from the fit split:
+#   each commanded group has an ON and an OFF telecommand (mode 0 <-> mode 1, always the same step,
+#   fast as in "transient", plus each command's own fixed surge), and pulses come SWITCH_RATE times
+#   as often (about 10 firings per command in the fit split of a 1M-row mission instead of 1-3).
+#   With "transient" the step went to whichever mode came next (modes cycle), which no feature of
+#   the pulse can predict. Group 0 (channels 41-46) always gets a pair.
+COMMAND_RESPONSES = ("smooth", "transient", "switch")
+SWITCH_RATE = 8
 RESPONSE_ROWS = 1_000.0      # surge time constant (DataConfig.telecommand_horizon's default)
 STEP_ROWS = 3                # a commanded step, instead of the smooth transition
 _RESPONSE_GAIN = (3.0, 6.0)  # surge size at the pulse, in channel stds (uniform per telecommand)
@@ -137,6 +145,18 @@ def _as_int(name: str, value, lo: int, hi: int | None = None) -> int:
 
 def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+def _switch_commands(n_effective: int, order: np.ndarray) -> tuple[dict, dict]:
+    """Switch mode: telecommands 2p, 2p+1 are group g_p's ON and OFF commands (group 0 first, then
+    ``order``); a single effective telecommand toggles group 0; an odd one left over has no effect.
+    Returns (telecommand -> group, group -> (ON, OFF))."""
+    groups = [0] + [int(g) for g in order if g != 0]
+    if n_effective == 1:
+        return {0: 0}, {0: (0, 0)}
+    pairs = min(n_effective // 2, N_GROUPS)
+    switches = {groups[p]: (2 * p, 2 * p + 1) for p in range(pairs)}
+    return {j: g for g, pair in switches.items() for j in pair}, switches
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -270,7 +290,8 @@ class _Mission:
         room = np.cumsum(hi - lo)
         if len(room) == 0:
             return []
-        wanted = max(4, total // ROWS_PER_TELECOMMAND)
+        switch = self.command_response == "switch"
+        wanted = max(4, total // (ROWS_PER_TELECOMMAND // (SWITCH_RATE if switch else 1)))
         virtual = np.sort(rng.uniform(0, room[-1], wanted))
         which = np.searchsorted(room, virtual, side="right")
         rows = lo[which] + (virtual - (room[which] - (hi - lo)[which])).astype(np.int64)
@@ -285,6 +306,9 @@ class _Mission:
         n_noop = n_tc // 4
         order = rng.permutation(N_GROUPS)
         target = {j: int(order[j % N_GROUPS]) for j in range(n_tc - n_noop)}
+        switches = {}  # switch mode: group -> (ON telecommand, OFF telecommand)
+        if switch:
+            target, switches = _switch_commands(n_tc - n_noop, order)
         modes = [0] * N_GROUPS
         changes: list[list[tuple]] = [[] for _ in range(N_GROUPS)]
         self.command_group = target
@@ -295,10 +319,13 @@ class _Mission:
                 g = target[tc.index]
                 t0 = r + int(rng.integers(0, delay_max + 1))
                 dur = int(rng.integers(1, dur_max + 1))
-                if self.command_response == "transient":
+                if self.command_response != "smooth":
                     # Drawn all the same, so pulses and anomalies sit where the default puts them.
                     t0, dur = r, STEP_ROWS
                 new = (modes[g] + 1) % N_MODES
+                if switch:  # the group's ON command when it is off, else its OFF command
+                    tc.index = switches[g][modes[g] != 0]
+                    new = int(modes[g] == 0)
                 grp = self.groups[g]
                 changes[g].append((t0, dur, grp.mode_level[new] - grp.mode_level[modes[g]],
                                    grp.mode_amp[new] - grp.mode_amp[modes[g]]))
@@ -318,7 +345,7 @@ class _Mission:
         self.firings = [np.zeros((0, 2), dtype=np.int64) for _ in self.groups]  # (pulse row, telecommand)
         # Small missions place telecommands closer to anomalies: shorter surges (1,000 rows from 100k on).
         self.response_rows = min(RESPONSE_ROWS, self.total / 100)
-        if self.command_response != "transient":
+        if self.command_response == "smooth":
             return
         rng = np.random.default_rng([self.seed, _RESPONSE_STREAM])
         for j in sorted(self.command_group):
@@ -482,9 +509,9 @@ def generate_mission(out_dir, rows: int, seed: int = 0, test_rows: int | None = 
                      command_response: str = "smooth") -> dict:
     """Write ``train.parquet``, ``test.parquet``, ``test_labels.parquet`` and ``mission.json``.
 
-    ``command_response``: "smooth" (default) or "transient" (see :data:`COMMAND_RESPONSES`); the
-    same seed gives the same anomalies, labels, pulses and noise in both, so the two differ only
-    by the commanded steps and surges.
+    ``command_response``: "smooth" (default), "transient" or "switch" (see :data:`COMMAND_RESPONSES`);
+    the same seed gives the same anomalies, labels and noise in all three, and the same pulses in the
+    first two (which then differ only by the commanded steps and surges).
 
     Returns ``{"paths": {...}, "rows": {"train", "test"}, "anomalous_fraction": {"train", "test"},
     "events_by_kind": {kind: count, ..., "mode_change", "telecommand_no_effect"},
@@ -603,7 +630,7 @@ def _response_parameters(m: _Mission) -> dict:
     """How commands act, for mission.json; transient: each telecommand's surge as the peak (at its
     pulse row) it adds to every channel of its group, in the file's units."""
     out = {"command_response": m.command_response}
-    if m.command_response != "transient":
+    if m.command_response == "smooth":
         return out
     name = lambda i: f"{CHANNEL_PREFIX}{int(i) + 1}"  # noqa: E731
     out.update({"response_time_constant_rows": m.response_rows, "step_rows": STEP_ROWS, "responses": [

@@ -104,8 +104,32 @@ def test_the_surge_is_a_function_of_the_global_row():
     assert _Mission(ROWS, TEST_ROWS, SEED, 76, N_TC)._response(0, 0, n) is None  # smooth: no surge
 
 
+def test_switch_commands_are_stereotyped_and_frequent():
+    """switch: each commanded group has an ON (mode 0 -> 1) and an OFF (1 -> 0) telecommand, always the
+    same step and the same surge, fired ~10 times each in the fit split (first 60 %) of a 1M-row mission;
+    anomalies are those of the default mission."""
+    rows, test_rows = 1_000_000, 250_000
+    m = _Mission(rows, test_rows, SEED, 76, 11, "switch")
+    assert [(a.start, a.stop, a.kind) for a in m.anomalies] == \
+           [(a.start, a.stop, a.kind) for a in _Mission(rows, test_rows, SEED, 76, 11).anomalies]
+    by_command: dict[int, list] = {}
+    for tc in m.telecommands:
+        for g, t0, dur, a, b in tc.effects:
+            assert (t0, dur) == (tc.row, 3) and {a, b} == {0, 1}
+            by_command.setdefault(tc.index, []).append((g, a, b, tc.row))
+    assert sorted(by_command) == list(range(8))  # 11 commands: 4 ON/OFF pairs, 3 without effect
+    for j, fired in by_command.items():
+        assert len({(g, a, b) for g, a, b, _ in fired}) == 1  # one group, one direction, every time
+        assert sum(row < 0.6 * rows for *_, row in fired) >= 8
+    assert by_command[0][0][:3] == (0, 0, 1) and by_command[1][0][:3] == (0, 1, 0)  # group 0: ON, OFF
+    for g in {f[0][0] for f in by_command.values()}:  # ON and OFF alternate, so each step is the same
+        steps = m.groups[g].changes[:, 2]
+        assert len(steps) >= 16 and np.allclose(steps[0::2], steps[0]) and np.allclose(steps[1::2], -steps[0])
+    assert sorted(m.response_gain) == list(range(8))
+
+
 def test_unknown_response_is_a_one_line_error(tmp_path):
-    with pytest.raises(TelemetryError, match="command_response must be one of smooth, transient, got 'spiky'") as err:
+    with pytest.raises(TelemetryError, match="command_response must be one of smooth, transient, switch, got 'spiky'") as err:
         generate_mission(tmp_path, rows=5_000, command_response="spiky")
     assert "\n" not in str(err.value) and not any(tmp_path.glob("*.parquet"))
 
@@ -117,4 +141,4 @@ def test_cli_flag(tmp_path, capsys):
                            "--command-response", "spiky"],
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert done.returncode == 2
-    assert done.stderr == "error: command_response must be one of smooth, transient, got 'spiky'\n"
+    assert done.stderr == "error: command_response must be one of smooth, transient, switch, got 'spiky'\n"
