@@ -7,6 +7,7 @@ sweep resumes architecture by architecture (finished ones are restored as they a
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -87,6 +88,18 @@ def _concurrency(cfg: SweepConfig, arch, resources: dict[str, float]) -> int:
     if cfg.search.get("max_concurrent_trials"):
         return int(cfg.search["max_concurrent_trials"])
     return max(1, min(trial_slots(resources, arch.cpu, arch.gpu), math.ceil(arch.trials / 3)))
+
+
+def unfinished_trials(arch_path: str) -> int:
+    """Trials that Tune's last saved experiment state holds as RUNNING or PENDING: those a resume runs
+    again. After a Ctrl-C Tune saves that state, then stops every trial, so the result grid calls a
+    trial cut short TERMINATED (when it was the last one, the counts alone look like a finished run)."""
+    states = [n for n in storage.list_names(arch_path) if n.startswith("experiment_state-") and n.endswith(".json")]
+    if not states:
+        return 0
+    raw = json.loads(storage.read_text(storage.join(arch_path, states[-1])))  # names end in a sortable timestamp
+    statuses = [json.loads(state).get("status") for state, _ in raw.get("trial_data", [])]
+    return sum(s in ("RUNNING", "PENDING") for s in statuses)
 
 
 def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_budget_s: float | None = None,
@@ -222,11 +235,12 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
         if grid.num_terminated + grid.num_errors < arch.trials and out_of_time:
             log.warning("%s: time budget reached after %d of %d trials; keeping what finished", arch.name,
                         grid.num_terminated + grid.num_errors, arch.trials)
-        elif grid.num_terminated + grid.num_errors < arch.trials:
+        elif (ended := min(grid.num_terminated + grid.num_errors,
+                           arch.trials - unfinished_trials(storage.join(exp, arch.name)))) < arch.trials:
             # Tune catches the first Ctrl-C (SIGINT) itself: it saves the experiment state and fit()
             # returns early without raising. Stop here (not on to the next architecture) like Ctrl-C.
-            raise KeyboardInterrupt(f"{arch.name}: interrupted after {grid.num_terminated + grid.num_errors} "
-                                    f"of {arch.trials} trials; resume with: python -m search resume {exp}")
+            raise KeyboardInterrupt(f"{arch.name}: interrupted after {ended} of {arch.trials} trials; "
+                                    f"resume with: python -m search resume {exp}")
         statuses = [r.metrics.get("f05") is not None or r.metrics.get("objective") == "val_loss" for r in grid]
         errors = [r for r in grid if r.error is not None]
         summary[arch.name] = {"trials": len(grid), "completed": int(sum(statuses)), "errored": len(errors),

@@ -46,6 +46,13 @@ def exists(path: str) -> bool:
     return fs.get_file_info(p).type != pafs.FileType.NotFound
 
 
+def list_names(path: str) -> list[str]:
+    """Names of the files directly in folder ``path`` (empty when it does not exist)."""
+    fs, p = _fs(path)
+    infos = fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+
+
 def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode())
 

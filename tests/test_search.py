@@ -107,6 +107,52 @@ def subprocess_env() -> dict:
     return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
+def test_unfinished_trials_reads_tunes_last_saved_state(tmp_path):
+    """What a resume would run again: RUNNING or PENDING in the newest experiment_state file."""
+    from search.runner import unfinished_trials
+
+    assert unfinished_trials(str(tmp_path / "none")) == 0
+    def state(name, statuses):
+        trials = [[json.dumps({"trial_id": str(k), "status": s}), {}] for k, s in enumerate(statuses)]
+        (tmp_path / name).write_text(json.dumps({"trial_data": trials}))
+    state("experiment_state-2026-12-02_10-00-00.json", ["TERMINATED", "RUNNING", "PENDING"])
+    assert unfinished_trials(str(tmp_path)) == 2
+    state("experiment_state-2026-12-02_10-05-00.json", ["TERMINATED", "ERROR", "TERMINATED"])  # resumed, done
+    assert unfinished_trials(str(tmp_path)) == 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_last_trial_exits_130(mission, tmp_path):
+    """Tune stops every trial after saving its state, so the result grid calls the last trial, cut
+    short, TERMINATED: the counts alone would look like a finished sweep (it exited 0)."""
+    raw = sweep(mission, "cut", seed=5, search={"max_concurrent_trials": 1, "max_failures": 0},
+                architectures={"dense_ae": {"trials": 2, "fixed": {**TINY, "latent": 2, "epochs": 40}}})
+    path = write_sweep(tmp_path / "sweep.yaml", raw)
+    arch_dir = tmp_path / "sweeps" / "cut" / "dense_ae"
+    env = {**subprocess_env(), "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "search", "run", "--config", str(path), "--storage",
+                             str(tmp_path / "sweeps")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=tmp_path, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:  # the first done, the second 2 epochs in
+            results = last_results(arch_dir)
+            if list(saved_statuses(arch_dir).values()).count("TERMINATED") == 1 and len(results) == 2 \
+                    and min(map(len, results.values())) >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the sweep ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err[-3000:]
+    assert "dense_ae: interrupted after 1 of 2 trials" in err and "trials completed" not in out
+    assert sorted(saved_statuses(arch_dir).values()) == ["RUNNING", "TERMINATED"]  # what resume runs again
+
+
 # -- 6. a bad sweep is rejected before Ray starts ---------------------------------------------------
 
 def _base(mission):
