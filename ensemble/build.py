@@ -54,20 +54,23 @@ def evaluate(y: np.ndarray, preds: dict[str, np.ndarray], raw: dict[str, np.ndar
                   "true_events": rows[e]["true_events"]}
 
 
-def ensemble_outputs(members: Members, ens: Ensemble) -> dict[str, dict[str, np.ndarray]]:
-    """The ensemble on every split, computed once: binary predictions, raw score, and the score as
-    thresholded (smoothed; with per-channel decisions the largest channel margin)."""
+def ensemble_outputs(members: Members, ens, segments: dict | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """The ensemble on every split, computed once: binary predictions, raw score, the score as
+    thresholded (smoothed; with per-channel decisions the largest channel margin), and the split's
+    series boundaries they were computed with (``segments[split]``, :func:`split_segments`; None:
+    one series)."""
     out = {}
     for split, S in members.scores.items():
-        cs = members.channel_scores.get(split)
-        out[split] = {"pred": ens.predict(S, cs), "raw": ens.score(S, cs), "decision": ens.decision_score(S, cs)}
+        cs, seg = members.channel_scores.get(split), (segments or {}).get(split)
+        out[split] = {"pred": ens.predict(S, cs, seg), "raw": ens.score(S, cs, seg),
+                      "decision": ens.decision_score(S, cs, seg), "segments": seg}
     return out
 
 
 def split_predictions(members: Members, ens_out: dict, split: str) -> tuple[dict, dict]:
     """Each member with its own validated rule, and the ensemble, on one split: (binary, raw score)."""
-    S = members.scores[split]
-    preds = {n: members.rule(j).predict(S[:, j]) for j, n in enumerate(members.names)}
+    S, seg = members.scores[split], ens_out[split]["segments"]
+    preds = {n: members.rule(j).predict(S[:, j], seg) for j, n in enumerate(members.names)}
     raw = {n: S[:, j] for j, n in enumerate(members.names)}
     preds[ENSEMBLE], raw[ENSEMBLE] = ens_out[split]["pred"], ens_out[split]["raw"]
     return preds, raw
@@ -81,15 +84,18 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     if not members.labelled:  # no labels: no decision layer can be fitted against detections
         return build_unlabelled(members, Path(out), seed)
     params = ensemble_params(decision, combination=combination, calibration=calibration, weight_trials=weight_trials)
-    # The data files (for the drift check and per-series tables) load while the ensemble is fitted.
-    data_loading = in_background(lambda: reload_data(members))
+    cfg = data_config(members)
+    # The data files (for the drift check and per-series tables) load while the ensemble is fitted...
+    data_loading = in_background(lambda: reload_data(members, cfg))
     log.info("ensemble of %d members (%s): %s", len(members.names), decision, ", ".join(members.names))
     if not members.channel_scores:
         log.info("the members hold no per-channel scores: no per-channel view")
+    # ...unless the data is many series: the decision layer needs their boundaries first.
+    segments = split_segments(members, data_loading.result()) if many_series(cfg) else {}
     ens = Ensemble(seed=seed, **params).fit(members.scores["validation"], members.sets["validation_labels"], members.names,
-                                            **members.channel_inputs("validation"))
+                                            **members.channel_inputs("validation"), segments=segments.get("validation"))
     picked = members.names[members.picked]
-    ens_out = ensemble_outputs(members, ens)
+    ens_out = ensemble_outputs(members, ens, segments)
 
     hold_rows, hold_cmp = evaluate(members.sets["holdout_labels"], *split_predictions(members, ens_out, "holdout"), picked,
                                    seed=seed)
@@ -109,18 +115,55 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
                          (tables, unit, what))
 
 
-def reload_data(members: Members):
+def data_config(members: Members):
+    """The sweep's DataConfig, as its sweep file stored it."""
+    from search import results
+    from telemetry.prepare import DataConfig
+
+    return DataConfig(**yaml.safe_load(storage.read_text(storage.join(members.experiment, results.SWEEP_FILE)))["data"])
+
+
+def reload_data(members: Members, cfg=None):
     """(splits, test series, DataConfig) from the sweep's data files, as the sweep cut them; None when
     those files are not reachable from here (e.g. on a cluster's storage only)."""
-    from search import results
-    from telemetry.prepare import DataConfig, load_sets
+    from telemetry.prepare import load_sets
 
-    raw = yaml.safe_load(storage.read_text(storage.join(members.experiment, results.SWEEP_FILE)))["data"]
-    cfg = DataConfig(**raw)
+    cfg = data_config(members) if cfg is None else cfg
     if any(p and not Path(p).is_file() for p in (cfg.train, cfg.test)):
         return None
     splits, test, _ = load_sets(cfg)
     return splits, test, cfg
+
+
+def many_series(cfg) -> bool:
+    """Whether the sweep's data is made of many independent series: a series column, or a discharge
+    JSON (one series per discharge)."""
+    return cfg.series is not None or str(cfg.train).endswith(".json")
+
+
+def scored_series(members: Members, data, split: str):
+    """The split's Series as the sweep cut it (:func:`reload_data`'s ``data``), when its rows are the
+    members' scored rows in order; else None (files not reachable, or changed since the sweep)."""
+    if data is None:
+        return None
+    splits, test, _ = data
+    s = test if split == "test" else getattr(splits, split)
+    if s is None or not np.array_equal(s.ids, members.sets[f"{split}_ids"]):
+        return None
+    return s
+
+
+def split_segments(members: Members, data) -> dict[str, np.ndarray | None]:
+    """Each scored split's series boundaries (offsets [S+1]; None: taken as one series, with a warning
+    when its data cannot be matched to the members' rows)."""
+    out = {}
+    for split in members.scores:
+        s = scored_series(members, data, split)
+        if s is None:
+            log.warning("%s: the data files do not give this split's rows as the sweep scored them: its series "
+                        "boundaries are unknown, so the decision layer takes it as one series", split)
+        out[split] = None if s is None else s.segments
+    return out
 
 
 def drift_check(members: Members, data=None) -> tuple[pd.DataFrame, str] | None:
@@ -155,8 +198,8 @@ def series_tables(members: Members, ens_out: dict, data) -> tuple[dict[str, pd.D
         unit, what = "s", "discharge"
     tables = {}
     for split in ("validation", "holdout"):
-        s = getattr(splits, split)
-        if s.segments is None or not np.array_equal(s.ids, members.sets[f"{split}_ids"]):
+        s = scored_series(members, data, split)
+        if s is None or s.segments is None:
             continue
         tables[split] = split_detection_table(s, ens_out[split]["pred"], None if row_times is None else row_times[s.ids],
                                               onsets)
@@ -174,11 +217,13 @@ def build_unlabelled(members: Members, out: Path, seed: int = 0) -> dict:
 
     log.info("unlabelled sweep: ensemble of %d members by validation-loss rank (%s), mean of robust-z scores, "
              "POT threshold", len(members.names), ", ".join(members.names))
+    cfg = data_config(members)
+    data = reload_data(members, cfg)
+    segments = split_segments(members, data) if many_series(cfg) else {}
     ens = UnsupervisedEnsemble(seed=seed).fit(members.scores["validation"], members.names,
-                                              **members.channel_inputs("validation"))
-    sets, S, CS = members.sets, members.scores, members.channel_scores
-    ens_out = {split: {"pred": ens.predict(S[split]), "raw": ens.score(S[split]),
-                       "decision": ens.decision_score(S[split])} for split in S}
+                                              **members.channel_inputs("validation"), segments=segments.get("validation"))
+    sets, CS = members.sets, members.channel_scores
+    ens_out = ensemble_outputs(members, ens, segments)
     out.mkdir(parents=True, exist_ok=True)
     write_submission(out / "submission.csv", sets["test_ids"], ens_out["test"]["pred"], expected_test_ids(members))
     buf = io.BytesIO()
@@ -186,19 +231,19 @@ def build_unlabelled(members: Members, out: Path, seed: int = 0) -> dict:
                   "is_anomaly": ens_out["test"]["pred"]}).to_parquet(buf, index=False)
     with atomic_path(out / "predictions.parquet") as tmp:
         tmp.write_bytes(buf.getvalue())
-    margins = ens.channel_margins(CS["test"]) if ens.has_channels else None
+    margins = ens.channel_margins(CS["test"], ens_out["test"]["segments"]) if ens.has_channels else None
     test_events = event_table(sets["test_ids"], ens_out["test"]["pred"], ens_out["test"]["decision"], margins,
                               ens.channels_ if ens.has_channels else None)
     write_text(out / "events.csv", test_events.to_csv(index=False))
     parts = [(split, sets[f"{split}_ids"], ens_out[split]["decision"]) for split in ("validation", "holdout", "test")]
     plot_score_splits(out / "score_over_time.png", parts, title="ensemble score over time (no labels)",
                       ylabel="mean robust z of the members", threshold=ens.threshold_)
-    data = reload_data(members)
     drift = drift_check(members, data) if data is not None else None
     if drift is not None:
         write_text(out / "drift.csv", drift[0].to_csv(index=False))
     alarm_rows = [{"split": split, "rows": int(ens_out[split]["pred"].size),
-                   "alarm_rate": float(ens_out[split]["pred"].mean()), "events": int(len(events(ens_out[split]["pred"])))}
+                   "alarm_rate": float(ens_out[split]["pred"].mean()),
+                   "events": int(len(events(ens_out[split]["pred"], ens_out[split]["segments"])))}
                   for split in ("validation", "holdout", "test")]
     member_rows = [{"member": m["name"], "val_loss": m["validation"].get("loss"), "holdout_loss": m["holdout"].get("loss"),
                     "val_alarm_rate": m["validation"].get("alarm_rate"), "holdout_alarm_rate": m["holdout"].get("alarm_rate")}
@@ -250,7 +295,7 @@ def write_outputs(out: Path, members: Members, ens: Ensemble, ens_out: dict, hol
     with atomic_path(out / "predictions.parquet") as tmp:
         tmp.write_bytes(buf.getvalue())
     # One row per predicted test event; with per-channel scores, the channels behind each one.
-    margins = ens.channel_margins(CS["test"]) if ens.has_channels else None
+    margins = ens.channel_margins(CS["test"], ens_out["test"]["segments"]) if ens.has_channels else None
     test_events = event_table(sets["test_ids"], pred_test, ens_out["test"]["decision"], margins,
                               ens.channels_ if ens.has_channels else None)
     write_text(out / "events.csv", test_events.to_csv(index=False))

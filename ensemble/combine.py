@@ -28,6 +28,7 @@ import numpy as np
 
 from ensemble.calibration import Calibrator
 from telemetry.errors import TelemetryError
+from telemetry.series import checked_offsets
 from telemetry.threads import thread_map
 from telemetry.thresholds import Threshold, f05_curve
 
@@ -74,6 +75,10 @@ class Ensemble:
     with the whole ``fallback_level`` block-bootstrap interval of the difference above zero
     (``fallback_`` records the figures). With few validation events the interval is wide and the
     combination stays; with hundreds, a member that clearly beats it is used alone.
+
+    ``segments`` (``fit``: validation's; ``predict`` and the scores: that split's): the boundaries
+    of the independent series the rows are made of (offsets [S+1], telemetry.series; None = one
+    series). No rule smooths, extends or merges an event across one.
     """
 
     def __init__(self, calibration: str = "robust_log", combination: str = "stack", selection: float | None = None,
@@ -121,24 +126,24 @@ class Ensemble:
         w = self.weights_ if weights is None else weights
         return (calibrated @ w).astype(np.float32)
 
-    def score(self, scores: np.ndarray, channel_scores: np.ndarray | None = None) -> np.ndarray:
+    def score(self, scores: np.ndarray, channel_scores: np.ndarray | None = None, segments=None) -> np.ndarray:
         """The raw ensemble score per row (before the rule's smoothing); with ``per_channel``, the
         largest margin of a channel's smoothed score above its own threshold."""
         if self.per_channel:
-            return self.channel_margins(self._need_channels(channel_scores)).max(axis=1)
+            return self.channel_margins(self._need_channels(channel_scores), segments).max(axis=1)
         return self.combine(self.calibrated(np.asarray(scores)))
 
-    def decision_score(self, scores: np.ndarray, channel_scores: np.ndarray | None = None) -> np.ndarray:
+    def decision_score(self, scores: np.ndarray, channel_scores: np.ndarray | None = None, segments=None) -> np.ndarray:
         """The score as the decision thresholds it (smoothed), to plot against ``threshold_``."""
         if self.per_channel:
-            return self.score(scores, channel_scores)
-        return self.rule_.smoothed(self.score(scores))
+            return self.score(scores, channel_scores, segments)
+        return self.rule_.smoothed(self.score(scores), segments)
 
-    def predict(self, scores: np.ndarray, channel_scores: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, scores: np.ndarray, channel_scores: np.ndarray | None = None, segments=None) -> np.ndarray:
         """Binary uint8 per row: the main rule on the combined score, or the union over channels."""
         if self.per_channel:
-            return self.channel_predictions(self._need_channels(channel_scores)).any(axis=1).astype(np.uint8)
-        return self.rule_.predict(self.score(scores))
+            return self.channel_predictions(self._need_channels(channel_scores), segments).any(axis=1).astype(np.uint8)
+        return self.rule_.predict(self.score(scores), segments)
 
     # -- per channel --------------------------------------------------------------------------------
     @property
@@ -174,18 +179,16 @@ class Ensemble:
                 out = cal * self._channel_weights_[p] if out is None else out + cal * self._channel_weights_[p]
         return out.astype(np.float32)
 
-    def channel_margins(self, channel_scores: np.ndarray) -> np.ndarray:
+    def channel_margins(self, channel_scores: np.ndarray, segments=None) -> np.ndarray:
         """[rows, C]: each channel's smoothed ensemble score minus its own threshold (>= 0: above it)."""
-        e = self.channel_ensemble_scores(channel_scores)
-        return np.stack([r.smoothed(e[:, k]) - r.threshold_ for k, r in enumerate(self.channel_rules_)],
-                        axis=1).astype(np.float32)
+        return channel_margins(self.channel_rules_, self.channel_ensemble_scores(channel_scores), segments)
 
-    def channel_predictions(self, channel_scores: np.ndarray) -> np.ndarray:
+    def channel_predictions(self, channel_scores: np.ndarray, segments=None) -> np.ndarray:
         """[rows, C] uint8: each channel's own rule on its own ensemble score."""
         e = self.channel_ensemble_scores(channel_scores)
-        return np.stack([r.predict(e[:, k]) for k, r in enumerate(self.channel_rules_)], axis=1)
+        return np.stack([r.predict(e[:, k], segments) for k, r in enumerate(self.channel_rules_)], axis=1)
 
-    def _fit_channels(self, channel_scores, labels: np.ndarray, channel_members, channels) -> None:
+    def _fit_channels(self, channel_scores, labels: np.ndarray, channel_members, channels, segments=None) -> None:
         cs = np.asarray(channel_scores, dtype=np.float32)
         if cs.ndim != 3 or cs.shape[0] != labels.shape[0]:
             raise TelemetryError(f"per-channel scores must be [rows, members, channels] with {labels.shape[0]} rows, "
@@ -214,8 +217,8 @@ class Ensemble:
 
         def fitted(job):
             span, k = job
-            rule = Threshold(**{**self.rule, "smooth": span, "seed": self.seed}).fit(e[:, k], labels)
-            return rule, rule.predict(e[:, k])
+            rule = Threshold(**{**self.rule, "smooth": span, "seed": self.seed}).fit(e[:, k], labels, segments=segments)
+            return rule, rule.predict(e[:, k], segments)
 
         jobs = [(span, k) for span in spans for k in range(n_c)]
         done = dict(zip(jobs, thread_map(fitted, jobs)))
@@ -230,23 +233,24 @@ class Ensemble:
         self.channel_val_f05_alone_ = [_f05(labels, done[(span, k)][1]) for k in range(n_c)]
 
     def fit(self, scores: np.ndarray, labels: np.ndarray, names=None, channel_scores: np.ndarray | None = None,
-            channel_members=None, channels=None) -> "Ensemble":
+            channel_members=None, channels=None, segments=None) -> "Ensemble":
         scores = np.asarray(scores, dtype=np.float32)
         labels = np.asarray(labels).astype(np.uint8)
         if scores.ndim != 2 or scores.shape[0] != labels.shape[0]:
             raise TelemetryError(f"ensemble needs scores [rows, members] matching {labels.shape[0]} labels, got {list(scores.shape)}")
+        segments = checked_offsets(segments, scores.shape[0], "validation scores")
         m = scores.shape[1]
         self.names_ = list(names) if names is not None else [f"member_{j}" for j in range(m)]
         self.fallback_ = None
-        self._fit_main(scores, labels, self.selection)
+        self._fit_main(scores, labels, self.selection, segments=segments)
         if self.fallback and m > 1:
             self.fallback_ = self._cross_check(scores, labels)
             if self.fallback_["chosen"] == "member":
-                self._fit_main(scores, labels, 1.0)
+                self._fit_main(scores, labels, 1.0, segments=segments)
                 self.fallback_["member"] = self.names_[int(np.argmax(self.weights_))]
         self.channel_rules_ = None
         if channel_scores is not None:
-            self._fit_channels(channel_scores, labels, channel_members, channels)
+            self._fit_channels(channel_scores, labels, channel_members, channels, segments)
         elif self.per_channel:
             raise TelemetryError("the per-channel decision needs the members' per-channel scores; this experiment "
                                  "has none (trials from before they were stored, or members without them)")
@@ -254,7 +258,8 @@ class Ensemble:
             self.val_f05_, self.threshold_ = self.channel_val_f05_, 0.0
         return self
 
-    def _fit_main(self, scores: np.ndarray, labels: np.ndarray, selection: float | None, rank: bool = True) -> None:
+    def _fit_main(self, scores: np.ndarray, labels: np.ndarray, selection: float | None, rank: bool = True,
+                  segments=None) -> None:
         """Calibrate, select, weight and fit the rule on the combined score (the main decision).
         ``rank=False`` skips each member's own F0.5 where selection does not need it (cross-fitting)."""
         m = scores.shape[1]
@@ -276,13 +281,16 @@ class Ensemble:
         elif self.combination == "stack" and active.sum() > 1:
             w = self._fit_stack(cal, labels, active)
             self.weights_ = float(self.shrinkage) * self.weights_ + (1.0 - float(self.shrinkage)) * w
-        self._fit_rule(self.combine(cal), labels)
+        self._fit_rule(self.combine(cal), labels, segments)
 
     def _cross_check(self, scores: np.ndarray, labels: np.ndarray) -> dict:
         """Cross-fitted on validation (ensemble.crossfit): this layer against the same layer on the best
         member alone (``selection=1.0``). The member is chosen only when it is better out of fold with
         the whole ``fallback_level`` interval above zero; otherwise (or when a fold leaves nothing to fit)
-        the combination stays."""
+        the combination stays.
+
+        Unsegmented (series boundaries ignored): the folds are contiguous stretches of validation
+        joined end to end anyway, and both sides of the comparison are scored alike."""
         from ensemble import crossfit
 
         base = {**self.get_params(), "fallback": False, "per_channel": False}
@@ -304,15 +312,15 @@ class Ensemble:
                 "ensemble_oof_f05": cmp["incumbent_f05"], "difference": cmp["difference"],
                 "interval": [cmp["lo"], cmp["hi"]], "level": cmp["level"]}
 
-    def _fit_rule(self, combined: np.ndarray, labels: np.ndarray) -> None:
+    def _fit_rule(self, combined: np.ndarray, labels: np.ndarray, segments=None) -> None:
         posts = itertools.product((1, 3, 10, 30), (0, 5, 20, 100)) if self.post_grid else [(None, None)]
         def fitted(choice):
             span, (min_len, gap) = choice
             params = {**self.rule, "smooth": span, "seed": self.seed}
             if min_len is not None:
                 params.update(min_length=min_len, max_gap=gap)
-            rule = Threshold(**params).fit(combined, labels)
-            return rule_f05(rule, combined, labels), rule
+            rule = Threshold(**params).fit(combined, labels, segments=segments)
+            return rule_f05(rule, combined, labels, segments), rule
 
         best = None
         for f, rule in thread_map(fitted, list(itertools.product(self.spans, list(posts)))):
@@ -381,9 +389,16 @@ class Ensemble:
         }
 
 
-def rule_f05(rule: Threshold, scores: np.ndarray, labels: np.ndarray) -> float:
+def rule_f05(rule: Threshold, scores: np.ndarray, labels: np.ndarray, segments=None) -> float:
     """Validation F0.5 of a fitted rule's own predictions (post-processing included)."""
-    return _f05(labels, rule.predict(scores))
+    return _f05(labels, rule.predict(scores, segments))
+
+
+def channel_margins(rules, channel_ensemble_scores: np.ndarray, segments=None) -> np.ndarray:
+    """[rows, C]: each channel's smoothed ensemble score minus its own rule's threshold (>= 0: above it)."""
+    e = channel_ensemble_scores
+    return np.stack([r.smoothed(e[:, k], segments) - r.threshold_ for k, r in enumerate(rules)],
+                    axis=1).astype(np.float32)
 
 
 def _f05(labels: np.ndarray, predictions: np.ndarray) -> float:

@@ -14,13 +14,18 @@ smoothing), so every choice here is fixed in advance:
 Per channel, when the members stored per-channel scores: each channel's score is the mean over
 those members of their calibrated channel-``c`` scores, with its own rule of the same kind; the
 margins (score minus that channel's threshold) name the channels behind each flagged event.
+
+``segments`` (``fit``: validation's; the rest: that split's) are the boundaries of the independent
+series the rows are made of (telemetry.series): no rule smooths or extends an event across one.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ensemble.calibration import Calibrator
+from ensemble.combine import channel_margins
 from telemetry.errors import TelemetryError
+from telemetry.series import checked_offsets
 from telemetry.thresholds import Threshold
 
 DEFAULT_RULE = {"method": "pot", "risk": 1e-3}
@@ -38,23 +43,24 @@ class UnsupervisedEnsemble:
     def calibrated(self, scores: np.ndarray) -> np.ndarray:
         return np.stack([c.transform(scores[:, j]) for j, c in enumerate(self.calibrators_)], axis=1)
 
-    def score(self, scores: np.ndarray, channel_scores=None) -> np.ndarray:
+    def score(self, scores: np.ndarray, channel_scores=None, segments=None) -> np.ndarray:
         return self.calibrated(np.asarray(scores)).mean(axis=1).astype(np.float32)
 
-    def decision_score(self, scores: np.ndarray, channel_scores=None) -> np.ndarray:
-        return self.rule_.smoothed(self.score(scores))
+    def decision_score(self, scores: np.ndarray, channel_scores=None, segments=None) -> np.ndarray:
+        return self.rule_.smoothed(self.score(scores), segments)
 
-    def predict(self, scores: np.ndarray, channel_scores=None) -> np.ndarray:
-        return self.rule_.predict(self.score(scores))
+    def predict(self, scores: np.ndarray, channel_scores=None, segments=None) -> np.ndarray:
+        return self.rule_.predict(self.score(scores), segments)
 
     def fit(self, scores: np.ndarray, names=None, channel_scores: np.ndarray | None = None, channel_members=None,
-            channels=None) -> "UnsupervisedEnsemble":
+            channels=None, segments=None) -> "UnsupervisedEnsemble":
         scores = np.asarray(scores, dtype=np.float32)
         if scores.ndim != 2 or scores.shape[0] < 2:
             raise TelemetryError(f"the ensemble needs validation scores [rows, members], got {list(scores.shape)}")
+        segments = checked_offsets(segments, scores.shape[0], "validation scores")
         self.names_ = list(names) if names is not None else [f"member_{j}" for j in range(scores.shape[1])]
         self.calibrators_ = [Calibrator(self.calibration).fit(scores[:, j]) for j in range(scores.shape[1])]
-        self.rule_ = Threshold(**{**self.rule, "seed": self.seed}).fit(self.score(scores), None)
+        self.rule_ = Threshold(**{**self.rule, "seed": self.seed}).fit(self.score(scores), None, segments=segments)
         self.threshold_ = self.rule_.threshold_
         self.channels_ = None
         if channel_scores is not None:
@@ -64,7 +70,7 @@ class UnsupervisedEnsemble:
             self.channel_calibrators_ = [[Calibrator(self.calibration).fit(cs[:, p, c]) for c in range(cs.shape[2])]
                                          for p in range(cs.shape[1])]
             e = self.channel_ensemble_scores(cs)
-            self.channel_rules_ = [Threshold(**{**self.rule, "seed": self.seed}).fit(e[:, c], None)
+            self.channel_rules_ = [Threshold(**{**self.rule, "seed": self.seed}).fit(e[:, c], None, segments=segments)
                                    for c in range(cs.shape[2])]
         return self
 
@@ -80,11 +86,9 @@ class UnsupervisedEnsemble:
             out += np.stack([c.transform(cs[:, p, k]) for k, c in enumerate(cals)], axis=1)
         return (out / len(self.channel_calibrators_)).astype(np.float32)
 
-    def channel_margins(self, channel_scores: np.ndarray) -> np.ndarray:
+    def channel_margins(self, channel_scores: np.ndarray, segments=None) -> np.ndarray:
         """[rows, C]: each channel's smoothed ensemble score minus its own threshold (>= 0: above it)."""
-        e = self.channel_ensemble_scores(channel_scores)
-        return np.stack([r.smoothed(e[:, k]) - r.threshold_ for k, r in enumerate(self.channel_rules_)],
-                        axis=1).astype(np.float32)
+        return channel_margins(self.channel_rules_, self.channel_ensemble_scores(channel_scores), segments)
 
     def to_dict(self) -> dict:
         return {

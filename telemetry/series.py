@@ -15,6 +15,18 @@ import numpy as np
 from telemetry.errors import TelemetryError
 
 
+def checked_offsets(segments, n: int, source: str = "scores") -> np.ndarray | None:
+    """``segments`` as int64 offsets [S+1] from 0 to ``n`` (None stays None: one series), or a
+    one-line error naming ``source``."""
+    if segments is None:
+        return None
+    seg = np.asarray(segments, dtype=np.int64)
+    if seg.ndim != 1 or seg.size < 2 or seg[0] != 0 or seg[-1] != n or (np.diff(seg) <= 0).any():
+        raise TelemetryError(f"{source}: segments must be increasing offsets from 0 to {n} with no empty "
+                             f"series, got {seg.ravel().tolist()[:8]}{'...' if seg.size > 8 else ''}")
+    return seg
+
+
 @dataclass(frozen=True)
 class Series:
     """One contiguous stretch of telemetry.
@@ -52,11 +64,7 @@ class Series:
                 raise TelemetryError(f"{self.source}: labels must be uint8 of shape {list(ids.shape)}, got {labels.dtype}{list(labels.shape)}")
         object.__setattr__(self, "channels", tuple(self.channels))
         if self.segments is not None:
-            seg = np.asarray(self.segments, dtype=np.int64)
-            n = ids.shape[0]
-            if seg.ndim != 1 or seg.size < 2 or seg[0] != 0 or seg[-1] != n or (np.diff(seg) <= 0).any():
-                raise TelemetryError(f"{self.source}: segments must be increasing offsets from 0 to {n} with no empty "
-                                     f"series, got {seg.tolist()[:8]}{'...' if seg.size > 8 else ''}")
+            seg = checked_offsets(self.segments, ids.shape[0], self.source)
             names = tuple(str(x) for x in self.segment_names) or tuple(str(k) for k in range(seg.size - 1))
             if len(names) != seg.size - 1:
                 raise TelemetryError(f"{self.source}: {len(names)} series names for {seg.size - 1} series")

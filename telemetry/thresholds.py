@@ -12,6 +12,7 @@ import numpy as np
 from telemetry.errors import TelemetryError
 from telemetry.events import events, from_events, hysteresis, postprocess
 from telemetry.metrics import _f05_from_counts, corrected_event_f05
+from telemetry.series import checked_offsets
 
 # Labelled (validation F0.5): best_f05 (the edge of the best), plateau (the middle of the near-best
 # range), bootstrap (best expected F0.5 over block resamples of validation); unlabelled: pot
@@ -86,7 +87,8 @@ def f05_curve(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | N
 CANDIDATE_ROW_PASSES = 200_000_000  # rows x candidates re-scored with post-processing (~10 s on 2 cores)
 
 
-def best_f05_threshold(scores, labels, min_length: int = 1, max_gap: int = 0, max_candidates: int = 512):
+def best_f05_threshold(scores, labels, min_length: int = 1, max_gap: int = 0, max_candidates: int = 512,
+                       segments=None):
     """The threshold maximising corrected event-wise F0.5 on labelled scores; returns (threshold, f05).
 
     Without post-processing the sweep is exact over every distinct score (:func:`f05_curve`).
@@ -94,7 +96,8 @@ def best_f05_threshold(scores, labels, min_length: int = 1, max_gap: int = 0, ma
     the exact sweep plus evenly spaced upper quantiles are re-scored with the full metric; each
     costs a pass over every row, so on long splits the candidates are capped at
     ``CANDIDATE_ROW_PASSES / rows`` (at least 64: 68 on the challenge's 2.9 M validation rows).
-    Ties go to the highest threshold (fewest alarms).
+    Ties go to the highest threshold (fewest alarms). ``segments``: the series boundaries the
+    post-processing never crosses (telemetry.events).
     """
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels).ravel().astype(np.uint8)
@@ -109,36 +112,51 @@ def best_f05_threshold(scores, labels, min_length: int = 1, max_gap: int = 0, ma
     quant = np.quantile(s, np.linspace(0.5, 1.0, max_candidates // 2))
     cands = np.unique(np.concatenate([top, quant]))
     cands = cands[np.isfinite(cands)]
-    vals = np.array([corrected_event_f05(y, postprocess(s >= t, min_length, max_gap)) for t in cands])
+    vals = np.array([corrected_event_f05(y, postprocess(s >= t, min_length, max_gap, segments))
+                     for t in cands])
     best = np.flatnonzero(vals == vals.max())[-1]
     return float(cands[best]), float(vals[best])
 
 
-def smooth(scores: np.ndarray, span: int = 1, how: str = "ewma") -> np.ndarray:
+def smooth(scores: np.ndarray, span: int = 1, how: str = "ewma", segments=None) -> np.ndarray:
     """Smoothed scores, float64, same length: ``ewma`` (causal, alpha = 2 / (span + 1), as Telemanom
     smooths its errors) or ``mean`` (centred moving mean over ``span`` rows, shorter at the ends).
 
     One isolated large error then no longer makes an event of its own, and a long anomaly's score
     stays above the threshold instead of flickering around it (each flicker is a separate event).
+    ``segments`` (offsets [S+1], telemetry.series; None = one series): each series is smoothed on
+    its own, so the end of one never leaks into the start of the next.
     """
     s = np.asarray(scores, dtype=np.float64).ravel()
     span = int(span)
     if span < 1:
         raise TelemetryError(f"smoothing span must be >= 1, got {span}")
+    seg = checked_offsets(segments, s.size)
     if span == 1 or s.size == 0:
         return s.copy()
-    if how == "mean":
-        c = np.concatenate([[0.0], np.cumsum(s)])
-        first = np.arange(s.size) - span // 2
-        lo, hi = np.clip(first, 0, s.size), np.clip(first + span, 0, s.size)
-        return (c[hi] - c[lo]) / (hi - lo)
-    if how != "ewma":
+    if how not in SMOOTHERS:
         raise TelemetryError(f"unknown smoothing {how!r}; choose one of {', '.join(SMOOTHERS)}")
+    if seg is None:
+        seg = np.array([0, s.size], dtype=np.int64)
+    if how == "mean":
+        return _centred_mean(s, span, seg)
     from scipy.signal import lfilter
 
     a = 2.0 / (span + 1.0)
-    out, _ = lfilter([a], [1.0, a - 1.0], s, zi=np.array([(1.0 - a) * s[0]]))
+    out = np.empty_like(s)
+    for lo, hi in zip(seg[:-1].tolist(), seg[1:].tolist()):  # each series starts from its own first row
+        out[lo:hi], _ = lfilter([a], [1.0, a - 1.0], s[lo:hi], zi=np.array([(1.0 - a) * s[lo]]))
     return out
+
+
+def _centred_mean(s: np.ndarray, span: int, seg: np.ndarray) -> np.ndarray:
+    """Centred moving mean over ``span`` rows, its window clipped to each row's own series."""
+    c = np.concatenate([[0.0], np.cumsum(s)])
+    lengths = np.diff(seg)
+    first_row, end_row = np.repeat(seg[:-1], lengths), np.repeat(seg[1:], lengths)
+    first = np.arange(s.size) - span // 2
+    lo, hi = np.clip(first, first_row, end_row), np.clip(first + span, first_row, end_row)
+    return (c[hi] - c[lo]) / (hi - lo)
 
 
 def pot_threshold(scores: np.ndarray, risk: float = 1e-3, initial_quantile: float = 0.98) -> float:
@@ -228,7 +246,7 @@ def bootstrap_threshold(scores, labels, resamples: int = 30, n_blocks: int = 20,
     return float(cand[best]), float(mean[best])
 
 
-def ndt_threshold(scores: np.ndarray, z_range=np.arange(2.0, 10.5, 0.5), p: float = 0.13):
+def ndt_threshold(scores: np.ndarray, z_range=np.arange(2.0, 10.5, 0.5), p: float = 0.13, segments=None):
     """Telemanom's non-parametric dynamic threshold with pruning (Hundman et al., KDD 2018).
 
     Picks epsilon = mean + z*std maximising (dmean/mean + dstd/std) / (n_above + n_sequences**2),
@@ -236,6 +254,7 @@ def ndt_threshold(scores: np.ndarray, z_range=np.arange(2.0, 10.5, 0.5), p: floa
     sorts the sequences' peaks descending with the largest nominal score appended; sequences whose
     peaks are followed only by decreases smaller than ``p`` are reclassified as nominal.
     Returns (epsilon, min_peak): flag rows >= epsilon, keep only events whose peak >= min_peak.
+    With ``segments`` a sequence never spans two series.
     """
     e = np.asarray(scores, dtype=np.float64).ravel()
     mu, sd = e.mean(), e.std()
@@ -246,7 +265,7 @@ def ndt_threshold(scores: np.ndarray, z_range=np.arange(2.0, 10.5, 0.5), p: floa
         n_above = int((~below).sum())
         if n_above == 0 or n_above >= 0.5 * e.size:
             continue
-        n_seq = len(events(~below))
+        n_seq = len(events(~below, segments))
         d_mu = (mu - e[below].mean()) / mu if mu else 0.0
         d_sd = (sd - e[below].std()) / sd if sd else 0.0
         score = (d_mu + d_sd) / (n_above + n_seq**2)
@@ -254,7 +273,7 @@ def ndt_threshold(scores: np.ndarray, z_range=np.arange(2.0, 10.5, 0.5), p: floa
             best_eps, best_score = eps, score
     if best_eps is None:  # nothing stands out: flag nothing
         return float(e.max()) + 1.0, -np.inf
-    ev = events(e >= best_eps)
+    ev = events(e >= best_eps, segments)
     peaks = np.maximum.reduceat(np.where(e >= best_eps, e, -np.inf), ev[:, 0])
     nominal_max = e[e < best_eps].max() if (e < best_eps).any() else 0.0
     return float(best_eps), prune_min_peak(peaks, nominal_max, p)
@@ -320,11 +339,15 @@ class Threshold:
         if not 0.0 <= float(self.hysteresis) < 1.0:
             raise TelemetryError(f"hysteresis must be in [0, 1), got {self.hysteresis!r}")
 
-    def smoothed(self, scores: np.ndarray) -> np.ndarray:
-        return smooth(scores, int(self.smooth), self.smoothing)
+    def smoothed(self, scores: np.ndarray, segments=None) -> np.ndarray:
+        return smooth(scores, int(self.smooth), self.smoothing, segments)
 
-    def fit(self, val_scores: np.ndarray, val_labels: np.ndarray | None = None, fit_scores: np.ndarray | None = None):
-        s = self.smoothed(val_scores)
+    def fit(self, val_scores: np.ndarray, val_labels: np.ndarray | None = None, fit_scores: np.ndarray | None = None,
+            segments=None):
+        """Fitted on validation; ``segments``: its series boundaries (telemetry.series), which the
+        smoothing and post-processing never cross. ``fit_scores`` (max_fit) are taken as one series."""
+        segments = checked_offsets(segments, np.size(val_scores))
+        s = self.smoothed(val_scores, segments)
         y = None if val_labels is None else np.asarray(val_labels).ravel().astype(np.uint8)
         if self.method in self.LABELLED and (y is None or not y.any()):
             raise TelemetryError(f"threshold method {self.method} needs validation labels with at least one anomaly")
@@ -332,7 +355,7 @@ class Threshold:
         self.center_ = float(np.median(nominal)) if nominal.size else float(np.median(s))
         self.min_peak_ = -np.inf
         if self.method == "best_f05":
-            self.threshold_, _ = best_f05_threshold(s, y, self.min_length, self.max_gap)
+            self.threshold_, _ = best_f05_threshold(s, y, self.min_length, self.max_gap, segments=segments)
         elif self.method == "plateau":
             self.threshold_, _ = plateau_threshold(s, y, float(self.tolerance))
         elif self.method == "bootstrap":
@@ -346,7 +369,7 @@ class Threshold:
                 raise TelemetryError("threshold method max_fit needs the fit split's scores")
             self.threshold_ = float(np.max(self.smoothed(fit_scores))) * float(self.multiple)
         else:
-            self.threshold_, self.min_peak_ = ndt_threshold(s, p=float(self.prune))
+            self.threshold_, self.min_peak_ = ndt_threshold(s, p=float(self.prune), segments=segments)
         return self
 
     @property
@@ -356,15 +379,16 @@ class Threshold:
             return self.threshold_
         return self.threshold_ - float(self.hysteresis) * max(self.threshold_ - self.center_, 0.0)
 
-    def predict(self, scores: np.ndarray) -> np.ndarray:
-        """Binary uint8 predictions, one per row."""
-        s = self.smoothed(scores)
-        b = hysteresis(s, self.threshold_, self.end_threshold_).astype(bool)
+    def predict(self, scores: np.ndarray, segments=None) -> np.ndarray:
+        """Binary uint8 predictions, one per row; ``segments``: the series boundaries no step crosses."""
+        segments = checked_offsets(segments, np.size(scores))
+        s = self.smoothed(scores, segments)
+        b = hysteresis(s, self.threshold_, self.end_threshold_, segments).astype(bool)
         if np.isfinite(self.min_peak_) and b.any():
-            ev = events(b)
+            ev = events(b, segments)
             peaks = np.maximum.reduceat(np.where(b, s, -np.inf), ev[:, 0])
             b &= ~from_events(ev[peaks < self.min_peak_], b.size).astype(bool)
-        return postprocess(b, self.min_length, self.max_gap)
+        return postprocess(b, self.min_length, self.max_gap, segments)
 
     def to_dict(self) -> dict:
         d = asdict(self)

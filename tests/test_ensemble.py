@@ -124,6 +124,47 @@ def test_submission_refuses_mismatched_ids_and_writes_nothing(tmp_path, ids, lab
 
 # -- per channel -------------------------------------------------------------------------------
 
+def series_ending_in_anomalies(n_series=20, rows=100, seed=0):
+    """Series back to back (offsets ``seg``), every other one ending in a 20-row anomaly (a discharge
+    ending in a disruption); each series' first row scores the nominal median."""
+    rng = np.random.default_rng(seed)
+    seg = np.arange(0, n_series * rows + 1, rows)
+    y = np.zeros(seg[-1], np.uint8)
+    for end in seg[1::2]:
+        y[end - 20:end] = 1
+    s = np.stack([rng.normal(0, 1, y.size) + 6 * y, rng.normal(0, 1, y.size)], axis=1)  # good, noise
+    s[seg[:-1]] = 0.0
+    return s, y, seg
+
+
+def test_the_decision_layer_never_carries_one_series_into_the_next():
+    s, y, seg = series_ending_in_anomalies()
+    first = seg[1:-1:2]  # each series that follows one ending in an anomaly: its first row
+    cs = np.repeat(s[:, :, None], 2, axis=2)  # per-channel scores: 2 members x 2 channels
+    ens = Ensemble(spans=(25,), seed=0).fit(s, y, ["good", "noise"], channel_scores=cs, channels=["a", "b"], segments=seg)
+    pred = ens.predict(s, segments=seg)
+    assert pred[first - 1].all() and not pred[first].any()
+    assert ens.predict(s)[first].all()  # taken as one series, each anomaly runs on into the next series
+    # the smoothing restarts: a series' first row is its own score
+    np.testing.assert_allclose(ens.decision_score(s, segments=seg)[first], ens.score(s)[first], rtol=1e-6, atol=1e-6)
+    assert not ens.channel_predictions(cs, seg)[first].any() and (ens.channel_margins(cs, seg)[first] < 0).all()
+    union = Ensemble(spans=(25,), per_channel=True, fallback=False).fit(s, y, channel_scores=cs, segments=seg)
+    assert not union.predict(s, cs, seg)[first].any() and (union.score(s, cs, seg)[first] < 0).all()
+    with pytest.raises(TelemetryError, match=r"^validation scores: segments must be increasing offsets from 0 to 2000"):
+        Ensemble().fit(s, y, segments=[0, 100, 50, 2000])
+
+
+def test_the_unsupervised_layer_never_carries_one_series_into_the_next():
+    from ensemble.unsupervised import UnsupervisedEnsemble
+
+    s, _, seg = series_ending_in_anomalies()
+    ens = UnsupervisedEnsemble(rule={"method": "percentile", "percentile": 90, "smooth": 25}).fit(s, segments=seg)
+    first = seg[1:-1:2]
+    assert ens.predict(s, segments=seg)[first - 1].all() and not ens.predict(s, segments=seg)[first].any()
+    assert ens.predict(s)[first].all()
+    np.testing.assert_allclose(ens.decision_score(s, segments=seg)[first], ens.score(s)[first], rtol=1e-6, atol=1e-6)
+
+
 def test_channel_union_matches_a_hand_computed_case():
     """Two members with per-channel scores (a third without), two channels, 20 rows. Nominal rows
     alternate +-1 in every channel, so z calibration leaves them as they are; member 2 is member 0

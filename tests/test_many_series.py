@@ -235,3 +235,65 @@ def test_per_series_detection_on_a_hand_made_split():
     times = np.linspace(0, 1.9, 20)  # a time axis, onsets given per name
     t = split_detection_table(s, alarms, times, {"a": 0.75})
     assert t.loc[0, "warning_time"] == pytest.approx(0.75 - times[4]) and not t.loc[1, "anomalous"]
+
+
+def fleet_csv(path, devices, anomalous, rows=60, seed=0, labels=True):
+    """A long CSV, ``rows`` per device: each device has two lone one-row spikes (nominal, which
+    smoothing hides) and the ``anomalous`` ones end in a sustained shift, labelled, to their last row."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for name in devices:
+        x = rng.normal(size=(rows, 2))
+        x[rng.choice(np.arange(5, rows - 25), 2, replace=False), rng.integers(0, 2)] += 12.0
+        y = np.zeros(rows, np.int64)
+        if name in anomalous:
+            x[-20:, 0] += 4.0
+            y[-20:] = 1
+        df = pd.DataFrame({"device": name, "temp": x[:, 0], "load": x[:, 1]})
+        parts.append(df.assign(is_anomaly=y) if labels else df)
+    pd.concat(parts).to_csv(path, index=False)
+
+
+def test_build_never_carries_an_anomaly_at_one_series_end_into_the_next(tmp_path, monkeypatch):
+    """A sweep over many devices, then `ensemble build`: a test device that follows one ending in an
+    anomaly does not alarm at its first row (the decision layer knows where each series starts)."""
+    import ray
+    import yaml
+
+    from ensemble import build as ensemble_build
+    from search.config import parse_config
+    from search.runner import run_sweep
+
+    fleet_csv(tmp_path / "train.csv", [f"d{k}" for k in range(12)], {"d1", "d3", "d5", "d7", "d9"})
+    fleet_csv(tmp_path / "test.csv", ["t0", "t1", "t2", "t3"], {"t0", "t2"}, seed=1, labels=False)
+    cfg = parse_config({
+        "name": "devices", "seed": 0, "ray": {"num_cpus": 2}, "architectures": {"global_std": {"trials": 1}},
+        "data": {"train": "train.csv", "test": "test.csv", "channels": ["temp", "load"], "series": "device",
+                 "split_series": {"validation": ["d1", "d2", "d3", "d4"], "holdout": ["d5", "d6", "d7", "d8"]}}},
+        base_dir=tmp_path)
+    try:
+        exp = run_sweep(cfg, storage_path=str(tmp_path / "sweeps"))["experiment"]
+    finally:
+        ray.shutdown()
+
+    def build_alarms(out):
+        ensemble_build.build(exp, out, include=("baselines",))
+        rule = yaml.safe_load((out / "ensemble.yaml").read_text())["ensemble"]["rule"]
+        return pd.read_parquet(out / "predictions.parquet")["is_anomaly"].to_numpy().reshape(4, 60), rule
+
+    alarms, rule = build_alarms(tmp_path / "out")
+    assert rule["smooth"] > 1  # smoothed: the end of t0 and t2 would leak into t1 and t3
+    assert alarms[[0, 2], -1].all() and not alarms[[1, 3], 0].any()
+    assert (tmp_path / "out" / "series_holdout.csv").is_file()
+    # Today's path, the data taken as one series: the anomalies at t0's and t2's ends run on into t1 and t3.
+    monkeypatch.setattr(ensemble_build, "many_series", lambda cfg: False)
+    alarms, _ = build_alarms(tmp_path / "one")
+    assert alarms[[1, 3], 0].all()
+    # The unlabelled build's path (its rule does not smooth): it runs with the series and counts events within them.
+    monkeypatch.undo()
+    from ensemble.members import load_members
+    from telemetry.events import events
+
+    res = ensemble_build.build_unlabelled(load_members(exp, include=("baselines",)), tmp_path / "unlabelled")
+    pred = pd.read_parquet(tmp_path / "unlabelled" / "predictions.parquet")["is_anomaly"].to_numpy()
+    assert res["alarms"][2]["events"] == len(events(pred, segments=np.arange(0, 241, 60)))

@@ -3,7 +3,7 @@ import pytest
 
 from telemetry.errors import TelemetryError
 from telemetry.metrics import corrected_event_f05
-from telemetry.events import hysteresis
+from telemetry.events import drop_short, events, from_events, hysteresis, merge_gaps, postprocess
 from telemetry.thresholds import (Threshold, best_f05_threshold, block_resamples, bootstrap_threshold, f05_curve,
                                   plateau_threshold, pot_threshold, prune_min_peak, smooth)
 
@@ -196,3 +196,105 @@ def test_legacy_level_is_read_as_the_methods_own_parameter():
     assert Threshold.from_dict({"method": "percentile", "level": 90.0}).percentile == 90.0
     assert Threshold.from_dict({"method": "ndt", "level": 0.2}).prune == 0.2
     assert Threshold.from_dict({"method": "max_fit", "level": 1.5}).multiple == 1.5
+
+
+# -- many series back to back (segments): nothing crosses a boundary ---------------------------------
+
+SEG = np.array([0, 4, 8, 12])  # three series of 4 rows
+
+
+def test_a_run_across_a_boundary_is_two_events():
+    b = np.array([0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1], np.uint8)
+    np.testing.assert_array_equal(events(b), [[2, 7], [11, 12]])
+    np.testing.assert_array_equal(events(b, SEG), [[2, 4], [4, 7], [11, 12]])
+    np.testing.assert_array_equal(events(np.ones(12), SEG), [[0, 4], [4, 8], [8, 12]])
+    np.testing.assert_array_equal(from_events(events(b, SEG), b.size), b)  # the same rows
+
+
+def test_gaps_are_never_merged_across_a_boundary():
+    b = np.array([0, 0, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1], np.uint8)
+    np.testing.assert_array_equal(merge_gaps(b, 5), [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    # series 2's two events still merge; row 3 (series 1) and row 11 (series 3) stay apart
+    np.testing.assert_array_equal(merge_gaps(b, 5, SEG), [0, 0, 0, 1, 0, 1, 1, 1, 0, 0, 0, 1])
+
+
+def test_minimum_length_counts_each_series_piece():
+    b = np.array([0, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 0], np.uint8)
+    np.testing.assert_array_equal(drop_short(b, 3), [0, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 0])
+    # rows 2-6 are 2 rows in series 1 and 3 in series 2: only the second piece is long enough
+    np.testing.assert_array_equal(drop_short(b, 3, SEG), [0, 0, 0, 0, 1, 1, 1, 0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(postprocess(b, 3, 2, SEG), drop_short(merge_gaps(b, 2, SEG), 3, SEG))
+
+
+def test_hysteresis_ends_an_event_at_its_series_last_row():
+    s = np.array([0, 1, 5, 3, 3, 3, 1, 0, 3, 6, 3, 0.])
+    np.testing.assert_array_equal(hysteresis(s, 5, 2), [0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0])
+    # rows 4-5 (>= 2, series 2) never reach 5 in their own series: not an event
+    np.testing.assert_array_equal(hysteresis(s, 5, 2, SEG), [0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1, 0])
+
+
+def test_smoothing_restarts_at_each_series():
+    x = np.array([0, 0, 0, 8, 2, 2, 2, 2.])
+    seg = np.array([0, 4, 8])
+    e = smooth(x, 3, "ewma", seg)  # alpha 0.5; series 2 starts at its own first value, not a blend with 8
+    np.testing.assert_allclose(e, [0, 0, 0, 4, 2, 2, 2, 2])
+    assert smooth(x, 3, "ewma")[4] == 3.0  # one series: 8 leaks into row 4
+    np.testing.assert_allclose(smooth(x, 3, "mean", seg), [0, 0, 8 / 3, 4, 2, 2, 2, 2])  # windows clipped to the series
+    np.testing.assert_allclose(smooth(x, 3, "mean")[3:5], [10 / 3, 4])
+    np.testing.assert_allclose(smooth(x, 4, "mean", seg), [0, 0, 2, 8 / 3, 2, 2, 2, 2])
+
+
+def test_one_series_as_segments_equals_no_segments():
+    rng = np.random.default_rng(4)
+    s = rng.normal(size=500)
+    one = np.array([0, 500])
+    for how in ("ewma", "mean"):
+        np.testing.assert_array_equal(smooth(s, 7, how, one), smooth(s, 7, how))
+    b = s > 0.5
+    np.testing.assert_array_equal(events(b, one), events(b))
+    np.testing.assert_array_equal(postprocess(b, 3, 4, one), postprocess(b, 3, 4))
+    np.testing.assert_array_equal(hysteresis(s, 1.5, 0.2, one), hysteresis(s, 1.5, 0.2))
+
+
+def test_many_series_smoothing_equals_each_series_alone_and_is_fast():
+    import time
+
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(1, 400, 5000)
+    seg = np.concatenate([[0], np.cumsum(lengths)])
+    s = rng.normal(size=int(seg[-1]))
+    for how in ("ewma", "mean"):
+        t0 = time.perf_counter()
+        got = smooth(s, 25, how, seg)
+        took = time.perf_counter() - t0
+        alone = np.concatenate([smooth(s[a:b], 25, how) for a, b in zip(seg[:-1], seg[1:])])
+        np.testing.assert_allclose(got, alone, rtol=1e-9, atol=1e-9)
+        assert took < 1.0, (how, took)
+
+
+def test_the_rule_keeps_each_series_to_itself():
+    # series 1 ends in a high score; series 2 starts nominal
+    s = np.array([0, 0, 0, 9, 9, 9, 0, 0, 0, 0, 0, 0.])
+    y = np.array([0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0], np.uint8)
+    seg = np.array([0, 6, 12])
+    th = Threshold("best_f05", smooth=3, hysteresis=0.5)
+    th.threshold_, th.center_, th.min_peak_ = 4.0, 0.0, -np.inf
+    assert th.predict(s)[6] == 1  # one series: the smoothed 9s carry on into series 2
+    np.testing.assert_array_equal(th.predict(s, seg), [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(th.smoothed(s, seg)[6:], np.zeros(6))
+    median = Threshold("percentile", percentile=50, smooth=3)
+    assert median.fit(s).threshold_ > 0.7 and median.fit(s, segments=seg).threshold_ == 0.0  # on the restarted smoothing
+    fitted = Threshold("best_f05", smooth=3, min_length=2, max_gap=3).fit(s, y, segments=seg)
+    assert fitted.threshold_ == 6.75  # the highest perfect one: rows 4-5 of the smoothed 0, 0, 0, 4.5, 6.75, 7.875
+    np.testing.assert_array_equal(fitted.predict(s, seg), [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("bad", [[0, 6], [0, 6, 6, 12], [1, 12], [0, 7, 5, 12], [[0, 12]]])
+def test_bad_segments_are_a_one_line_error(bad):
+    s = np.zeros(12)
+    th = Threshold("percentile", percentile=50).fit(s)
+    for call in (lambda: smooth(s, 3, "ewma", bad), lambda: events(s, bad), lambda: th.predict(s, bad),
+                 lambda: Threshold("percentile", percentile=50).fit(s, segments=bad)):
+        with pytest.raises(TelemetryError, match=r"^scores: segments must be increasing offsets from 0 to 12") as err:
+            call()
+        assert "\n" not in str(err.value)
