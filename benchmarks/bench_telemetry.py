@@ -1,4 +1,5 @@
-"""Full-size data stage: load channels 41-46, scale, wavelet-denoise, one epoch of window-512 batches.
+"""Full-size data stage: load channels 41-46, scale, wavelet-denoise, one epoch of window-512 batches,
+and the telecommand columns as conditioning features.
 
     python benchmarks/bench_telemetry.py --rows 14700000 [--data DIR] [--no-record]
 
@@ -43,6 +44,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args(argv)
 
+    from telemetry import telecommands
     from telemetry.loading import load_parquet
     from telemetry.scaling import StandardScaler
     from telemetry.synth import generate_mission
@@ -60,6 +62,13 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     s = load_parquet(data / "train.parquet", channels="41-46")
     rows.append((f"load channel_41..46 ({len(s):,} rows, float32)", time.perf_counter() - t, peak_rss_mb()))
+
+    t = time.perf_counter()
+    with_tc = load_parquet(data / "train.parquet", channels="41-46", telecommands="all")
+    feats = telecommands.features(with_tc.telecommands)
+    rows.append((f"load the {feats.shape[1]} telecommand columns too, and their features (float32)",
+                 time.perf_counter() - t, peak_rss_mb()))
+    del with_tc, feats
 
     t = time.perf_counter()
     scaler = StandardScaler().fit(s.values, s.labels == 0)
