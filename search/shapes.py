@@ -11,6 +11,10 @@
   (``pot``, ``percentile``, ``ndt``, ``max_fit``): a sweep file that names no threshold method gets
   ``pot``; one that names a labelled method (``best_f05``, ``plateau``, ``bootstrap``) is refused.
   So is a supervised member (the classifier).
+* **Telecommands**: a member with ``telecommands: true`` reads the data's telecommand features. Data
+  without them (no telecommand column, or no ``data.telecommands``) narrows a searched
+  ``telecommands`` choice to ``false`` (a sweep file pointed at other data still runs); a fixed
+  ``true`` is refused.
 * **Many series**: every searched window (plus forecast horizon) must fit in the longest series
   of each split; series shorter than a window are skipped by the windowing (telemetry.windows).
 """
@@ -40,6 +44,7 @@ def _largest(arch, key: str):
 def adapt(cfg, data):
     """Check (and, unlabelled, adjust in place) the sweep ``cfg`` for the ``data`` (a Prepared)."""
     check_series_windows(cfg, data)
+    without_telecommands(cfg, data)
     if data.labelled:
         return cfg
     for arch in cfg.architectures:
@@ -58,6 +63,23 @@ def adapt(cfg, data):
         log.info("unlabelled data: the sweep minimises the validation loss; thresholds by %s on validation scores",
                  UNSUPERVISED_THRESHOLD)
     return cfg
+
+
+def without_telecommands(cfg, data) -> None:
+    """Data without telecommand features: searched ``telecommands`` choices become ``false``; a
+    fixed ``true`` is a one-line error naming the architecture."""
+    if data.fit.telecommands is not None:
+        return
+    why = "no data.telecommands in the sweep file" if not cfg.data.telecommands else \
+        f"no telecommand column in {cfg.data.train}"
+    for arch in cfg.architectures:
+        if arch.fixed.get("telecommands") is True:
+            raise TelemetryError(f"architectures.{arch.name}: telecommands is true, but the data has none ({why})")
+        spec = arch.space.get("telecommands")
+        if isinstance(spec, dict) and True in spaces.values_of(spec):
+            arch.space.pop("telecommands")
+            arch.fixed["telecommands"] = False
+            log.info("%s: telecommands searched, but the data has none (%s): fixed to false", arch.name, why)
 
 
 def check_series_windows(cfg, data) -> None:

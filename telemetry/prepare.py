@@ -135,7 +135,7 @@ def load_sets(cfg: DataConfig):
             test = replace(test, ids=test.ids + (int(train.ids[-1]) + 1 - int(test.ids[0])))
             log.info("%s: no id column; test ids are row numbers continuing the train file's: %d..%d",
                      cfg.test, test.ids[0], test.ids[-1])
-    if tcs:
+    if tcs and train.telecommands is not None:  # "all" on a file without telecommand columns: none
         train, test = with_telecommand_features(train, test, cfg.telecommand_horizon)
     if test is not None:
         check_disjoint(train.ids, test.ids, cfg.train, cfg.test)

@@ -154,3 +154,30 @@ def test_pca_with_telecommands_does_not_flag_the_commanded_surge(tmp_path):
     assert np.median(s_cond[surge]) < np.quantile(s_cond[calm], 0.9)  # conditioned: nominal
     again = registry.get("pca").load(cond.save(tmp_path / "pca"))
     np.testing.assert_array_equal(again.score_samples(test), s_cond)
+
+
+def test_a_sweep_on_data_without_telecommands_narrows_a_searched_choice_and_refuses_a_fixed_true(tmp_path):
+    """configs/demo.yaml searches pca's telecommands; pointed at data without them, it still runs."""
+    import pandas as pd
+
+    from search import shapes
+    from search.config import parse_config
+    from telemetry.prepare import prepare
+
+    n = 600
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"id": np.arange(n), "channel_1": rng.normal(size=n).astype(np.float32),
+                       "is_anomaly": (np.arange(n) % 100 > 95).astype(np.uint8)})
+    df.to_parquet(tmp_path / "train.parquet", index=False)
+    raw = {"name": "t", "data": {"train": str(tmp_path / "train.parquet"), "channels": "1", "telecommands": "all"},
+           "architectures": {"pca": {"trials": 2, "space": {"telecommands": {"choice": [True, False]},
+                                                            "lags": {"choice": [1, 3]}}}}}
+    cfg = parse_config(raw)
+    shapes.adapt(cfg, prepare(cfg.data))
+    (pca,) = cfg.architectures
+    assert "telecommands" not in pca.space and pca.fixed["telecommands"] is False and "lags" in pca.space
+    raw["architectures"]["pca"] = {"trials": 1, "fixed": {"telecommands": True}}
+    cfg = parse_config(raw)
+    with pytest.raises(TelemetryError, match=r"^architectures.pca: telecommands is true, but the data has none "
+                                             r"\(no telecommand column in .*train.parquet\)$"):
+        shapes.adapt(cfg, prepare(cfg.data))
