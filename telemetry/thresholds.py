@@ -308,6 +308,8 @@ class Threshold:
     validation nominal scores at ``risk``; labels only pick the nominal rows), ``percentile``
     (``percentile`` in [0, 100] of validation scores), ``max_fit`` (``multiple`` x the largest
     fit-split score: the keras example's rule), ``ndt`` (Telemanom, pruning fraction ``prune``).
+    ``floor_risk`` (None = off): whatever the method, the threshold is at least the POT level that
+    the validation nominal scores exceed with that probability per row (``floor_``).
     """
 
     method: str = "best_f05"
@@ -322,6 +324,7 @@ class Threshold:
     percentile: float | None = None
     multiple: float = 1.0
     prune: float = 0.13
+    floor_risk: float | None = None
     seed: int = 0
 
     LABELLED = ("best_f05", "plateau", "bootstrap")
@@ -338,6 +341,8 @@ class Threshold:
                                  f"got {self.smooth!r}, {self.smoothing!r}")
         if not 0.0 <= float(self.hysteresis) < 1.0:
             raise TelemetryError(f"hysteresis must be in [0, 1), got {self.hysteresis!r}")
+        if self.floor_risk is not None and not 0.0 < float(self.floor_risk) < 0.02:
+            raise TelemetryError(f"floor_risk must be in (0, 0.02) or null, got {self.floor_risk!r}")
 
     def smoothed(self, scores: np.ndarray, segments=None) -> np.ndarray:
         return smooth(scores, int(self.smooth), self.smoothing, segments)
@@ -370,6 +375,13 @@ class Threshold:
             self.threshold_ = float(np.max(self.smoothed(fit_scores))) * float(self.multiple)
         else:
             self.threshold_, self.min_peak_ = ndt_threshold(s, p=float(self.prune), segments=segments)
+        self.floor_ = -np.inf
+        if self.floor_risk is not None and nominal.size:
+            # Never below the level the nominal scores' extreme-value tail exceeds with probability
+            # floor_risk: a labelled method reaching down for a subtle validation event would
+            # otherwise sit inside the nominal peaks that later data reach.
+            self.floor_ = pot_threshold(nominal, float(self.floor_risk))
+            self.threshold_ = max(self.threshold_, self.floor_)
         return self
 
     @property
@@ -393,8 +405,10 @@ class Threshold:
     def to_dict(self) -> dict:
         d = asdict(self)
         if hasattr(self, "threshold_"):
+            floor = getattr(self, "floor_", -np.inf)
             d.update(threshold=self.threshold_, center=getattr(self, "center_", self.threshold_),
-                     min_peak=None if not np.isfinite(self.min_peak_) else self.min_peak_)
+                     min_peak=None if not np.isfinite(self.min_peak_) else self.min_peak_,
+                     floor=None if not np.isfinite(floor) else floor)
         return d
 
     @classmethod
@@ -411,6 +425,7 @@ class Threshold:
             rule.threshold_ = float(d["threshold"])
             rule.center_ = float(d.get("center", rule.threshold_))
             rule.min_peak_ = -np.inf if d.get("min_peak") is None else float(d["min_peak"])
+            rule.floor_ = -np.inf if d.get("floor") is None else float(d["floor"])
         return rule
 
 

@@ -143,6 +143,30 @@ def test_pot_rule_uses_nominal_rows_only():
     assert 6.0 < t_lab < 14.0
 
 
+def test_floor_risk_keeps_a_labelled_threshold_out_of_the_nominal_tail():
+    """best_f05 reaches down for a subtle validation event just above the largest nominal score
+    (the edge later data cross); floor_risk lifts it to the POT level of the nominal rows, and
+    only when that is higher."""
+    rng = np.random.default_rng(3)
+    s = rng.exponential(1.0, 50_000)
+    y = np.zeros(s.size, np.uint8)
+    subtle = s.max() + 0.1
+    s[1000:1050], y[1000:1050] = subtle, 1
+    s[9000:9100], y[9000:9100] = 60.0, 1  # obvious
+    low = Threshold("best_f05").fit(s, y)
+    assert low.threshold_ == subtle and low.to_dict()["floor"] is None
+    floored = Threshold("best_f05", floor_risk=1e-5).fit(s, y)
+    assert floored.floor_ == pytest.approx(pot_threshold(s[y == 0], 1e-5))
+    assert floored.threshold_ == floored.floor_ > subtle  # exponential tail: -log(1e-5) = 11.5
+    assert floored.predict(s)[1000:1050].sum() == 0 and floored.predict(s)[9000:9100].all()
+    again = Threshold.from_dict(floored.to_dict())  # what ensemble.yaml stores
+    assert again.threshold_ == floored.threshold_ and again.floor_ == floored.floor_
+    under = Threshold("best_f05", floor_risk=1e-3).fit(s, y)  # a floor under the method's level changes nothing
+    assert under.threshold_ == subtle and under.floor_ < subtle
+    with pytest.raises(TelemetryError, match=r"floor_risk must be in \(0, 0.02\) or null, got 0.5"):
+        Threshold("plateau", floor_risk=0.5)
+
+
 def test_hysteresis_on_a_hand_made_trace():
     s = np.array([0, 3, 5, 3, 1, 3, 0, 3, 3, 0, 6, 2.5, 6, 0.])
     # start at 5, end below 2: [1..5] is one event (5 reached, stays >= 2 through the 1? no: 1 < 2)
