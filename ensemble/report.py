@@ -283,8 +283,8 @@ def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_
     decision = (f"decision **per-channel union**: each channel's ensemble score against its own **{rule['method']}** "
                 f"threshold (see the per-channel view), a row anomalous when any channel fires." if per_channel else
                 f"rule **{rule['method']}**: smoothing span {rule['smooth']} ({rule['smoothing']}), threshold "
-                f"{rule['threshold']:.4g}, hysteresis {rule['hysteresis']}, minimum event length {rule['min_length']}, "
-                f"gaps under {rule['max_gap']} rows merged.")
+                f"{rule['threshold']:.4g}{_floor_text(rule)}, hysteresis {rule['hysteresis']}, minimum event length "
+                f"{rule['min_length']}, gaps under {rule['max_gap']} rows merged.")
     lines += ["## Ensemble", "",
               f"Combination **{ensemble_cfg['combination']}** of **{ensemble_cfg['calibration']}**-calibrated scores; "
               + decision, "",
@@ -301,3 +301,12 @@ def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_
     path = out / "report.md"
     write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def _floor_text(rule: dict) -> str:
+    """Where the threshold's extreme-value floor stands (telemetry.thresholds.Threshold.floor_risk)."""
+    if rule.get("floor") is None:
+        return ""
+    how = "it set the threshold" if rule["floor"] >= rule["threshold"] else "below the threshold"
+    return (f" (floor {rule['floor']:.4g}, the level validation's nominal scores exceed with probability "
+            f"{rule['floor_risk']:g} per row: {how})")

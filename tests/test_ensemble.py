@@ -396,7 +396,8 @@ def test_holdout_evaluation_intervals_are_paired():
                                       "stack-shrunk-smooth-plateau-hysteresis", "mean-plateau", "legacy-weighted-edge",
                                       "mean-bootstrap", "mean-pot-1e-3", "select-mean-plateau",
                                       "channel-union-stack-shrunk-smooth-plateau-hysteresis",
-                                      "logz-stack-shrunk-smooth-plateau-hysteresis-fallback"])
+                                      "logz-stack-shrunk-smooth-plateau-hysteresis-fallback",
+                                      "logz-stack-shrunk-smooth-plateau-hysteresis-fallback-floor-1e-3"])
 def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp_path, decision):
     """Calibration, weights, threshold and post-processing must not move when holdout/test scores change."""
     from ensemble.build import build
