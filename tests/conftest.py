@@ -51,3 +51,23 @@ def challenge_files(tmp_path):
     write_challenge_parquet(tmp_path / "train.parquet", n=600, events=((100, 110), (300, 320), (500, 505)))
     write_challenge_parquet(tmp_path / "test.parquet", n=200, labels=False, start_id=600, seed=1)
     return tmp_path
+
+
+def ctrl_c_when(proc, ready, seconds: float = 80):
+    """Send SIGINT to ``proc``'s process group (as Ctrl-C in a terminal does; start it with
+    ``start_new_session=True``) once ``ready()`` holds; returns its (stdout, stderr)."""
+    import signal
+    import time
+
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.05)
+        assert proc.poll() is None, "the sweep ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)
+        return proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+

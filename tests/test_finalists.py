@@ -25,6 +25,7 @@ from search.config import parse_config
 from search.runner import resume, run_sweep
 from telemetry.errors import TelemetryError
 from telemetry.prepare import prepare
+from telemetry.thresholds import PARAMS
 from test_search import TINY, mission, sweep  # noqa: F401 - mission is a fixture used here
 
 ray = pytest.importorskip("ray")
@@ -185,7 +186,7 @@ def test_only_the_top_trials_score_holdout_and_test(experiment, data):
     best = board.iloc[0]
     est = Detector.load(Path(best["checkpoint"]) / "model")
     meta = json.loads((Path(best["checkpoint"]) / trainable.TRIAL_FILE).read_text())
-    rule = {k: v for k, v in meta["threshold"].items() if k not in ("threshold", "center", "min_peak")}
+    rule = {k: v for k, v in meta["threshold"].items() if k in PARAMS}  # the rule's parameters, not its fitted state
     full, _, m_val, m_hold, _ = trainable._evaluate(est, data, rule, score_all=True)
     _, scores = results.load_trial(best["checkpoint"])
     for split in ("validation", "holdout", "test", "holdout_channels"):

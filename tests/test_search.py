@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ from search.runner import check_storage_for_cluster, run_sweep
 from telemetry.errors import TelemetryError
 from telemetry.synth import generate_mission
 
-from conftest import write_challenge_parquet
+from conftest import ctrl_c_when, write_challenge_parquet
 
 ray = pytest.importorskip("ray")
 
@@ -133,21 +132,13 @@ def test_ctrl_c_during_the_last_trial_exits_130(mission, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "search", "run", "--config", str(path), "--storage",
                              str(tmp_path / "sweeps")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=tmp_path, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:  # the first done, the second 2 epochs in
-            results = last_results(arch_dir)
-            if list(saved_statuses(arch_dir).values()).count("TERMINATED") == 1 and len(results) == 2 \
-                    and min(map(len, results.values())) >= 2:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the sweep ended before it could be interrupted"
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+
+    def second_trial_started():  # the first done, the second 2 epochs in
+        results = last_results(arch_dir)
+        return list(saved_statuses(arch_dir).values()).count("TERMINATED") == 1 and len(results) == 2 \
+            and min(map(len, results.values())) >= 2
+
+    out, err = ctrl_c_when(proc, second_trial_started, 120)
     assert proc.returncode == 130, err[-3000:]
     assert "dense_ae: interrupted after 1 of 2 trials" in err and "trials completed" not in out
     assert sorted(saved_statuses(arch_dir).values()) == ["RUNNING", "TERMINATED"]  # what resume runs again
@@ -466,22 +457,10 @@ def test_interrupted_sweep_resumes_only_the_remaining_trials(mission, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "search", "run", "--config", str(path), "--storage",
                              str(tmp_path / "sweeps")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=tmp_path, start_new_session=True)
-    try:
-        # Interrupt once Tune's saved state has 2 trials TERMINATED. Their final line in result.json is
-        # not enough: Tune writes it before it registers the final checkpoint and ends the trial, and
-        # a trial interrupted in between is RUNNING in the saved state, so resume runs it again.
-        deadline = time.monotonic() + 80
-        while time.monotonic() < deadline and proc.poll() is None:
-            if list(saved_statuses(arch_dir).values()).count("TERMINATED") >= 2:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the sweep ended before it could be interrupted"
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+    # Interrupt once Tune's saved state has 2 trials TERMINATED. Their final line in result.json is
+    # not enough: Tune writes it before it registers the final checkpoint and ends the trial, and
+    # a trial interrupted in between is RUNNING in the saved state, so resume runs it again.
+    out, err = ctrl_c_when(proc, lambda: list(saved_statuses(arch_dir).values()).count("TERMINATED") >= 2)
     assert proc.returncode == 130, err[-3000:]
     assert f"resume with: python -m search resume {exp}" in err and "interrupted: " in err
     assert "trials completed" not in out  # no summary as if it had finished

@@ -13,10 +13,8 @@ in a fresh worker process).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -132,6 +130,7 @@ def test_unlabelled_sweep_runs_is_interrupted_resumes_and_builds(tmp_path, capsy
     """As tests/test_search.py does for labelled sweeps: Ctrl-C once a trial has finished, resume runs
     only the others; the leaderboard is ordered by validation loss; build writes a submission."""
     from ensemble.build import build
+    from conftest import ctrl_c_when
     from test_search import last_results, saved_statuses
 
     info, data = small_fleet(tmp_path)
@@ -144,19 +143,7 @@ def test_unlabelled_sweep_runs_is_interrupted_resumes_and_builds(tmp_path, capsy
     env = {**subprocess_env(), "TUNE_GLOBAL_CHECKPOINT_S": "0"}  # Tune saves its state at every step
     proc = subprocess.Popen([sys.executable, "-m", "search", "run", "--config", str(path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 80
-        while time.monotonic() < deadline and proc.poll() is None:
-            if list(saved_statuses(arch_dir).values()).count("TERMINATED") >= 1:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the sweep ended before it could be interrupted"
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+    out, err = ctrl_c_when(proc, lambda: list(saved_statuses(arch_dir).values()).count("TERMINATED") >= 1)
     assert proc.returncode == 130, err[-3000:]
     assert "best validation loss" in out and "F0.5" not in out  # progress lines speak of the objective
     before = trial_table(str(exp))
