@@ -118,6 +118,9 @@ def _with_interval(rows: list[dict]) -> list[dict]:
              "member": r["member"] + (" (validation's pick)" if r.get("picked") else "")} for r in rows]
 
 
+MIN_VERDICT_EVENTS = 10  # holdout events below which a one-sided verdict is not advice
+
+
 def verdict_text(rows: list[dict], cmp: dict) -> str:
     """The ensemble against the member validation alone would have picked, in plain words: better,
     worse, or not distinguishable on this holdout (the paired 90 % interval of the difference holds 0)."""
@@ -129,11 +132,15 @@ def verdict_text(rows: list[dict], cmp: dict) -> str:
     if cmp["true_events"] == 0:
         return ("The holdout split holds no anomaly event, so no honest F0.5 exists for the ensemble or its members; "
                 "judge by the validation figures and the traces.")
+    # Under MIN_VERDICT_EVENTS the interval's edge is not to be acted on: on six demo seeds with 6-7
+    # holdout events, two "below" verdicts (intervals ending at -0.001) were reversed on test.
+    few = (f" {cmp['true_events']} holdout events are too few to act on, though: a bootstrap over so few is "
+           f"overconfident at its edges; judge on a longer holdout.") if cmp["true_events"] < MIN_VERDICT_EVENTS else ""
     if lo > 0:
-        return f"The ensemble's holdout F0.5 is above that of the member validation would pick ({versus})."
+        return f"The ensemble's holdout F0.5 is above that of the member validation would pick ({versus}).{few}"
     if hi < 0:
         return (f"**The ensemble's holdout F0.5 is below that of the member validation would pick** ({versus}): "
-                f"prefer that member, or widen the validation split.")
+                + (few.strip() if few else "prefer that member, or widen the validation split."))
     return (f"The ensemble's holdout F0.5 cannot be told apart from that of the member validation would pick ({versus}): "
             f"the holdout has too few events to tell them apart.")
 

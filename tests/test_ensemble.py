@@ -373,6 +373,11 @@ def test_verdict_follows_the_paired_interval(lo, hi, events, words):
     others = [w for *_, w in [(0, 0, 0, "is above"), (0, 0, 0, "is below"), (0, 0, 0, "cannot be told apart"),
                               (0, 0, 0, "holds no anomaly event")] if w not in words]
     assert not any(w in text for w in others)
+    if words.startswith("is below"):  # with 8 events the verdict is stated, not advice
+        assert "prefer that member" not in text and "8 holdout events are too few to act on" in text
+        many = verdict_text(_rows(0.7, 0.6), {"reference": "m#1", "difference": 0.1, "lo": lo, "hi": hi,
+                                              "true_events": 40})
+        assert "prefer that member" in many and "too few" not in many
 
 
 def test_holdout_evaluation_intervals_are_paired():
