@@ -128,10 +128,14 @@ def reload_data(members: Members, cfg=None):
     those files are not reachable from here (e.g. on a cluster's storage only)."""
     from telemetry.prepare import load_sets
 
+    from dataclasses import replace
+
     cfg = data_config(members) if cfg is None else cfg
     if any(p and not Path(p).is_file() for p in (cfg.train, cfg.test)):
         return None
-    splits, test, _ = load_sets(cfg)
+    # The drift check and per-series tables read channels, ids and series only: no telecommand features
+    # (at the challenge's size they would add ~1 GB to the build's peak).
+    splits, test, _ = load_sets(replace(cfg, telecommands=None))
     return splits, test, cfg
 
 
