@@ -1,0 +1,66 @@
+"""The sweep's searcher (search/searcher.py): TPE never spends a trial on a configuration that has
+already finished while an unseen one is left. Driven through Ray's Searcher interface directly
+(suggest / on_trial_complete, as Tune calls them), no Ray runtime needed."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+tune = pytest.importorskip("ray.tune")
+optuna = pytest.importorskip("optuna")
+
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+
+from search.searcher import FinalMetricOptunaSearch  # noqa: E402
+
+SPACE = {"lags": tune.choice([1, 3, 5, 10]), "telecommands": tune.choice([True, False])}  # 8 configurations
+
+
+def objective(config: dict) -> float:
+    # a clear optimum (lags 5, with telecommands): TPE converges on it and, unchecked, repeats it
+    return 1.0 - abs(config["lags"] - 5) / 10 - (0.0 if config["telecommands"] else 0.2)
+
+
+def drive(searcher, n: int, prune=lambda k, config: False) -> list[tuple]:
+    """n trials one after the other, as Tune runs them with one at a time."""
+    seen = []
+    for k in range(n):
+        config = searcher.suggest(f"t{k}")
+        seen.append((config["lags"], config["telecommands"]))
+        result = None if prune(k, config) else {"f05": objective(config)}
+        searcher.on_trial_complete(f"t{k}", result)
+    return seen
+
+
+def make(cls, seed=0):
+    return cls(space=OptunaSearch.convert_search_space(SPACE), metric="f05", mode="max",
+               sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=2))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_configuration_once_before_any_repeats(seed):
+    searcher = make(FinalMetricOptunaSearch, seed)
+    seen = drive(searcher, 12)
+    assert len(set(seen[:8])) == 8  # the whole space first
+    assert set(seen) == set(itertools.product([1, 3, 5, 10], [True, False]))
+    # the repeats were answered from the study: TPE learnt their value without a trial
+    told = [t for t in searcher._ot_study.trials if t.user_attrs.get("tune_trial_id") is None]
+    assert searcher.repeats_told_ == len(told) > 0
+    best = max(t.value for t in searcher._ot_study.trials if t.value is not None)
+    assert best == pytest.approx(1.0)
+
+
+def test_the_control_plain_optuna_search_repeats_itself():
+    """Without the check, the same seeds spend trials on configurations already run."""
+    distinct = [len(set(drive(make(OptunaSearch, seed), 8))) for seed in (0, 1, 2)]
+    assert all(d < 8 for d in distinct), distinct  # 8 trials, 8 configurations, some run twice
+
+
+def test_a_pruned_configuration_is_told_pruned_again_and_a_used_up_space_runs_repeats():
+    searcher = make(FinalMetricOptunaSearch)
+    seen = drive(searcher, 10, prune=lambda k, config: config["lags"] == 1)
+    assert len(set(seen[:8])) == 8 and len(seen) == 10  # used up: the repeats run, nothing hangs
+    states = {(t.params["lags"], t.params["telecommands"]): t.state for t in searcher._ot_study.trials
+              if t.user_attrs.get("tune_trial_id") is None}
+    assert states and all((s == optuna.trial.TrialState.PRUNED) == (lags == 1) for (lags, _), s in states.items())
