@@ -252,7 +252,7 @@ def build_unlabelled(members: Members, out: Path, seed: int = 0) -> dict:
     member_rows = [{"member": m["name"], "val_loss": m["validation"].get("loss"), "holdout_loss": m["holdout"].get("loss"),
                     "val_alarm_rate": m["validation"].get("alarm_rate"), "holdout_alarm_rate": m["holdout"].get("alarm_rate")}
                    for m in members.metas]
-    ens_cfg = ens.to_dict()
+    ens_cfg = {**ens.to_dict(), "twins": members.twins}
     plain = lambda rows: [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]  # noqa: E731
     write_text(out / "ensemble.yaml", yaml.safe_dump({
         "experiment": members.experiment, "labelled": False, "ensemble": ens_cfg, "members": members.metas,
@@ -323,7 +323,7 @@ def write_outputs(out: Path, members: Members, ens: Ensemble, ens_out: dict, hol
     tables, unit, what = series or ({}, "rows", "series")
     for split, t in tables.items():
         write_text(out / f"series_{split}.csv", t.to_csv(index=False))
-    ens_cfg = ens.to_dict()
+    ens_cfg = {**ens.to_dict(), "twins": members.twins}
     hold = next(r for r in hold_rows if r["member"] == ENSEMBLE)
     plain = lambda rows: [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]  # noqa: E731
     write_text(out / "ensemble.yaml", yaml.safe_dump({

@@ -3,6 +3,7 @@ stored them, per-channel) scores by split."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ from telemetry.errors import TelemetryError
 from telemetry.threads import thread_map
 from telemetry.thresholds import Threshold
 
+log = logging.getLogger("ensemble")
 SUPERVISED, BASELINES = "supervised", "baselines"
 SPLITS = ("validation", "holdout", "test")
 
@@ -25,10 +27,12 @@ def by_loss(board: pd.DataFrame) -> bool:
     return "objective" in board and bool((board["objective"] == "val_loss").any())
 
 
-def select_members(board: pd.DataFrame, k: int = 2, include: tuple[str, ...] = ()) -> pd.DataFrame:
+def select_members(board: pd.DataFrame, k: int = 2, include: tuple[str, ...] = (), spares: int = 0) -> pd.DataFrame:
     """Best ``k`` distinct configurations per architecture (one for forecasters), by validation F0.5
     (unlabelled data: by validation-loss rank within the architecture, lowest first); the supervised
-    classifier and the baselines only when ``include`` names them."""
+    classifier and the baselines only when ``include`` names them. ``spares``: that many more per
+    architecture, the next in its order, with ``spare`` True (replacements for members that turn out
+    to be twins, :func:`load_members`)."""
     done = board[board["completed"].fillna(False).astype(bool)]
     if done.empty:
         raise TelemetryError("the sweep has no completed trial to build an ensemble from")
@@ -42,7 +46,8 @@ def select_members(board: pd.DataFrame, k: int = 2, include: tuple[str, ...] = (
             continue
         # stable: ties keep the leaderboard's order, the one search/finalists.py picks finalists in
         distinct = group.sort_values(key, ascending=ascending, kind="stable").drop_duplicates("params")
-        picked.append(distinct.head(1 if tags.get("forecaster") else k))
+        quota = 1 if tags.get("forecaster") else k
+        picked.append(distinct.head(quota + spares).assign(spare=[i >= quota for i in range(min(len(distinct), quota + spares))]))
     if not picked:
         raise TelemetryError("no member left after selection (only baselines completed? pass --include baselines)")
     if ascending:  # losses compare within an architecture only: keep architectures together
@@ -59,6 +64,9 @@ class Members:
     their columns in ``scores``) whose trials stored per-channel scores over the same ``channels``;
     empty when none did (experiments from before they were stored, or only members without them).
     Memory: C x P times one split's per-row scores, float32.
+
+    ``twins``: chosen trials left out because their validation scores equal an earlier member's
+    (``{"name", "twin_of"}``), each replaced by the next configuration of its architecture.
     """
 
     experiment: str
@@ -71,6 +79,7 @@ class Members:
     channel_scores: dict[str, np.ndarray] = field(default_factory=dict)
     channel_members: list[int] = field(default_factory=list)
     channels: list[str] | None = None
+    twins: list[dict] = field(default_factory=list)
 
     def channel_inputs(self, split: str = "validation") -> dict:
         """What ``Ensemble.fit`` takes for the per-channel view ({} when there is none)."""
@@ -114,20 +123,55 @@ def check_finalists(exp: str, chosen: pd.DataFrame, k: int) -> None:
                          f"python -m search finalize {exp} --top {k}")
 
 
+def same_scores(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two members score validation alike to float32 rounding: one model twice (pca with and
+    without telecommand inputs when the commands carry nothing it uses; settings the model ignores)."""
+    if a.shape != b.shape:
+        return False
+    scale = float(np.max(np.abs(a))) if a.size else 0.0
+    return bool(np.max(np.abs(a - b), initial=0.0) <= 1e-6 * max(scale, 1e-30))
+
+
+def _without_twins(exp: str, ranked: pd.DataFrame, k: int) -> tuple[list, list, list[dict]]:
+    """The chosen rows (``ranked`` minus spares) loaded, except those whose validation scores equal
+    an earlier member's: each such twin is replaced by its architecture's next spare that has
+    holdout and test scores (a twin counts twice in a combination's uniform weights and adds
+    nothing). Loading is lazy: a spare is read only when a twin needs replacing."""
+    ranked = ranked.reset_index(drop=True)
+    primary = ranked[~ranked["spare"]]
+    check_finalists(exp, primary, k)
+    loaded = dict(zip(primary.index, thread_map(lambda row: results.load_trial(row["checkpoint"]),
+                                               [row for _, row in primary.iterrows()])))  # zlib and reads release the GIL
+    usable = ranked["spare"] & (ranked["finalist"].fillna(False).astype(bool) if "finalist" in ranked else True)
+    spares = {arch: list(g.index) for arch, g in ranked[usable].groupby("arch")}
+    kept, twins = [], []
+    queue = list(primary.index)
+    while queue:
+        i = queue.pop(0)
+        meta, sc = loaded.pop(i) if i in loaded else results.load_trial(ranked.at[i, "checkpoint"])
+        twin = next((j for j, (_, s) in kept if same_scores(sc["validation"], s["validation"])), None)
+        if twin is None:
+            kept.append((i, (meta, sc)))
+            continue
+        twins.append({"name": _member_name(ranked.loc[i]), "twin_of": _member_name(ranked.loc[twin])})
+        log.info("member %s left out: its validation scores equal %s's", twins[-1]["name"], twins[-1]["twin_of"])
+        if spares.get(ranked.at[i, "arch"]):
+            queue.append(spares[ranked.at[i, "arch"]].pop(0))
+    kept.sort(key=lambda item: item[0])  # the leaderboard's order, spares in their place
+    return [ranked.loc[i] for i, _ in kept], [v for _, v in kept], twins
+
+
 def load_members(experiment: str, k: int = 2, include: tuple[str, ...] = ()) -> Members:
     exp = results.resolve(experiment)
     board = results.leaderboard(exp, write=False)
     if board.empty:
         raise TelemetryError(f"{exp}: no trials found")
-    chosen = select_members(board, k, include)
-    check_finalists(exp, chosen, k)
+    rows, loaded, twins = _without_twins(exp, select_members(board, k, include, spares=1), k)
     sets = results.load_sets(exp)
     sweep = yaml.safe_load(storage.read_text(storage.join(exp, results.SWEEP_FILE)))
     splits = [s for s in SPLITS if f"{s}_ids" in sets]
     names, metas, scores = [], [], {s: [] for s in splits}
     channels, channel_members, channel_scores = None, [], {s: [] for s in splits}
-    rows = [row for _, row in chosen.iterrows()]
-    loaded = thread_map(lambda row: results.load_trial(row["checkpoint"]), rows)  # zlib and reads release the GIL
     for j, (row, (meta, sc)) in enumerate(zip(rows, loaded)):
         for split in splits:
             expected = sets[f"{split}_ids"].size
@@ -152,4 +196,4 @@ def load_members(experiment: str, k: int = 2, include: tuple[str, ...] = ()) -> 
                       "validation": meta["validation"]})
     per_channel = {s: np.stack(v, axis=1) for s, v in channel_scores.items()} if channel_members else {}
     return Members(exp, names, metas, {s: np.stack(v, axis=1) for s, v in scores.items()}, sets, board,
-                   sweep["data"].get("test"), per_channel, channel_members, channels)
+                   sweep["data"].get("test"), per_channel, channel_members, channels, twins)

@@ -257,6 +257,7 @@ def write_unlabelled_report(out: Path, experiment: str, member_rows: list[dict],
               table(member_rows, ["member", "val_loss", "holdout_loss", "val_alarm_rate", "holdout_alarm_rate"]), "",
               "Losses compare trials of one architecture, not architectures with each other; the holdout loss far above "
               "the validation loss on every member is what drifted later data look like.", ""]
+    lines += twin_lines(ensemble_cfg.get("twins"))
     lines += ["## Score over time", ""] + [f"![{p}]({p})" for p in plots]
     lines += ["", "## Sweep leaderboard (lowest validation loss first, top 5 per architecture)", ""]
     if not leaderboard.empty:
@@ -297,6 +298,7 @@ def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_
               + decision, "",
               table([{"member": m["name"], "weight": m["weight"], "val_f05": m["validation_f05_alone"]}
                      for m in ensemble_cfg["members"]], ["member", "weight", "val_f05"]), ""]
+    lines += twin_lines(ensemble_cfg.get("twins"))
     lines += _fallback_lines(ensemble_cfg.get("fallback"))
     lines += _channel_section(ensemble_cfg, test_events)
     lines += ["## Score traces", ""]
@@ -308,6 +310,15 @@ def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_
     path = out / "report.md"
     write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def twin_lines(twins: list[dict] | None) -> list[str]:
+    """The chosen trials left out for scoring validation exactly like an earlier member (ensemble.members)."""
+    if not twins:
+        return []
+    return ["Left out, their validation scores equal to an earlier member's (one model twice would count twice "
+            "in the weights): " + ", ".join(f"{t['name']} (= {t['twin_of']})" for t in twins)
+            + "; each was replaced by its architecture's next configuration where the sweep scored one.", ""]
 
 
 def _floor_text(rule: dict) -> str:

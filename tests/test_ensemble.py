@@ -454,3 +454,62 @@ def test_select_members_rules():
         select_members(board.assign(completed=False))
     with pytest.raises(TelemetryError, match="no member left after selection"):
         select_members(board[board["arch"] == "global_std"])
+
+
+def test_a_member_scoring_like_an_earlier_one_is_replaced_by_the_next_of_its_architecture(monkeypatch):
+    """pca with and without telecommand inputs can score validation identically (commands that carry
+    nothing it uses): one model twice, counted twice in the uniform part of the weights. The twin
+    is left out and the architecture's next finalist (the spare) takes its place; a twin without a
+    spare leaves a member fewer. Spares are read only when needed."""
+    from ensemble import members as mem
+
+    rng = np.random.default_rng(0)
+    base = {name: rng.random(50).astype(np.float32) for name in ("a", "c", "d", "f")}
+    scores = {"pca_a": base["a"], "pca_b": base["a"] * np.float32(1 + 1e-8), "pca_c": base["c"],
+              "conv_d": base["d"], "conv_e": base["d"].copy(), "lstm_forecaster_f": base["f"]}
+    rows = [("pca", "pca_a", 0.9), ("pca", "pca_b", 0.8), ("pca", "pca_c", 0.7), ("conv_ae", "conv_d", 0.85),
+            ("conv_ae", "conv_e", 0.6), ("lstm_forecaster", "lstm_forecaster_f", 0.5)]
+    board = pd.DataFrame([{"arch": a, "trial_id": t, "completed": True, "val_f05": v, "params": json.dumps({"t": t}),
+                           "checkpoint": t, "finalist": True} for a, t, v in rows])
+    read = []
+
+    def load_trial(checkpoint):
+        read.append(checkpoint)
+        return {"trial": checkpoint}, {"validation": scores[checkpoint]}
+
+    monkeypatch.setattr(mem.results, "load_trial", load_trial)
+    kept, loaded, twins = mem._without_twins("exp", mem.select_members(board, 2, spares=1), 2)
+    assert [r["trial_id"] for r in kept] == ["pca_a", "conv_d", "pca_c", "lstm_forecaster_f"]
+    assert [m["trial"] for m, _ in loaded] == ["pca_a", "conv_d", "pca_c", "lstm_forecaster_f"]
+    assert twins == [{"name": "pca#pca_b", "twin_of": "pca#pca_a"}, {"name": "conv_ae#onv_e", "twin_of": "conv_ae#onv_d"}]
+    assert sorted(read) == sorted(scores)  # each spare read once, because a twin needed it
+    # No twin: the spares are never read.
+    read.clear()
+    scores["pca_b"], scores["conv_e"] = base["c"] + 1, base["d"] + 1
+    kept, _, twins = mem._without_twins("exp", mem.select_members(board, 2, spares=1), 2)
+    assert [r["trial_id"] for r in kept] == ["pca_a", "conv_d", "pca_b", "conv_e", "lstm_forecaster_f"]
+    assert twins == [] and "pca_c" not in read
+    assert mem.same_scores(base["a"], base["a"] * np.float32(1 + 1e-7)) and not mem.same_scores(base["a"], base["a"] + 1e-3)
+
+
+def test_build_leaves_a_twin_member_out_and_says_so(experiment, tmp_path):
+    """End to end: the second dense_ae made to score validation exactly like the first."""
+    from ensemble.build import build
+    from search.results import leaderboard
+
+    exp, _ = experiment
+    copy = tmp_path / "twins"
+    shutil.copytree(exp, copy)
+    board = leaderboard(str(copy), write=False)
+    dense = board[(board.arch == "dense_ae") & board.completed].sort_values("val_f05", ascending=False)
+    assert len(dense) == 2
+    first, second = (f"{c}/scores.npz" for c in dense["checkpoint"])
+    sc = dict(np.load(second))
+    sc["validation"] = np.load(first)["validation"]
+    np.savez(second, **sc)
+    res = build(str(copy), tmp_path / "out", include=("baselines",), weight_trials=10)
+    names = [f"dense_ae#{t[-5:]}" for t in dense["trial_id"]]
+    assert names[1] not in res["members"] and names[0] in res["members"] and len(res["members"]) == 2
+    cfg = yaml.safe_load((tmp_path / "out" / "ensemble.yaml").read_text())
+    assert cfg["ensemble"]["twins"] == [{"name": names[1], "twin_of": names[0]}]
+    assert f"{names[1]} (= {names[0]})" in (tmp_path / "out" / "report.md").read_text()
