@@ -34,6 +34,7 @@ from telemetry.thresholds import Threshold, f05_curve
 
 STACK_ROWS = 500_000  # rows the stacking regression sees at most (every k-th row beyond that)
 COMBINATIONS = ("mean", "median", "max", "weighted", "shrunk", "stack")
+PRIORS = ("member", "architecture")
 # The decision layer chosen by benchmarks/bench_quality.py (see benchmarks/RESULTS.md).
 DEFAULT_RULE = {"method": "plateau", "hysteresis": 0.5, "floor_risk": 1e-3}
 
@@ -84,7 +85,7 @@ class Ensemble:
     def __init__(self, calibration: str = "robust_log", combination: str = "stack", selection: float | None = None,
                  rule: dict | None = None, spans=(1, 5, 25), post_grid: bool = False, weight_trials: int = 60,
                  shrinkage: float = 0.5, stack_c: float = 0.01, per_channel: bool = False, fallback: bool = True,
-                 fallback_folds: int = 3, fallback_level: float = 0.9, seed: int = 0):
+                 fallback_folds: int = 3, fallback_level: float = 0.9, prior: str = "member", seed: int = 0):
         if combination not in COMBINATIONS:
             raise TelemetryError(f"unknown combination {combination!r}; choose one of {', '.join(COMBINATIONS)}")
         if selection is not None and not 0.0 <= float(selection) <= 1.0:
@@ -107,13 +108,16 @@ class Ensemble:
             raise TelemetryError(f"fallback needs >= 2 folds and a level in (0, 1), got {fallback_folds!r}, {fallback_level!r}")
         self.fallback_folds = int(fallback_folds)
         self.fallback_level = float(fallback_level)
+        if prior not in PRIORS:
+            raise TelemetryError(f"unknown prior {prior!r}; choose one of {', '.join(PRIORS)}")
+        self.prior = prior
         self.seed = seed
 
     def get_params(self) -> dict:
         """The constructor's parameters (what a clone needs)."""
         return {k: getattr(self, k) for k in ("calibration", "combination", "selection", "rule", "spans", "post_grid",
                                               "weight_trials", "shrinkage", "stack_c", "per_channel", "fallback",
-                                              "fallback_folds", "fallback_level", "seed")}
+                                              "fallback_folds", "fallback_level", "prior", "seed")}
 
     def calibrated(self, scores: np.ndarray) -> np.ndarray:
         return np.stack([c.transform(scores[:, j]) for j, c in enumerate(self.calibrators_)], axis=1)
@@ -233,7 +237,7 @@ class Ensemble:
         self.channel_val_f05_alone_ = [_f05(labels, done[(span, k)][1]) for k in range(n_c)]
 
     def fit(self, scores: np.ndarray, labels: np.ndarray, names=None, channel_scores: np.ndarray | None = None,
-            channel_members=None, channels=None, segments=None) -> "Ensemble":
+            channel_members=None, channels=None, segments=None, groups=None) -> "Ensemble":
         scores = np.asarray(scores, dtype=np.float32)
         labels = np.asarray(labels).astype(np.uint8)
         if scores.ndim != 2 or scores.shape[0] != labels.shape[0]:
@@ -241,6 +245,10 @@ class Ensemble:
         segments = checked_offsets(segments, scores.shape[0], "validation scores")
         m = scores.shape[1]
         self.names_ = list(names) if names is not None else [f"member_{j}" for j in range(m)]
+        # A member's group: its architecture ("conv_ae#1a2b3" -> conv_ae) unless given.
+        self.groups_ = [str(g) for g in groups] if groups is not None else [n.split("#")[0] for n in self.names_]
+        if len(self.groups_) != m:
+            raise TelemetryError(f"{len(self.groups_)} groups for {m} members")
         self.fallback_ = None
         self._fit_main(scores, labels, self.selection, segments=segments)
         if self.fallback and m > 1:
@@ -271,7 +279,7 @@ class Ensemble:
         active = np.ones(m, dtype=bool)
         if selection is not None:
             active = np.asarray(self.member_val_f05_) >= float(selection) * max(self.member_val_f05_)
-        self.weights_ = np.where(active, 1.0 / active.sum(), 0.0)
+        self.weights_ = self.uniform(active)
         if self.combination in ("weighted", "shrunk") and active.sum() > 1:
             w = np.zeros(m)
             w[active] = self._fit_weights(cal[:, active], labels)
@@ -282,6 +290,18 @@ class Ensemble:
             w = self._fit_stack(cal, labels, active)
             self.weights_ = float(self.shrinkage) * self.weights_ + (1.0 - float(self.shrinkage)) * w
         self._fit_rule(self.combine(cal), labels, segments)
+
+    def uniform(self, active: np.ndarray) -> np.ndarray:
+        """The weights a combination starts from and is shrunk toward: equal per member, or with
+        ``prior="architecture"`` equal per architecture (``groups_``), shared by its active members;
+        two configurations of one architecture score much alike, and a single forecaster should not
+        count half as much as an autoencoder architecture searched twice."""
+        if self.prior == "member":
+            return np.where(active, 1.0 / active.sum(), 0.0)
+        groups = np.asarray(self.groups_)
+        live = sorted(set(groups[active]))
+        size = {g: int((groups[active] == g).sum()) for g in live}
+        return np.array([1.0 / (len(live) * size[g]) if a else 0.0 for g, a in zip(groups, active)])
 
     def _cross_check(self, scores: np.ndarray, labels: np.ndarray) -> dict:
         """Cross-fitted on validation (ensemble.crossfit): this layer against the same layer on the best
@@ -298,6 +318,7 @@ class Ensemble:
         def runner(selection):
             def fit_predict(s_fit, y_fit, s_fold):
                 e = Ensemble(**{**base, "selection": selection})
+                e.groups_ = self.groups_
                 e._fit_main(s_fit, y_fit, selection, rank=False)
                 return e.predict(s_fold)
             return fit_predict
@@ -371,12 +392,12 @@ class Ensemble:
         lr.fit(np.clip(cal[::step, active], -50, 50), labels[::step])
         w = np.zeros(cal.shape[1])
         w[active] = np.maximum(lr.coef_[0], 0.0)
-        return w / w.sum() if w.sum() > 0 else np.where(active, 1.0 / active.sum(), 0.0)
+        return w / w.sum() if w.sum() > 0 else self.uniform(active)
 
     def to_dict(self) -> dict:
         return {
             "calibration": self.calibration, "combination": self.combination, "selection": self.selection,
-            "seed": self.seed,
+            "prior": self.prior, "seed": self.seed,
             "members": [{"name": n, "weight": float(w), "calibration": c.to_dict(), "validation_f05_alone": f}
                         for n, w, c, f in zip(self.names_, self.weights_, self.calibrators_, self.member_val_f05_)],
             "rule": self.rule_.to_dict(), "validation_f05": float(self.val_f05_), "per_channel": self.per_channel,
@@ -425,6 +446,9 @@ VARIANTS = {
     # subtle validation event otherwise sits among the nominal peaks later data reach).
     "logz-stack-shrunk-smooth-plateau-hysteresis-fallback-floor-1e-3": {**_LOGZ_STACK,
                                                                         "rule": {**_HYST, "floor_risk": 1e-3}},
+    # The default with equal prior weight per architecture instead of per member (Ensemble.uniform).
+    "logz-stack-shrunk-smooth-plateau-hysteresis-fallback-floor-1e-3-archprior": {
+        **_LOGZ_STACK, "rule": {**_HYST, "floor_risk": 1e-3}, "prior": "architecture"},
     # A higher floor: binds more often (fewer false events, fewer subtle events found).
     "logz-stack-shrunk-smooth-plateau-hysteresis-fallback-floor-1e-4": {**_LOGZ_STACK,
                                                                         "rule": {**_HYST, "floor_risk": 1e-4}},
