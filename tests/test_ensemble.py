@@ -154,6 +154,50 @@ def test_the_decision_layer_never_carries_one_series_into_the_next():
         Ensemble().fit(s, y, segments=[0, 100, 50, 2000])
 
 
+def events_across_boundaries(seed=0):
+    """Ten series of 100 rows, an event across each inner boundary (its last 10 rows in one series, its
+    first 10 in the next); every other event is weak in the member "good" after the boundary."""
+    rng = np.random.default_rng(seed)
+    seg = np.arange(0, 1001, 100)
+    y = np.zeros(1000, np.uint8)
+    s = np.stack([rng.normal(0, 1, 1000), rng.normal(0, 1, 1000)], axis=1)  # good, noise
+    for k, end in enumerate(seg[1:-1]):
+        y[end - 10:end + 10] = 1
+        s[end - 10:end, 0] += 6
+        s[end:end + 10, 0] += 6 if k % 2 else 1.5
+    return s, y, seg
+
+
+@pytest.mark.parametrize("params", [{"combination": "mean", "spans": (1,), "rule": {"method": "best_f05"}, "fallback": False},
+                                    {}])
+def test_validation_f05_counts_events_per_series(params):
+    from ensemble.combine import best_f05
+    from telemetry.metrics import corrected_event_f05
+
+    s, y, seg = events_across_boundaries()
+    ens = Ensemble(seed=0, **params).fit(s, y, ["good", "noise"], segments=seg)
+    pred = ens.predict(s, segments=seg)
+    assert ens.val_f05_ == corrected_event_f05(y, pred, seg) != corrected_event_f05(y, pred)
+    cal = ens.calibrated(s)
+    assert ens.member_val_f05_ == [best_f05(cal[:, j], y, seg) for j in range(2)]
+    assert ens.member_val_f05_[0] != best_f05(cal[:, 0], y)
+    joined = Ensemble(seed=0, **params).fit(s, y, ["good", "noise"])  # taken as one series
+    assert joined.val_f05_ == corrected_event_f05(y, joined.predict(s)) > ens.val_f05_
+
+
+def test_channel_union_f05_counts_events_per_series():
+    from telemetry.metrics import corrected_event_f05
+
+    s, y, seg = events_across_boundaries()
+    cs = np.repeat(s[:, :, None], 2, axis=2)
+    union = Ensemble(spans=(1, 5), per_channel=True, fallback=False).fit(s, y, channel_scores=cs, segments=seg)
+    pred = union.predict(s, cs, seg)
+    assert union.val_f05_ == corrected_event_f05(y, pred, seg) != corrected_event_f05(y, pred)
+    e = union.channel_ensemble_scores(cs)
+    assert union.channel_val_f05_alone_ == [corrected_event_f05(y, r.predict(e[:, k], seg), seg)
+                                            for k, r in enumerate(union.channel_rules_)]
+
+
 def test_the_unsupervised_layer_never_carries_one_series_into_the_next():
     from ensemble.unsupervised import UnsupervisedEnsemble
 
