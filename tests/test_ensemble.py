@@ -441,6 +441,26 @@ def test_holdout_evaluation_intervals_are_paired():
     assert (cmp["difference"], cmp["lo"], cmp["hi"], cmp["true_events"]) == (0.0, 0.0, 0.0, 10)
 
 
+def test_holdout_evaluation_counts_events_per_series():
+    from ensemble.build import evaluate
+
+    y = np.zeros(2000, np.uint8)
+    for a in range(100, 2000, 200):
+        y[a:a + 10] = 1
+    seg = np.concatenate([[0], np.arange(105, 2000, 200), [2000]])  # every event cut in two halves
+    half = y.copy()
+    half[np.arange(105, 2000, 200)[:, None] + np.arange(5)] = 0  # each event's first half only
+    preds = {"**ensemble**": half, "m#2": y}
+    raw = {k: v.astype(float) for k, v in preds.items()}
+    rows, cmp = evaluate(y, preds, raw, "m#2", resamples=200)
+    assert rows[0]["f05"] == 1.0 and rows[0]["true_events"] == 10 and cmp["difference"] == 0.0
+    rows, cmp = evaluate(y, preds, raw, "m#2", resamples=200, segments=seg)
+    # 20 events per series, 10 detected: Pr = 1, Re = 1/2 -> F0.5 = 5/6
+    assert rows[0]["f05"] == pytest.approx(5 / 6) and (rows[0]["true_events"], rows[0]["detected_events"]) == (20, 10)
+    assert rows[1]["f05"] == 1.0 and cmp["difference"] == pytest.approx(-1 / 6) and cmp["true_events"] == 20
+    assert rows[0]["f05_hi"] < 1.0 and cmp["hi"] < 0.0
+
+
 @pytest.mark.parametrize("decision", ["stack-shrunk-smooth-plateau-hysteresis-fallback",
                                       "stack-shrunk-smooth-plateau-hysteresis", "mean-plateau", "legacy-weighted-edge",
                                       "mean-bootstrap", "mean-pot-1e-3", "select-mean-plateau",
