@@ -37,14 +37,16 @@ def ensemble_params(decision: str = DEFAULT_DECISION, **overrides) -> dict:
 
 
 def evaluate(y: np.ndarray, preds: dict[str, np.ndarray], raw: dict[str, np.ndarray], reference: str,
-             resamples: int = 1000, seed: int = 0) -> tuple[list[dict], dict]:
+             resamples: int = 1000, seed: int = 0, segments=None) -> tuple[list[dict], dict]:
     """Every prediction's figures on one labelled split, each F0.5 with a 90 % block-bootstrap interval,
-    and the paired interval of (ensemble - ``reference``) on the same replicates."""
+    and the paired interval of (ensemble - ``reference``) on the same replicates. ``segments``: the
+    split's series boundaries (None: one series); events are counted per series, in the bootstrap
+    too (its blocks are rows, cut regardless of series)."""
     names = list(preds)
-    boot = metrics.bootstrap_f05(y, [preds[n] for n in names], resamples=resamples, seed=seed)
+    boot = metrics.bootstrap_f05(y, [preds[n] for n in names], resamples=resamples, seed=seed, segments=segments)
     rows = []
     for j, n in enumerate(names):
-        m = metrics.scores(y, preds[n], raw[n])
+        m = metrics.scores(y, preds[n], raw[n], segments)
         lo, hi = metrics.interval(boot[:, j])
         rows.append({"member": n, **m, "f05_lo": lo, "f05_hi": hi})
     e, r = names.index(ENSEMBLE), names.index(reference)
@@ -98,7 +100,7 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     ens_out = ensemble_outputs(members, ens, segments)
 
     hold_rows, hold_cmp = evaluate(members.sets["holdout_labels"], *split_predictions(members, ens_out, "holdout"), picked,
-                                   seed=seed)
+                                   seed=seed, segments=ens_out["holdout"]["segments"])
     weights = dict(zip(ens.names_, ens.weights_))
     val_f05 = {m["name"]: m["validation"]["f05"] for m in members.metas}
     val_f05[ENSEMBLE] = ens.val_f05_
@@ -107,7 +109,7 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     test_rows = None
     if "test_true_labels" in members.sets:  # synthetic missions only: reported, never fitted
         test_rows, _ = evaluate(members.sets["test_true_labels"], *split_predictions(members, ens_out, "test"), picked,
-                                seed=seed)
+                                seed=seed, segments=ens_out["test"]["segments"])
     verdict = verdict_text(hold_rows, hold_cmp)
     data = data_loading.result()
     tables, unit, what = series_tables(members, ens_out, data)

@@ -39,9 +39,10 @@ PRIORS = ("member", "architecture")
 DEFAULT_RULE = {"method": "plateau", "hysteresis": 0.5, "floor_risk": 1e-3}
 
 
-def best_f05(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Best corrected event-wise F0.5 over every threshold (exact, one sort)."""
-    return float(f05_curve(scores, labels)[1].max())
+def best_f05(scores: np.ndarray, labels: np.ndarray, segments=None) -> float:
+    """Best corrected event-wise F0.5 over every threshold (exact, one sort), events counted per
+    series of ``segments``."""
+    return float(f05_curve(scores, labels, segments=segments)[1].max())
 
 
 class Ensemble:
@@ -79,7 +80,9 @@ class Ensemble:
 
     ``segments`` (``fit``: validation's; ``predict`` and the scores: that split's): the boundaries
     of the independent series the rows are made of (offsets [S+1], telemetry.series; None = one
-    series). No rule smooths, extends or merges an event across one.
+    series). No rule smooths, extends or merges an event across one, and every validation F0.5 that
+    ranks members, weights them or picks a rule counts events per series (the cross-fitted check
+    excepted: :meth:`_cross_check`).
     """
 
     def __init__(self, calibration: str = "robust_log", combination: str = "stack", selection: float | None = None,
@@ -230,11 +233,11 @@ class Ensemble:
         for span in spans:
             rules = [done[(span, k)][0] for k in range(n_c)]
             union = np.any([done[(span, k)][1] for k in range(n_c)], axis=0).astype(np.uint8)
-            f = _f05(labels, union)
+            f = _f05(labels, union, segments)
             if best is None or f > best[0] + 1e-12:
                 best = (f, rules, span)
         self.channel_val_f05_, self.channel_rules_, span = best
-        self.channel_val_f05_alone_ = [_f05(labels, done[(span, k)][1]) for k in range(n_c)]
+        self.channel_val_f05_alone_ = [_f05(labels, done[(span, k)][1], segments) for k in range(n_c)]
 
     def fit(self, scores: np.ndarray, labels: np.ndarray, names=None, channel_scores: np.ndarray | None = None,
             channel_members=None, channels=None, segments=None, groups=None) -> "Ensemble":
@@ -275,14 +278,14 @@ class Ensemble:
         self.calibrators_ = [Calibrator(self.calibration).fit(scores[:, j], nominal) for j in range(m)]
         cal = self.calibrated(scores)
         rank = rank or selection is not None
-        self.member_val_f05_ = [best_f05(cal[:, j], labels) for j in range(m)] if rank else None
+        self.member_val_f05_ = [best_f05(cal[:, j], labels, segments) for j in range(m)] if rank else None
         active = np.ones(m, dtype=bool)
         if selection is not None:
             active = np.asarray(self.member_val_f05_) >= float(selection) * max(self.member_val_f05_)
         self.weights_ = self.uniform(active)
         if self.combination in ("weighted", "shrunk") and active.sum() > 1:
             w = np.zeros(m)
-            w[active] = self._fit_weights(cal[:, active], labels)
+            w[active] = self._fit_weights(cal[:, active], labels, segments)
             if self.combination == "shrunk":
                 w = float(self.shrinkage) * self.weights_ + (1.0 - float(self.shrinkage)) * w
             self.weights_ = w
@@ -350,7 +353,7 @@ class Ensemble:
         self.val_f05_, self.rule_ = best
         self.threshold_ = self.rule_.threshold_
 
-    def _fit_weights(self, cal: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    def _fit_weights(self, cal: np.ndarray, labels: np.ndarray, segments=None) -> np.ndarray:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -361,7 +364,7 @@ class Ensemble:
             return raw / raw.sum() if raw.sum() > 0 else np.full(m, 1.0 / m)
 
         def objective(trial):
-            return best_f05(cal @ weights_of(trial), labels)
+            return best_f05(cal @ weights_of(trial), labels, segments)
 
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=self.seed))
         study.enqueue_trial({f"w{j}": 1.0 for j in range(m)})  # the plain mean is always a candidate
@@ -411,8 +414,9 @@ class Ensemble:
 
 
 def rule_f05(rule: Threshold, scores: np.ndarray, labels: np.ndarray, segments=None) -> float:
-    """Validation F0.5 of a fitted rule's own predictions (post-processing included)."""
-    return _f05(labels, rule.predict(scores, segments))
+    """Validation F0.5 of a fitted rule's own predictions (post-processing included), events counted
+    per series of ``segments``."""
+    return _f05(labels, rule.predict(scores, segments), segments)
 
 
 def channel_margins(rules, channel_ensemble_scores: np.ndarray, segments=None) -> np.ndarray:
@@ -422,10 +426,10 @@ def channel_margins(rules, channel_ensemble_scores: np.ndarray, segments=None) -
                     axis=1).astype(np.float32)
 
 
-def _f05(labels: np.ndarray, predictions: np.ndarray) -> float:
+def _f05(labels: np.ndarray, predictions: np.ndarray, segments=None) -> float:
     from telemetry.metrics import corrected_event_f05
 
-    return corrected_event_f05(labels, predictions)
+    return corrected_event_f05(labels, predictions, segments)
 
 
 # Named decision layers compared by the quality benchmark (benchmarks/bench_quality.py); the first is

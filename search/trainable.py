@@ -144,17 +144,21 @@ def score_splits(est, data, splits, keep_channels: bool) -> dict[str, np.ndarray
 
 def holdout_metrics(est, rule, holdout, scores: np.ndarray, labelled: bool) -> dict:
     """The honest figures of a fitted ``rule`` on the holdout split: labelled, the event-wise
-    metrics; unlabelled, the member's loss and the share of rows its rule flags."""
+    metrics; unlabelled, the member's loss and the share of rows its rule flags. A holdout made of
+    many series is predicted and counted per series (its ``segments``), as the ensemble does."""
+    pred = rule.predict(scores, holdout.segments)
     if labelled:
         from telemetry import metrics
 
-        return metrics.scores(holdout.labels, rule.predict(scores), scores)
-    return {"loss": est.loss(holdout), "alarm_rate": float(rule.predict(scores).mean())}
+        return metrics.scores(holdout.labels, pred, scores, holdout.segments)
+    return {"loss": est.loss(holdout), "alarm_rate": float(pred.mean())}
 
 
 def _evaluate(est, data, thr: dict, score_all: bool = True) -> tuple[dict, object, dict, dict | None, float]:
     """Threshold on validation; score holdout and test too when ``score_all``. Returns (scores per
-    split, the fitted rule, validation metrics, holdout metrics or None, seconds)."""
+    split, the fitted rule, validation metrics, holdout metrics or None, seconds). Validation made of
+    many series is thresholded, predicted and counted per series (its ``segments``): the objective is
+    the figure the ensemble's decision layer sees."""
     from telemetry import metrics
     from telemetry.thresholds import Threshold
 
@@ -163,8 +167,9 @@ def _evaluate(est, data, thr: dict, score_all: bool = True) -> tuple[dict, objec
     keep_channels = _keeps_channel_scores(est, data)
     out = score_splits(est, data, ["validation"], keep_channels)
     fit_scores = est.score_samples(data.fit) if rule.method == "max_fit" else None
-    rule.fit(out["validation"], data.validation.labels, fit_scores)
-    m_val = metrics.scores(data.validation.labels, rule.predict(out["validation"]), out["validation"])
+    seg = data.validation.segments
+    rule.fit(out["validation"], data.validation.labels, fit_scores, segments=seg)
+    m_val = metrics.scores(data.validation.labels, rule.predict(out["validation"], seg), out["validation"], seg)
     m_hold = None
     if score_all:
         out.update(score_splits(est, data, ["holdout", "test"], keep_channels))
@@ -185,10 +190,11 @@ def _evaluate_unlabelled(est, data, thr: dict, last_logs: dict,
     keep_channels = _keeps_channel_scores(est, data)
     out = score_splits(est, data, ["validation"], keep_channels)
     fit_scores = est.score_samples(data.fit) if rule.method == "max_fit" else None
-    rule.fit(out["validation"], None, fit_scores)
+    seg = data.validation.segments  # smoothing and post-processing stay inside each series
+    rule.fit(out["validation"], None, fit_scores, segments=seg)
     val_loss = last_logs.get("val_loss")
     m_val = {"loss": float(val_loss) if val_loss is not None else est.loss(data.validation),
-             "alarm_rate": float(rule.predict(out["validation"]).mean())}
+             "alarm_rate": float(rule.predict(out["validation"], seg).mean())}
     m_hold = None
     if score_all:
         out.update(score_splits(est, data, ["holdout", "test"], keep_channels))

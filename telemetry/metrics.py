@@ -8,6 +8,11 @@ timeeval/metrics/ESA_ADB_metrics.py):
 - TNR = 1 - (rows predicted 1 whose truth is 0) / (rows whose truth is 0).
 - Pr = TP_e / (TP_e + FP_e) * TNR; Re = TP_e / (TP_e + FN_e);
   F0.5 = 1.25 Pr Re / (0.25 Pr + Re); any zero denominator gives 0.
+
+``segments`` (int64 offsets [S+1] from 0 to N, telemetry.series; None = one series): the rows are
+many independent series back to back, and events and predicted runs are counted per series: a run
+of 1s across an offset is two events (telemetry.events), so the end of one series and the start of
+the next are never one event. Row counts (TNR, point figures) do not depend on them.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from telemetry.errors import TelemetryError
-from telemetry.events import event_labels
+from telemetry.events import event_labels, events
+from telemetry.series import checked_offsets
 
 
 def _div(a: float, b: float) -> float:
@@ -49,10 +55,12 @@ class EventCounts:
     nominal_rows: int
 
 
-def event_counts(y_true: np.ndarray, y_pred: np.ndarray) -> EventCounts:
+def event_counts(y_true: np.ndarray, y_pred: np.ndarray, segments=None) -> EventCounts:
+    """The metric's counts; with ``segments`` events and predicted runs are counted per series."""
     t, p = _check(y_true, y_pred)
-    true_lab, n_true = event_labels(t)
-    pred_lab, n_pred = event_labels(p)
+    seg = checked_offsets(segments, t.size, "labels")
+    true_lab, n_true = event_labels(t, seg)
+    pred_lab, n_pred = event_labels(p, seg)
     # A true event is detected if any of its rows is predicted 1.
     hit = np.zeros(n_true + 1, dtype=bool)
     hit[true_lab[p]] = True
@@ -76,21 +84,23 @@ def _f05_from_counts(tp, fn, fp, fp_rows, nominal_rows):
     return f, pr, re
 
 
-def corrected_event_f05(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """The challenge's objective: corrected event-wise F0.5 (see the module docstring)."""
-    c = event_counts(y_true, y_pred)
+def corrected_event_f05(y_true: np.ndarray, y_pred: np.ndarray, segments=None) -> float:
+    """The challenge's objective: corrected event-wise F0.5 (see the module docstring); with
+    ``segments``, events and predicted runs counted per series."""
+    c = event_counts(y_true, y_pred, segments)
     f, _, _ = _f05_from_counts(c.tp, c.fn, c.fp, c.fp_rows, c.nominal_rows)
     return float(f)
 
 
-def scores(y_true: np.ndarray, y_pred: np.ndarray, raw_score: np.ndarray | None = None) -> dict:
-    """Every figure the reports show, as a plain dict.
+def scores(y_true: np.ndarray, y_pred: np.ndarray, raw_score: np.ndarray | None = None, segments=None) -> dict:
+    """Every figure the reports show, as a plain dict; with ``segments`` the event figures count
+    per series (the row figures are the same either way).
 
     ``alarming_precision`` is the event-wise precision without the TNR correction: the share of
     predicted runs that touch a true event.
     """
     t, p = _check(y_true, y_pred)
-    c = event_counts(t, p)
+    c = event_counts(t, p, segments)
     f, pr, re = _f05_from_counts(c.tp, c.fn, c.fp, c.fp_rows, c.nominal_rows)
     tp_rows = int((t & p).sum())
     point_pr = _div(tp_rows, p.sum())
@@ -135,22 +145,23 @@ def auc_pr(y_true: np.ndarray, raw_score: np.ndarray) -> float:
     return float(np.sum(np.diff(tps / tps[-1], prepend=0.0) * precision))
 
 
-def block_counts(y_true: np.ndarray, y_pred: np.ndarray, n_blocks: int) -> np.ndarray:
+def block_counts(y_true: np.ndarray, y_pred: np.ndarray, n_blocks: int, segments=None) -> np.ndarray:
     """The metric's counts per contiguous block of rows, [n_blocks, 5]: detected true events, missed
     true events, false predicted runs, false-positive rows, nominal rows. Events and runs count in
-    the block where they start, so any multiset of blocks sums to counts the metric can use."""
+    the block where they start, so any multiset of blocks sums to counts the metric can use; with
+    ``segments`` they are counted per series (all blocks once: :func:`event_counts`'s)."""
     t, p = _check(y_true, y_pred)
     n = t.size
+    seg = checked_offsets(segments, n, "labels")
     edges = np.linspace(0, n, n_blocks + 1).astype(np.int64)
     block_of = lambda rows: np.searchsorted(edges, rows, side="right") - 1  # noqa: E731
-    true_lab, n_true = event_labels(t)
-    pred_lab, n_pred = event_labels(p)
+    true_lab, n_true = event_labels(t, seg)
+    pred_lab, n_pred = event_labels(p, seg)
     hit = np.zeros(n_true + 1, dtype=bool)
     hit[true_lab[p]] = True
     touches = np.zeros(n_pred + 1, dtype=bool)
     touches[pred_lab[t]] = True
-    true_start = np.flatnonzero(np.diff(t.astype(np.int8), prepend=0) == 1)
-    pred_start = np.flatnonzero(np.diff(p.astype(np.int8), prepend=0) == 1)
+    true_start, pred_start = events(t, seg)[:, 0], events(p, seg)[:, 0]  # in label order
     out = np.zeros((n_blocks, 5))
     np.add.at(out[:, 0], block_of(true_start), hit[1:])
     np.add.at(out[:, 1], block_of(true_start), ~hit[1:])
@@ -160,10 +171,12 @@ def block_counts(y_true: np.ndarray, y_pred: np.ndarray, n_blocks: int) -> np.nd
     return out
 
 
-def bootstrap_f05(y_true: np.ndarray, preds, resamples: int = 1000, n_blocks: int = 50, seed: int = 0) -> np.ndarray:
+def bootstrap_f05(y_true: np.ndarray, preds, resamples: int = 1000, n_blocks: int = 50, seed: int = 0,
+                  segments=None) -> np.ndarray:
     """Corrected event-wise F0.5 of each prediction in ``preds`` on block-bootstrap replicates of the
     series, [resamples, len(preds)]. The same replicates serve every prediction, so differences
-    between two predictions are paired. Blocks (rather than rows) keep events whole."""
+    between two predictions are paired. Blocks (rather than rows) keep events whole. ``segments``:
+    events counted per series (:func:`block_counts`); the blocks are rows, not series."""
     t = np.asarray(y_true).ravel()
     n_blocks = max(1, min(int(n_blocks), t.size))
     draws = np.random.default_rng(seed).integers(0, n_blocks, (resamples, n_blocks))
@@ -171,7 +184,7 @@ def bootstrap_f05(y_true: np.ndarray, preds, resamples: int = 1000, n_blocks: in
     np.add.at(mult, (np.arange(resamples)[:, None], draws), 1.0)
     out = np.empty((resamples, len(preds)))
     for k, p in enumerate(preds):
-        c = mult @ block_counts(t, p, n_blocks)
+        c = mult @ block_counts(t, p, n_blocks, segments)
         out[:, k] = _f05_rows(c)
     return out
 

@@ -29,7 +29,7 @@ def _count_ge(sorted_values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 EXACT_CANDIDATES = 250_000  # distinct scores swept exactly; a 1M-row mission's validation stays exact
 
 
-def f05_curve(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | None = None):
+def f05_curve(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | None = None, segments=None):
     """Corrected event-wise F0.5 of ``scores >= t`` for every threshold ``t``, exactly, in O(N log N).
 
     Each count the metric needs is "how many of some precomputed values are >= t":
@@ -40,6 +40,10 @@ def f05_curve(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | N
     - runs that touch an event through a stretch's left / right border (min of the two border rows),
       plus stretches fully above t touching events on both sides (counted twice otherwise).
     So one sort per array and a searchsorted per threshold replaces thousands of metric runs.
+    ``segments`` (telemetry.series; None = one series): counted per series, as
+    ``corrected_event_f05(labels, scores >= t, segments)``: events and nominal stretches are cut at
+    each offset, rows either side of one are no adjacent pair, and a stretch's border neighbour
+    counts only inside its own series (a stretch starting or ending at an offset has none there).
     Returns (thresholds, f05, precision, recall). Default thresholds: every distinct score, plus +inf;
     beyond EXACT_CANDIDATES distinct scores (a full-size validation split), a quantile grid of that many
     plus every event's maximum (where detections change), so millions of rows cost seconds, not minutes.
@@ -51,8 +55,10 @@ def f05_curve(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | N
     if not np.isfinite(s).all():
         raise TelemetryError("scores contain NaN or inf")
     n = s.size
-    true_ev = events(y)
-    nom_ev = events(~y)  # nominal stretches [a, b)
+    seg = checked_offsets(segments, n)
+    inner = np.zeros(0, dtype=np.int64) if seg is None else seg[1:-1]  # offsets between two series
+    true_ev = events(y, seg)
+    nom_ev = events(~y, seg)  # nominal stretches [a, b), each inside one series
     # reduceat spans [start, next start): masking nominal rows keeps each maximum inside its event.
     ev_max = np.maximum.reduceat(np.where(y, s, -np.inf), true_ev[:, 0]) if len(true_ev) else np.zeros(0)
     if thresholds is None:
@@ -64,9 +70,12 @@ def f05_curve(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | N
     thresholds = np.asarray(thresholds, dtype=np.float64)
     nominal_scores = s[~y]
     both_nominal = ~y[1:] & ~y[:-1]
+    both_nominal[inner - 1] = False  # the last row of one series and the first of the next: no pair
     pair_min = np.minimum(s[1:], s[:-1])[both_nominal]
     a, b = nom_ev[:, 0], nom_ev[:, 1]
-    has_left, has_right = a > 0, b < n
+    # A stretch starting (ending) at an offset has no event beside it there: the row across the
+    # offset is another series'. Elsewhere the row beside a stretch is anomalous.
+    has_left, has_right = (a > 0) & ~np.isin(a, inner), (b < n) & ~np.isin(b, inner)
     left = np.minimum(s[a[has_left]], s[a[has_left] - 1])
     right = np.minimum(s[b[has_right] - 1], s[b[has_right]])
     both = has_left & has_right
@@ -97,13 +106,13 @@ def best_f05_threshold(scores, labels, min_length: int = 1, max_gap: int = 0, ma
     costs a pass over every row, so on long splits the candidates are capped at
     ``CANDIDATE_ROW_PASSES / rows`` (at least 64: 68 on the challenge's 2.9 M validation rows).
     Ties go to the highest threshold (fewest alarms). ``segments``: the series boundaries the
-    post-processing never crosses (telemetry.events).
+    post-processing never crosses (telemetry.events) and the metric counts events within.
     """
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels).ravel().astype(np.uint8)
     if not y.any():
         raise TelemetryError("cannot choose an F0.5 threshold on a split without anomalies")
-    thr, f, _, _ = f05_curve(s, y)
+    thr, f, _, _ = f05_curve(s, y, segments=segments)
     if min_length <= 1 and max_gap <= 1:
         best = np.flatnonzero(f == f.max())[-1]
         return float(thr[best]), float(f[best])
@@ -112,7 +121,7 @@ def best_f05_threshold(scores, labels, min_length: int = 1, max_gap: int = 0, ma
     quant = np.quantile(s, np.linspace(0.5, 1.0, max_candidates // 2))
     cands = np.unique(np.concatenate([top, quant]))
     cands = cands[np.isfinite(cands)]
-    vals = np.array([corrected_event_f05(y, postprocess(s >= t, min_length, max_gap, segments))
+    vals = np.array([corrected_event_f05(y, postprocess(s >= t, min_length, max_gap, segments), segments)
                      for t in cands])
     best = np.flatnonzero(vals == vals.max())[-1]
     return float(cands[best]), float(vals[best])
@@ -184,16 +193,17 @@ def pot_threshold(scores: np.ndarray, risk: float = 1e-3, initial_quantile: floa
     return float(t + sigma / gamma * (r ** -gamma - 1.0))
 
 
-def plateau_threshold(scores, labels, tolerance: float = 0.02) -> tuple[float, float]:
+def plateau_threshold(scores, labels, tolerance: float = 0.02, segments=None) -> tuple[float, float]:
     """The middle of the near-best range: over the contiguous run of thresholds (in score order)
     around the best one whose F0.5 is within ``tolerance`` of the best, the midpoint of its lowest
-    and highest threshold. Returns (threshold, its validation F0.5).
+    and highest threshold. Returns (threshold, its validation F0.5); with ``segments`` events are
+    counted per series.
 
     The best threshold on validation sits on an edge (just above the largest nominal score that
     would make a false event, or just below the weakest event's peak); the middle keeps a margin on
     both sides, so new nominal fluctuations and slightly weaker events both fall on the right side.
     """
-    thr, f, _, _ = f05_curve(scores, labels)
+    thr, f, _, _ = f05_curve(scores, labels, segments=segments)
     thr, f = thr[:-1], f[:-1]  # +inf predicts nothing
     if f.size == 0 or f.max() <= 0:
         return float(np.max(scores)) + 1.0, 0.0
@@ -207,7 +217,7 @@ def plateau_threshold(scores, labels, tolerance: float = 0.02) -> tuple[float, f
         hi += 1
     # thr[i] stands for every threshold in (thr[i-1], thr[i]]: the plateau starts just above thr[lo-1].
     t = 0.5 * ((thr[lo - 1] if lo > 0 else thr[0]) + thr[hi])
-    _, ft, _, _ = f05_curve(scores, labels, np.array([t]))
+    _, ft, _, _ = f05_curve(scores, labels, np.array([t]), segments)
     return float(t), float(ft[0])
 
 
@@ -221,14 +231,27 @@ def block_resamples(n: int, n_blocks: int, resamples: int, seed: int) -> list[np
             for _ in range(resamples)]
 
 
+def replicate_offsets(idx: np.ndarray, seg: np.ndarray | None) -> np.ndarray | None:
+    """The series boundaries of a replicate made of rows ``idx`` of a split with offsets ``seg``: a
+    new series wherever a row's series differs from the previous row's, or the row is its series'
+    first (None stays None). Block joins inside one series stay joined, as without series."""
+    if seg is None:
+        return None
+    series = np.searchsorted(seg, idx, side="right") - 1
+    cut = (series[1:] != series[:-1]) | (seg[series[1:]] == idx[1:])
+    return np.concatenate([[0], np.flatnonzero(cut) + 1, [idx.size]]).astype(np.int64)
+
+
 def bootstrap_threshold(scores, labels, resamples: int = 30, n_blocks: int = 20, seed: int = 0,
-                        max_candidates: int = 1024) -> tuple[float, float]:
+                        max_candidates: int = 1024, segments=None) -> tuple[float, float]:
     """The threshold with the best mean F0.5 over block-bootstrap replicates of validation; returns
     (threshold, mean F0.5). A threshold that wins only because of one event or one nominal stretch
-    loses in the replicates without it. Candidates: upper quantiles plus the exact sweep's best."""
+    loses in the replicates without it. Candidates: upper quantiles plus the exact sweep's best.
+    ``segments``: events counted per series, in each replicate too (:func:`replicate_offsets`)."""
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels).ravel().astype(np.uint8)
-    thr, f, _, _ = f05_curve(s, y)
+    seg = checked_offsets(segments, s.size)
+    thr, f, _, _ = f05_curve(s, y, segments=seg)
     cand = np.unique(np.concatenate([np.quantile(s, np.linspace(0.5, 1.0, max_candidates // 2)),
                                      thr[:-1][np.argsort(f[:-1])[-(max_candidates // 2):]]]))
     total = np.zeros(cand.size)
@@ -237,10 +260,10 @@ def bootstrap_threshold(scores, labels, resamples: int = 30, n_blocks: int = 20,
     for idx in reps:
         if not y[idx].any():
             continue  # a replicate without events says nothing about recall
-        total += f05_curve(s[idx], y[idx], cand)[1]
+        total += f05_curve(s[idx], y[idx], cand, replicate_offsets(idx, seg))[1]
         used += 1
     if used == 0:
-        return best_f05_threshold(s, y)
+        return best_f05_threshold(s, y, segments=seg)
     mean = total / used
     best = np.flatnonzero(mean == mean.max())[-1]
     return float(cand[best]), float(mean[best])
@@ -350,7 +373,8 @@ class Threshold:
     def fit(self, val_scores: np.ndarray, val_labels: np.ndarray | None = None, fit_scores: np.ndarray | None = None,
             segments=None):
         """Fitted on validation; ``segments``: its series boundaries (telemetry.series), which the
-        smoothing and post-processing never cross. ``fit_scores`` (max_fit) are taken as one series."""
+        smoothing and post-processing never cross and within which the labelled methods count events.
+        ``fit_scores`` (max_fit) are taken as one series."""
         segments = checked_offsets(segments, np.size(val_scores))
         s = self.smoothed(val_scores, segments)
         y = None if val_labels is None else np.asarray(val_labels).ravel().astype(np.uint8)
@@ -362,9 +386,9 @@ class Threshold:
         if self.method == "best_f05":
             self.threshold_, _ = best_f05_threshold(s, y, self.min_length, self.max_gap, segments=segments)
         elif self.method == "plateau":
-            self.threshold_, _ = plateau_threshold(s, y, float(self.tolerance))
+            self.threshold_, _ = plateau_threshold(s, y, float(self.tolerance), segments)
         elif self.method == "bootstrap":
-            self.threshold_, _ = bootstrap_threshold(s, y, int(self.resamples), seed=int(self.seed))
+            self.threshold_, _ = bootstrap_threshold(s, y, int(self.resamples), seed=int(self.seed), segments=segments)
         elif self.method == "pot":
             self.threshold_ = pot_threshold(nominal, float(self.risk))
         elif self.method == "percentile":

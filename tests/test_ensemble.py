@@ -154,6 +154,50 @@ def test_the_decision_layer_never_carries_one_series_into_the_next():
         Ensemble().fit(s, y, segments=[0, 100, 50, 2000])
 
 
+def events_across_boundaries(seed=0):
+    """Ten series of 100 rows, an event across each inner boundary (its last 10 rows in one series, its
+    first 10 in the next); every other event is weak in the member "good" after the boundary."""
+    rng = np.random.default_rng(seed)
+    seg = np.arange(0, 1001, 100)
+    y = np.zeros(1000, np.uint8)
+    s = np.stack([rng.normal(0, 1, 1000), rng.normal(0, 1, 1000)], axis=1)  # good, noise
+    for k, end in enumerate(seg[1:-1]):
+        y[end - 10:end + 10] = 1
+        s[end - 10:end, 0] += 6
+        s[end:end + 10, 0] += 6 if k % 2 else 1.5
+    return s, y, seg
+
+
+@pytest.mark.parametrize("params", [{"combination": "mean", "spans": (1,), "rule": {"method": "best_f05"}, "fallback": False},
+                                    {}])
+def test_validation_f05_counts_events_per_series(params):
+    from ensemble.combine import best_f05
+    from telemetry.metrics import corrected_event_f05
+
+    s, y, seg = events_across_boundaries()
+    ens = Ensemble(seed=0, **params).fit(s, y, ["good", "noise"], segments=seg)
+    pred = ens.predict(s, segments=seg)
+    assert ens.val_f05_ == corrected_event_f05(y, pred, seg) != corrected_event_f05(y, pred)
+    cal = ens.calibrated(s)
+    assert ens.member_val_f05_ == [best_f05(cal[:, j], y, seg) for j in range(2)]
+    assert ens.member_val_f05_[0] != best_f05(cal[:, 0], y)
+    joined = Ensemble(seed=0, **params).fit(s, y, ["good", "noise"])  # taken as one series
+    assert joined.val_f05_ == corrected_event_f05(y, joined.predict(s)) > ens.val_f05_
+
+
+def test_channel_union_f05_counts_events_per_series():
+    from telemetry.metrics import corrected_event_f05
+
+    s, y, seg = events_across_boundaries()
+    cs = np.repeat(s[:, :, None], 2, axis=2)
+    union = Ensemble(spans=(1, 5), per_channel=True, fallback=False).fit(s, y, channel_scores=cs, segments=seg)
+    pred = union.predict(s, cs, seg)
+    assert union.val_f05_ == corrected_event_f05(y, pred, seg) != corrected_event_f05(y, pred)
+    e = union.channel_ensemble_scores(cs)
+    assert union.channel_val_f05_alone_ == [corrected_event_f05(y, r.predict(e[:, k], seg), seg)
+                                            for k, r in enumerate(union.channel_rules_)]
+
+
 def test_the_unsupervised_layer_never_carries_one_series_into_the_next():
     from ensemble.unsupervised import UnsupervisedEnsemble
 
@@ -395,6 +439,26 @@ def test_holdout_evaluation_intervals_are_paired():
     assert ens["f05"] == corrected_event_f05(y, good) == 1.0 and ens["f05_lo"] == ens["f05_hi"] == 1.0
     assert rows[1]["f05"] == 0.0
     assert (cmp["difference"], cmp["lo"], cmp["hi"], cmp["true_events"]) == (0.0, 0.0, 0.0, 10)
+
+
+def test_holdout_evaluation_counts_events_per_series():
+    from ensemble.build import evaluate
+
+    y = np.zeros(2000, np.uint8)
+    for a in range(100, 2000, 200):
+        y[a:a + 10] = 1
+    seg = np.concatenate([[0], np.arange(105, 2000, 200), [2000]])  # every event cut in two halves
+    half = y.copy()
+    half[np.arange(105, 2000, 200)[:, None] + np.arange(5)] = 0  # each event's first half only
+    preds = {"**ensemble**": half, "m#2": y}
+    raw = {k: v.astype(float) for k, v in preds.items()}
+    rows, cmp = evaluate(y, preds, raw, "m#2", resamples=200)
+    assert rows[0]["f05"] == 1.0 and rows[0]["true_events"] == 10 and cmp["difference"] == 0.0
+    rows, cmp = evaluate(y, preds, raw, "m#2", resamples=200, segments=seg)
+    # 20 events per series, 10 detected: Pr = 1, Re = 1/2 -> F0.5 = 5/6
+    assert rows[0]["f05"] == pytest.approx(5 / 6) and (rows[0]["true_events"], rows[0]["detected_events"]) == (20, 10)
+    assert rows[1]["f05"] == 1.0 and cmp["difference"] == pytest.approx(-1 / 6) and cmp["true_events"] == 20
+    assert rows[0]["f05_hi"] < 1.0 and cmp["hi"] < 0.0
 
 
 @pytest.mark.parametrize("decision", ["stack-shrunk-smooth-plateau-hysteresis-fallback",

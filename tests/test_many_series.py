@@ -237,6 +237,45 @@ def test_per_series_detection_on_a_hand_made_split():
     assert t.loc[0, "warning_time"] == pytest.approx(0.75 - times[4]) and not t.loc[1, "anomalous"]
 
 
+def test_a_trial_thresholds_and_scores_many_series_per_series():
+    """A trial on splits made of many series: its rule is fitted, and validation and holdout counted,
+    per series; an anomaly across two series' boundary is two events."""
+    from types import SimpleNamespace
+
+    from models import registry
+    from search import trainable
+    from telemetry.events import events
+    from telemetry.metrics import corrected_event_f05
+    from telemetry.thresholds import Threshold
+
+    rng = np.random.default_rng(0)
+    seg = np.arange(0, 201, 50)
+
+    def split(name, segments=seg, shift=6.0):
+        n = int(segments[-1])
+        y = np.zeros(n, np.uint8)
+        for end in segments[1:-1]:
+            y[end - 5:end + 5] = 1
+        x = rng.normal(size=(n, 2)) + shift * y[:, None]
+        x[seg[1]:seg[1] + 5] -= shift * 0.8  # one half-event is faint
+        return Series(np.arange(n, dtype=np.int64), x.astype(np.float32), y, ("a", "b"), source=name,
+                      segments=segments)
+
+    data = SimpleNamespace(fit=split("fit", np.array([0, 200]), 0.0), validation=split("validation"),
+                           holdout=split("holdout"), test=None)
+    est = registry.get("global_std")().fit(data.fit, data.validation)
+    out, rule, m_val, m_hold, _ = trainable._evaluate(est, data, {"method": "best_f05", "smooth": 3})
+    for s, m in ((data.validation, m_val), (data.holdout, m_hold)):
+        pred = rule.predict(out[s.source], seg)
+        assert m["true_events"] == len(events(s.labels, seg)) == 6 != len(events(s.labels))
+        assert m["f05"] == corrected_event_f05(s.labels, pred, seg)
+    # the rule was fitted on the per-series metric of its own (per-series smoothed) predictions
+    # (taken as one series, the faint half rides on its neighbour's detection: a higher threshold)
+    assert rule.threshold_ == Threshold("best_f05", smooth=3).fit(out["validation"], data.validation.labels,
+                                                                    segments=seg).threshold_
+    assert rule.threshold_ < Threshold("best_f05", smooth=3).fit(out["validation"], data.validation.labels).threshold_
+
+
 def fleet_csv(path, devices, anomalous, rows=60, seed=0, labels=True):
     """A long CSV, ``rows`` per device: each device has two lone one-row spikes (nominal, which
     smoothing hides) and the ``anomalous`` ones end in a sustained shift, labelled, to their last row."""

@@ -2,25 +2,30 @@ import numpy as np
 import pytest
 
 from telemetry.errors import TelemetryError
-from telemetry.events import drop_short, events, merge_gaps, postprocess
+from telemetry.events import drop_short, event_labels, events, merge_gaps, postprocess
 from telemetry.metrics import auc_pr, corrected_event_f05, event_counts, scores
 
 A = np.array
 
 
-def brute_f05(y, p):
-    """Plain-loop reference of DESIGN.md section 3, independent of the vectorised code."""
+def brute_f05(y, p, segments=None):
+    """Plain-loop reference of DESIGN.md section 3, independent of the vectorised code; with
+    ``segments`` runs are looked for in each series on its own."""
+    bounds = list(segments) if segments is not None else [0, len(y)]
+
     def runs(b):
-        out, i = [], 0
-        while i < len(b):
-            if b[i]:
-                j = i
-                while j < len(b) and b[j]:
-                    j += 1
-                out.append((i, j))
-                i = j
-            else:
-                i += 1
+        out = []
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            i = lo
+            while i < hi:
+                if b[i]:
+                    j = i
+                    while j < hi and b[j]:
+                        j += 1
+                    out.append((i, j))
+                    i = j
+                else:
+                    i += 1
         return out
     true_runs, pred_runs = runs(list(y)), runs(list(p))
     tp = sum(any(p[k] for k in range(a, b)) for a, b in true_runs)
@@ -155,3 +160,77 @@ def test_block_counts_add_up_to_the_whole_series_counts():
     boot = bootstrap_f05(y, [p, y], resamples=300, n_blocks=30, seed=1)
     assert boot.shape == (300, 2) and (boot[:, 1] == 1.0).all()
     assert boot[:, 0].min() < corrected_event_f05(y, p) < boot[:, 0].max()
+
+
+# -- many series back to back (segments): events and predicted runs are counted per series -----------
+TWO = A([0, 5, 10])  # series [0, 5) and [5, 10)
+
+
+def test_event_labels_number_a_run_across_a_boundary_as_two_events():
+    lab, n = event_labels(A([0, 0, 0, 1, 1, 1, 1, 0, 1, 0]), TWO)
+    assert n == 3 and lab.tolist() == [0, 0, 0, 1, 1, 2, 2, 0, 3, 0]
+    lab, n = event_labels(A([0, 0, 0, 1, 1, 1, 1, 0, 1, 0]))
+    assert n == 2 and lab.tolist() == [0, 0, 0, 1, 1, 1, 1, 0, 2, 0]
+    assert event_labels(np.ones(4, int), A([0, 1, 2, 3, 4]))[0].tolist() == [1, 2, 3, 4]
+
+
+def test_events_either_side_of_a_boundary_are_two_true_events_and_two_detections():
+    y = A([0, 0, 0, 1, 1, 1, 1, 0, 0, 0])
+    p = A([0, 0, 0, 0, 1, 1, 0, 0, 0, 0])
+    c = event_counts(y, p)
+    assert (c.tp, c.fn, c.fp, c.tp_runs) == (1, 0, 0, 1)
+    c = event_counts(y, p, TWO)
+    assert (c.tp, c.fn, c.fp, c.tp_runs, c.fp_rows, c.nominal_rows) == (2, 0, 0, 2, 0, 6)
+    # one detected (row 4), one missed (rows 5, 6): only with the boundary is a miss visible
+    p = A([0, 0, 0, 0, 1, 0, 0, 0, 0, 0])
+    assert corrected_event_f05(y, p) == 1.0
+    # TP=1, FN=1, FP=0, TNR=1 -> Pr=1, Re=1/2 -> F0.5 = 0.625 / 0.75 = 5/6
+    assert corrected_event_f05(y, p, TWO) == pytest.approx(5 / 6, abs=1e-12)
+
+
+def test_a_predicted_run_carried_into_the_next_series_is_a_false_event_there():
+    y = A([0, 0, 0, 1, 1, 0, 0, 0, 0, 0])
+    p = A([0, 0, 0, 1, 1, 1, 1, 0, 0, 0])
+    c = event_counts(y, p, TWO)
+    assert (c.tp, c.fn, c.fp, c.tp_runs, c.fp_rows, c.nominal_rows) == (1, 0, 1, 1, 2, 8)
+    # TNR = 6/8 -> Pr = 1/2 * 3/4 = 3/8, Re = 1 -> F0.5 = (15/32) / (35/32) = 3/7
+    assert corrected_event_f05(y, p, TWO) == pytest.approx(3 / 7, abs=1e-12)
+    assert corrected_event_f05(y, p) == pytest.approx(15 / 19, abs=1e-12)  # joined: the run touches the event
+    s = scores(y, p, segments=TWO)
+    assert (s["true_events"], s["detected_events"], s["false_events"]) == (1, 1, 1)
+    assert s["event_precision"] == pytest.approx(3 / 8) and s["alarming_precision"] == 0.5
+    assert s["tnr"] == scores(y, p)["tnr"] == 0.75
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_with_segments_matches_brute_force_on_random_cases(seed):
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(2, 80))
+    y = (rng.random(n) < rng.uniform(0.05, 0.6)).astype(np.uint8)
+    p = (rng.random(n) < rng.uniform(0.05, 0.6)).astype(np.uint8)
+    inner = np.sort(rng.choice(np.arange(1, n), size=int(rng.integers(1, min(n, 10))), replace=False))
+    seg = np.concatenate([[0], inner, [n]])
+    assert corrected_event_f05(y, p, seg) == pytest.approx(brute_f05(y, p, seg), abs=1e-12)
+    assert corrected_event_f05(y, p, [0, n]) == corrected_event_f05(y, p)
+
+
+def test_metric_segments_are_checked():
+    with pytest.raises(TelemetryError, match=r"^labels: segments must be increasing offsets from 0 to 3"):
+        corrected_event_f05(A([0, 1, 0]), A([0, 1, 0]), [0, 2])
+
+
+def test_block_counts_with_segments_add_up_to_the_per_series_counts():
+    from telemetry.metrics import block_counts, bootstrap_f05
+
+    rng = np.random.default_rng(5)
+    y = np.convolve(rng.random(3000) < 0.02, np.ones(7), "same").clip(0, 1).astype(np.uint8)
+    p = np.convolve(rng.random(3000) < 0.02, np.ones(5), "same").clip(0, 1).astype(np.uint8)
+    starts = np.flatnonzero(np.diff(y.astype(int), prepend=0) == 1)
+    seg = np.unique(np.concatenate([[0, 3000], starts[::3] + 2, np.arange(0, 3000, 97)]))  # some inside events
+    c = event_counts(y, p, seg)
+    assert c.tp + c.fn > event_counts(y, p).tp + event_counts(y, p).fn
+    for n_blocks in (1, 7, 50):
+        total = block_counts(y, p, n_blocks, seg).sum(axis=0)
+        np.testing.assert_array_equal(total, [c.tp, c.fn, c.fp, c.fp_rows, c.nominal_rows])
+    boot = bootstrap_f05(y, [p, y], resamples=50, n_blocks=30, seed=1, segments=seg)
+    assert (boot[:, 1] == 1.0).all()

@@ -322,3 +322,97 @@ def test_bad_segments_are_a_one_line_error(bad):
         with pytest.raises(TelemetryError, match=r"^scores: segments must be increasing offsets from 0 to 12") as err:
             call()
         assert "\n" not in str(err.value)
+
+
+# -- the metric per series: f05_curve and the labelled rules count events within each series ---------
+
+TWO = np.array([0, 5, 10])  # series [0, 5) and [5, 10)
+
+
+def many_series_case(seed):
+    """Random labels and tied scores over series whose boundaries fall inside events, inside nominal
+    stretches and on their borders, with some one-row series."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(10, 80))
+    y = (rng.random(n) < rng.uniform(0.1, 0.6)).astype(np.uint8)
+    s = rng.integers(0, 8, n).astype(float)
+    rows = np.arange(1, n)
+    inside_event = rows[(y[rows - 1] == 1) & (y[rows] == 1)]
+    inside_nominal = rows[(y[rows - 1] == 0) & (y[rows] == 0)]
+    picks = [rng.choice(r, size=min(r.size, 3), replace=False) for r in (inside_event, inside_nominal, rows)]
+    single = int(rng.integers(1, n - 1))  # the series [single, single + 1)
+    seg = np.unique(np.concatenate([[0, n, single, single + 1], *picks]))
+    return s, y, seg
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_f05_curve_with_segments_is_the_per_series_metric_at_every_threshold(seed):
+    s, y, seg = many_series_case(seed)
+    assert (np.diff(seg) == 1).any()
+    thr, f, pr, re = f05_curve(s, y, segments=seg)
+    expected = [corrected_event_f05(y, (s >= t).astype(np.uint8), seg) for t in thr]
+    np.testing.assert_allclose(f, expected, atol=1e-12)
+    thr2, f2, _, _ = f05_curve(s, y, np.array([3.0, 5.0]), seg)  # given thresholds alike
+    np.testing.assert_allclose(f2, [corrected_event_f05(y, (s >= t).astype(np.uint8), seg) for t in thr2], atol=1e-12)
+    np.testing.assert_array_equal(f05_curve(s, y, segments=[0, s.size])[1], f05_curve(s, y)[1])
+
+
+def test_f05_curve_with_segments_on_hand_made_cases():
+    # a run carried from series 1's event into series 2's nominal start: a false event there
+    y = np.array([0, 0, 0, 1, 1, 0, 0, 0, 0, 0], np.uint8)
+    s = np.array([0, 0, 0, 5, 5, 3, 3, 0, 0, 0.])
+    # t=3: TP=1, FP=1, TNR=6/8 -> Pr=3/8, Re=1 -> F0.5 = 3/7; joined: FP=0 -> 15/19; t=5: perfect
+    np.testing.assert_allclose(f05_curve(s, y, np.array([3.0, 5.0]), TWO)[1], [3 / 7, 1.0], atol=1e-12)
+    np.testing.assert_allclose(f05_curve(s, y, np.array([3.0, 5.0]))[1], [15 / 19, 1.0], atol=1e-12)
+    # mirrored: a false run at series 1's end running into series 2's event is a false event too
+    np.testing.assert_allclose(f05_curve(s[::-1], y[::-1], np.array([3.0]), TWO)[1], [3 / 7], atol=1e-12)
+    # an event across the boundary is two: t=5 catches only series 2's half
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 0, 0, 0], np.uint8)
+    s = np.array([0, 0, 0, 1, 1, 5, 5, 0, 0, 0.])
+    np.testing.assert_allclose(f05_curve(s, y, np.array([1.0, 5.0]), TWO)[1], [1.0, 5 / 6], atol=1e-12)
+    np.testing.assert_allclose(f05_curve(s, y, np.array([1.0, 5.0]))[1], [1.0, 1.0], atol=1e-12)
+
+
+def test_labelled_rules_fit_the_per_series_metric():
+    # One event across the boundary, weak in series 1: only the per-series count misses half of it at 5.
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 0, 0, 0], np.uint8)
+    s = np.array([0, 0, 0, 1, 1, 5, 5, 0, 0, 0.])
+    assert best_f05_threshold(s, y) == (5.0, 1.0)
+    assert best_f05_threshold(s, y, segments=TWO) == (1.0, 1.0)
+    assert best_f05_threshold(s, y, min_length=1, max_gap=2, segments=TWO) == (1.0, 1.0)  # re-scored per series
+    # plateau: thresholds (0, 5] are perfect joined, (0, 1] per series
+    assert plateau_threshold(s, y, 0.0) == (2.5, 1.0)
+    assert plateau_threshold(s, y, 0.0, TWO) == (0.5, 1.0)
+    assert Threshold("best_f05").fit(s, y).threshold_ == 5.0
+    assert Threshold("best_f05").fit(s, y, segments=TWO).threshold_ == 1.0
+    assert Threshold("plateau", tolerance=0.0).fit(s, y, segments=TWO).threshold_ == 0.5
+    rule = Threshold("best_f05").fit(s, y, segments=TWO)
+    assert corrected_event_f05(y, rule.predict(s, TWO), TWO) == 1.0
+
+
+def test_replicate_offsets_cut_where_series_change_or_restart():
+    from telemetry.thresholds import replicate_offsets
+
+    seg = np.array([0, 3, 10])
+    idx = np.array([5, 6, 7, 1, 2, 3, 4, 0, 1, 8, 9, 3])
+    # cuts: 1 (series 2 -> 1), 3 (-> series 2), 0 (series 1 restarts), 8 (-> series 2), 3 (series 2 restarts)
+    assert replicate_offsets(idx, seg).tolist() == [0, 3, 5, 7, 9, 11, 12]
+    assert replicate_offsets(idx, None) is None
+
+
+def test_bootstrap_threshold_with_segments_counts_per_series():
+    rng = np.random.default_rng(3)
+    s = rng.normal(0, 0.3, 4000)
+    y = np.zeros(4000, np.uint8)
+    seg = np.array([0, 510, 1510, 2515, 4000])  # each event's first rows in one series, the rest in the next
+    for a in (500, 1500, 2500, 3500):
+        y[a:a + 20] = 1
+        s[a:a + 20] += 8.0
+    s[500:510] -= 6.0  # series 1's part of the first event is weak, yet above every nominal score
+    assert s[y == 0].max() < s[500:510].max() < s[y == 1][10:].min()
+    t_joined, f_joined = bootstrap_threshold(s, y, resamples=10, seed=0)
+    t, f = bootstrap_threshold(s, y, resamples=10, seed=0, segments=seg)
+    assert bootstrap_threshold(s, y, resamples=10, seed=0, segments=seg) == (t, f)
+    # joined, the weak rows are part of a caught event; per series they are an event of their own
+    assert f == f_joined == 1.0 and s[y == 0].max() < t <= s[500:510].max() < t_joined
+    assert t == Threshold("bootstrap", resamples=10).fit(s, y, segments=seg).threshold_
