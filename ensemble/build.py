@@ -239,7 +239,7 @@ def build_unlabelled(members: Members, out: Path, seed: int = 0) -> dict:
         tmp.write_bytes(buf.getvalue())
     margins = ens.channel_margins(CS["test"], ens_out["test"]["segments"]) if ens.has_channels else None
     test_events = event_table(sets["test_ids"], ens_out["test"]["pred"], ens_out["test"]["decision"], margins,
-                              ens.channels_ if ens.has_channels else None)
+                              ens.channels_ if ens.has_channels else None, ens_out["test"]["segments"])
     write_text(out / "events.csv", test_events.to_csv(index=False))
     parts = [(split, sets[f"{split}_ids"], ens_out[split]["decision"]) for split in ("validation", "holdout", "test")]
     plot_score_splits(out / "score_over_time.png", parts, title="ensemble score over time (no labels)",
@@ -303,7 +303,7 @@ def write_outputs(out: Path, members: Members, ens: Ensemble, ens_out: dict, hol
     # One row per predicted test event; with per-channel scores, the channels behind each one.
     margins = ens.channel_margins(CS["test"], ens_out["test"]["segments"]) if ens.has_channels else None
     test_events = event_table(sets["test_ids"], pred_test, ens_out["test"]["decision"], margins,
-                              ens.channels_ if ens.has_channels else None)
+                              ens.channels_ if ens.has_channels else None, ens_out["test"]["segments"])
     write_text(out / "events.csv", test_events.to_csv(index=False))
     plots = []
     for split in ("validation", "holdout"):

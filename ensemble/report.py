@@ -68,7 +68,7 @@ EVENT_COLUMNS = ["event", "start_id", "end_id", "rows", "peak_score"]
 
 
 def event_table(ids: np.ndarray, pred: np.ndarray, score: np.ndarray, margins: np.ndarray | None = None,
-                channels: list[str] | None = None) -> pd.DataFrame:
+                channels: list[str] | None = None, segments=None) -> pd.DataFrame:
     """One row per predicted event: ``start_id``/``end_id`` (inclusive), ``rows``, ``peak_score`` (the
     decision score as thresholded, at its highest in the event).
 
@@ -77,9 +77,10 @@ def event_table(ids: np.ndarray, pred: np.ndarray, score: np.ndarray, margins: n
     event, most exceeded first, ";"-joined (under the per-channel union at least one; under the main
     decision possibly none, when only the channels together crossed it); ``n_channels``;
     ``top_channel``, the one closest to or furthest above its threshold; and ``margin_<channel>``,
-    each channel's peak margin in the event.
+    each channel's peak margin in the event. ``segments``: the split's series boundaries (a predicted
+    run across one is two events, as the metric counts it).
     """
-    ev = events(pred)
+    ev = events(pred, segments)
     starts, stops = ev[:, 0], ev[:, 1]
     inside = np.asarray(pred).astype(bool)
     # reduceat spans [start, next start): masking rows outside events keeps each max inside its event

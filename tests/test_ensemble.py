@@ -577,3 +577,15 @@ def test_build_leaves_a_twin_member_out_and_says_so(experiment, tmp_path):
     cfg = yaml.safe_load((tmp_path / "out" / "ensemble.yaml").read_text())
     assert cfg["ensemble"]["twins"] == [{"name": names[1], "twin_of": names[0]}]
     assert f"{names[1]} (= {names[0]})" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_event_table_splits_a_predicted_run_at_a_series_boundary():
+    from ensemble.report import event_table
+
+    ids = np.arange(100, 110)
+    pred = np.array([0, 0, 0, 1, 1, 1, 1, 0, 0, 0], dtype=np.uint8)
+    score = np.array([0, 0, 0, 5, 2, 9, 1, 0, 0, 0], dtype=np.float32)
+    one = event_table(ids, pred, score)
+    assert one[["start_id", "end_id", "rows", "peak_score"]].values.tolist() == [[103, 106, 4, 9.0]]
+    two = event_table(ids, pred, score, segments=np.array([0, 5, 10]))
+    assert two[["start_id", "end_id", "rows", "peak_score"]].values.tolist() == [[103, 104, 2, 5.0], [105, 106, 2, 9.0]]
