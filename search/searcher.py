@@ -23,7 +23,11 @@ equal to a finished trial's parameters is told the outcome that trial had (its v
 the usual "return the cached value" Optuna recipe does, and TPE asks again; after
 :data:`MAX_REPEATS` such answers, one draw from a seeded random sampler is tried; a space with no
 unseen configuration left gets the repeat (Keras training is not deterministic, so it is not
-wasted entirely). ``repeats_told_`` counts them.
+wasted entirely). ``repeats_told_`` counts them. A proposal equal to a trial still running (two
+trials asked for at once, as every sweep with more than one trial slot does: TPE's random start
+draws them independently, and on a 2-value space half of such pairs are one configuration) has no
+outcome to tell yet: it is told failed, which TPE ignores, marked ``repeat_of_running`` and left
+out of the study's copy on disk, and TPE asks again in the same way.
 
 Module level so that the searcher pickled into ``tuner.pkl`` unpickles on ``Tuner.restore``.
 """
@@ -38,6 +42,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 STUDY_FILE = "optuna.db"
 MAX_REPEATS = 16  # proposals of finished configurations answered from the study before random sampling
+REPEAT_OF_RUNNING = "repeat_of_running"  # user attribute of a proposal told failed because a running trial has it
 
 
 class FinalMetricOptunaSearch(OptunaSearch):
@@ -62,13 +67,16 @@ class FinalMetricOptunaSearch(OptunaSearch):
             return config
         for attempt in range(MAX_REPEATS + 1):
             ot_trial = self._ot_trials.get(trial_id)
-            twin = self._finished_twin(ot_trial)
+            twin = self._twin(ot_trial)
             if config is None or twin is None:
                 return config
             if twin.state == optuna.trial.TrialState.COMPLETE:
                 self._ot_study.tell(ot_trial, twin.values if len(twin.values) > 1 else twin.value)
-            else:
+            elif twin.state == optuna.trial.TrialState.PRUNED:
                 self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+            else:  # running: no outcome yet, and a failed trial teaches TPE nothing
+                ot_trial.set_user_attr(REPEAT_OF_RUNNING, twin.number)
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
             self.repeats_told_ = getattr(self, "repeats_told_", 0) + 1
             del self._ot_trials[trial_id]
             if attempt < MAX_REPEATS:
@@ -82,17 +90,17 @@ class FinalMetricOptunaSearch(OptunaSearch):
                     self._ot_study.sampler = sampler
         return config  # nothing unseen found: the repeat runs
 
-    def _finished_twin(self, ot_trial):
-        """A finished (complete or pruned) trial of the study with exactly ``ot_trial``'s parameters."""
+    def _twin(self, ot_trial):
+        """A finished (complete or pruned) trial of the study with exactly ``ot_trial``'s parameters,
+        else a running one, else None."""
         import optuna
 
         if ot_trial is None:
             return None
-        done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        for t in self._ot_study.get_trials(deepcopy=False, states=done):
-            if t.number != ot_trial.number and t.params == ot_trial.params:
-                return t
-        return None
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+        twins = [t for t in self._ot_study.get_trials(deepcopy=False, states=states)
+                 if t.number != ot_trial.number and t.params == ot_trial.params]
+        return min(twins, key=lambda t: t.state == optuna.trial.TrialState.RUNNING, default=None)
 
     def on_trial_result(self, trial_id: str, result: dict):
         if isinstance(self.metric, str) and result.get(self.metric) is None:
@@ -126,7 +134,7 @@ class FinalMetricOptunaSearch(OptunaSearch):
             optuna.create_study(storage=storage, study_name=self._study_name, directions=self._ot_study.directions)
             m = self._mirror = {"folder": folder, "work": work, "storage": storage, "numbers": set()}
         new = [t for t in self._ot_study.get_trials(deepcopy=False)
-               if t.state.is_finished() and t.number not in m["numbers"]]
+               if t.state.is_finished() and t.number not in m["numbers"] and REPEAT_OF_RUNNING not in t.user_attrs]
         if not new and os.path.exists(target):
             return
         if new:
