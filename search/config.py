@@ -146,8 +146,10 @@ def check_against_data(cfg: SweepConfig, split_lengths: dict[str, int]) -> None:
 
 
 def smoke(cfg: SweepConfig) -> SweepConfig:
-    """The smoke-test variant: at most two trials per architecture, one epoch, a searched window fixed to 16."""
+    """The smoke-test variant: at most two trials per architecture, one epoch, a searched window fixed to
+    16, and both trials at once where the machine has room (nothing for TPE to learn from two trials)."""
     cfg = copy.deepcopy(cfg)
+    cfg.search.setdefault("max_concurrent_trials", 2)
     for a in cfg.architectures:
         a.trials = min(a.trials, 2)
         params = registry.get(a.name).param_names()  # row models have neither epochs nor windows

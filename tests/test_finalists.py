@@ -141,7 +141,8 @@ def _pca_sweep(mission, name, trials, finalists_k, **search):  # noqa: F811
     return parse_config(sweep(mission, name, search={"searcher": "random", "max_failures": 0,
                                                      "finalists": finalists_k, **search},
                               architectures={"pca": {"trials": trials,
-                                                     "space": {"n_components": {"float": [0.3, 0.99]}}}}))
+                                                     "fixed": {"n_components": 0.9},
+                                                     "space": {"lags": {"int": [1, 30]}}}}))
 
 
 def _finalist_dirs(exp: Path) -> set[str]:
