@@ -456,6 +456,11 @@ VARIANTS = {
     # A higher floor: binds more often (fewer false events, fewer subtle events found).
     "logz-stack-shrunk-smooth-plateau-hysteresis-fallback-floor-1e-4": {**_LOGZ_STACK,
                                                                         "rule": {**_HYST, "floor_risk": 1e-4}},
+    # The default's calibration, rule and floor on the max of the members instead of their stack:
+    # an event that one member alone sees strongly is not averaged away (the recall the stack gives
+    # up on the demo's forecaster-only events), at the price of every member's nominal peaks.
+    "logz-max-smooth-plateau-hysteresis-fallback-floor-1e-3": {**_LOGZ_STACK, "combination": "max",
+                                                               "rule": {**_HYST, "floor_risk": 1e-3}},
     # Without the floor (the default until the quality benchmark of 2026-12-02 16:30).
     "logz-stack-shrunk-smooth-plateau-hysteresis-fallback": dict(_LOGZ_STACK),
     # The same on plain robust z (the default until the quality benchmark of 2026-12-02 14:40).
