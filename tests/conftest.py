@@ -4,6 +4,19 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Under pytest-xdist each worker process gets one core's worth of threads: two workers on two cores,
+# each with TensorFlow's and BLAS's default pools of one thread per core, oversubscribe the machine.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+# .ci/run's JAX job shares the venv that has TensorFlow: TELESWEEP_BLOCK_TENSORFLOW=1 makes
+# `import tensorflow` fail as if it were not installed, so a member that reaches past Keras to
+# TensorFlow fails there (a JAX-only install, such as the GPU device image, has no TensorFlow).
+if os.environ.get("TELESWEEP_BLOCK_TENSORFLOW"):
+    import sys
+
+    sys.modules["tensorflow"] = None  # an import of it now raises ImportError
 
 from pathlib import Path  # noqa: E402
 

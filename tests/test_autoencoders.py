@@ -1,6 +1,7 @@
-"""The reconstruction autoencoders (models/autoencoders.py): shapes for any window, fit/score/save/load
-on tiny series, parameter counts against the notebooks' model summaries, and the Keras example's
-NAB experiment (conv autoencoder, max-training-error threshold) reproduced end to end.
+"""The reconstruction autoencoders (models/autoencoders.py): shapes for any window, parameter counts
+against the notebooks' model summaries, and the Keras example's NAB experiment (conv autoencoder,
+max-training-error threshold) reproduced end to end. Each one's fit / score / save / load is
+tests/test_models.py's interface test (one Keras fit per member).
 """
 
 import numpy as np
@@ -43,25 +44,6 @@ def test_output_shape_equals_input_shape(name, window):
     assert tuple(model.output_shape) == (None, window, 3)
     x = np.random.default_rng(0).normal(size=(2, window, 3)).astype(np.float32)
     assert tuple(model.predict_on_batch(x).shape) == (2, window, 3)
-
-
-@pytest.mark.parametrize("name", AUTOENCODERS)
-def test_fit_score_save_load(name, tmp_path):
-    clean, dirty = make_series(), make_series(anomaly=True)
-    est = REGISTRY[name](window=9, **TINY).fit(clean)
-    assert len(est.history_["loss"]) == 1 and np.isfinite(est.history_["loss"][0])
-    scores = est.score_samples(dirty)
-    assert scores.dtype == np.float32 and scores.shape == (len(dirty),)
-    assert np.isfinite(scores).all()
-    # Aligned: the rows of the large anomaly score above the typical nominal row.
-    nominal = np.ones(len(dirty), dtype=bool)
-    nominal[ANOMALY.start - 9: ANOMALY.stop + 9] = False
-    assert scores[ANOMALY.start + 2: ANOMALY.stop - 2].min() > np.median(scores[nominal])
-
-    path = est.save(tmp_path / name)
-    loaded = ReconstructionDetector.load(path)  # through the registry, as a sweep reloads a trial
-    assert type(loaded) is type(est) and loaded.get_params() == est.get_params()
-    np.testing.assert_allclose(loaded.score_samples(dirty), scores, rtol=0, atol=1e-6)
 
 
 def test_hyperparameters_shape_the_model():

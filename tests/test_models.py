@@ -99,12 +99,16 @@ def test_detector_interface(name, series, validation, tmp_path):
             clone(est).fit(series, short)
 
     assert est.fit(series, validation) is est
+    if cls.tags["keras"]:  # one epoch asked, one epoch trained, with a finite loss
+        assert len(est.history_["loss"]) == 1 and np.isfinite(est.history_["loss"][0]), est.history_
     s = est.score_samples(series)
     assert s.dtype == np.float32 and s.shape == (len(series),)
     assert np.isfinite(s).all()
     np.testing.assert_array_equal(est.score_samples(series), s)  # the alias older callers use
     nominal = series.labels == 0
     assert np.median(s[BIG]) > np.median(s[nominal]), f"{name}: the large anomaly does not stand out"
+    # ...on every row of it (the edges aside), so the scores land on the rows they belong to
+    assert s[BIG.start + 2: BIG.stop - 2].min() > np.median(s[nominal]), f"{name}: scores misaligned"
     assert not hasattr(clone(est), "fitted_"), "clone must copy parameters, not fitted state"
     two_channels = Series(series.ids, series.values[:, :2].copy(), series.labels, series.channels[:2])
     with pytest.raises(TelemetryError, match="fitted on 3 channels, got 2"):
@@ -321,3 +325,16 @@ def test_channel_row_scores_hand_computed():
     np.testing.assert_allclose(sc.row_scores(err, np.array([0, 1]), 2, 3), [1.0, 1.5, 2.0])  # >= ch.max(1)
     with pytest.raises(TelemetryError, match="per-channel scores need errors"):
         sc.channel_row_scores(err[:, 0], np.array([0, 1]), 2, 3)
+
+
+def test_keras_runs_on_the_backend_asked_for():
+    """.ci/run's JAX job: Keras on JAX, and TensorFlow not importable (as in a JAX-only install)."""
+    import os
+
+    import keras
+
+    if os.environ.get("KERAS_BACKEND"):  # unset: ~/.keras/keras.json decides
+        assert keras.backend.backend() == os.environ["KERAS_BACKEND"]
+    if os.environ.get("TELESWEEP_BLOCK_TENSORFLOW"):
+        with pytest.raises(ImportError):
+            import tensorflow  # noqa: F401
