@@ -310,6 +310,8 @@ def test_base_dependencies_carry_no_keras_backend():
     names = {Requirement(r).name.lower() for r in project["dependencies"]}
     assert "keras" in names and not names & {"tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch"}
     assert {"tf", "jax", "gpu", "tensorboard", "test", "cluster"} <= set(project["optional-dependencies"])
+    jax = {Requirement(r).name.lower() for r in project["optional-dependencies"]["jax"]}
+    assert not jax & {"tensorflow", "tensorflow-cpu", "keras"}, jax  # .ci/run's JAX job relies on it
     supported = SpecifierSet(project["requires-python"])
     assert all(v in supported for v in ("3.11.0", "3.12.0", "3.13.5")) and "3.14.0" not in supported
 
