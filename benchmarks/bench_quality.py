@@ -3,12 +3,13 @@ scored on each data set's test labels, which nothing fitted ever sees.
 
     python benchmarks/bench_quality.py                   # full: 5 missions x 200k, 3 x 1M, 6 NAB series
     python benchmarks/bench_quality.py --quick --no-record   # CI smoke: one small mission, one NAB series
+    python benchmarks/bench_quality.py --no-record --layers NAME   # the default and NAME on the cached sweeps
 
 Per data set: test F0.5 of the ensemble (``ensemble build``'s default decision layer), of the member
 validation picks (its own trial rule), of the hindsight-best member (reported, never used), of the
 user's notebook configuration (bilstm_ae, window 5, 98th percentile of validation scores, runs under
 10 rows dropped), of the ``global_std`` baseline, and of a plain PCA reconstruction baseline; then
-the other decision layers of ``ensemble.decision.VARIANTS`` on the same members, so that defaults
+the other decision layers of ``ensemble.combine.VARIANTS`` (``--layers``: only some of them) on the same members, so that defaults
 are chosen on many data sets rather than one split. Means over data sets and a paired bootstrap
 interval (over data sets) of ensemble - picked member.
 
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality_data as qd  # noqa: E402
 from common import peak_rss_mb, record  # noqa: E402
+from ensemble.combine import VARIANTS  # noqa: E402
 
 log = logging.getLogger("bench.quality")
 QUICK_ARCHS = ("pca", "global_std")  # the Keras path runs in the notebook baseline (bilstm_ae)
@@ -83,6 +85,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-nab", action="store_true")
     ap.add_argument("--stage", choices=["sweep", "all"], default="all", help="sweep only, or sweep then evaluate")
     ap.add_argument("--no-record", action="store_true", help="print, do not append to benchmarks/RESULTS.md")
+    ap.add_argument("--layers", nargs="+", default=None, choices=list(VARIANTS), metavar="LAYER",
+                    help="evaluate only these decision layers (the default layer always; all when not given)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -96,7 +100,8 @@ def main(argv=None) -> int:
         return 0
     from quality_eval import evaluate_all, summary_markdown
 
-    table = evaluate_all(work, dss, exps, quick=args.quick)
+    layers = None if args.layers is None else list(dict.fromkeys([next(iter(VARIANTS)), *args.layers]))
+    table = evaluate_all(work, dss, exps, quick=args.quick, layers=layers)
     body = summary_markdown(table, quick=args.quick)
     body += f"\n\nwall {time.perf_counter() - t0:.0f} s (cached sweeps reused), peak RSS {peak_rss_mb():.0f} MB\n"
     table.to_csv(work / "quality.csv", index=False)

@@ -53,7 +53,8 @@ def reference_scores(exp: str, quick: bool) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def evaluate_dataset(ds, exp: str, quick: bool) -> dict:
+def evaluate_dataset(ds, exp: str, quick: bool, layers=None) -> dict:
+    """Test F0.5 of ``layers`` (names of ensemble.combine.VARIANTS; None: all) and of the references."""
     from ensemble.build import ensemble_params
     from ensemble.combine import VARIANTS, Ensemble
     from ensemble.members import load_members
@@ -65,7 +66,7 @@ def evaluate_dataset(ds, exp: str, quick: bool) -> dict:
     yv, yt = m.sets["validation_labels"], m.sets["test_true_labels"]
     row = {"dataset": ds.name, "kind": ds.kind, "val_events": int(_n_events(yv)), "test_events": int(_n_events(yt)),
            "members": len(m.names)}
-    for name in VARIANTS:
+    for name in (VARIANTS if layers is None else layers):
         params = ensemble_params(name)
         if params.get("per_channel") and not m.channel_scores:  # a cached sweep from before per-channel scores
             row[name] = np.nan
@@ -103,11 +104,11 @@ def _n_events(y: np.ndarray) -> int:
     return len(events(y))
 
 
-def evaluate_all(work: Path, dss, exps: dict[str, str], quick: bool) -> pd.DataFrame:
+def evaluate_all(work: Path, dss, exps: dict[str, str], quick: bool, layers=None) -> pd.DataFrame:
     rows = []
     for ds in dss:
         log.info("evaluating %s", ds.name)
-        rows.append(evaluate_dataset(ds, exps[ds.name], quick))
+        rows.append(evaluate_dataset(ds, exps[ds.name], quick, layers))
     return pd.DataFrame(rows)
 
 
