@@ -105,15 +105,30 @@ def trial_table(exp: str, archs: list[str] | None = None) -> pd.DataFrame:
                 "threshold": json.dumps(thr, sort_keys=True), "params": json.dumps(params, sort_keys=True, default=str),
                 "checkpoint": checkpoint, "finalist": finalist,
                 "error": error if error and storage.exists(error) else None,
+                "_created": _created(t),
             })
-    return pd.DataFrame(rows)
+    if not rows:
+        return pd.DataFrame(rows)
+    # In the order Tune created the trials: ExperimentAnalysis lists them in an order that changes
+    # when a sweep is resumed, and the leaderboard's ties (trials with the same validation F0.5,
+    # common on few events) must pick the same finalists and members every time.
+    return pd.DataFrame(rows).sort_values(["arch", "_created", "trial_id"], kind="stable").drop(
+        columns="_created").reset_index(drop=True)
+
+
+def _created(trial) -> int:
+    """The trial's creation number in its architecture's Tuner: the leading ``N_`` of its experiment
+    tag (``3_arch=pca,lags=5``); trials without one sort last."""
+    head = str(getattr(trial, "experiment_tag", "") or "").split("_", 1)[0]
+    return int(head) if head.isdigit() else 1 << 30
 
 
 def leaderboard(exp: str, write: bool = True, archs: list[str] | None = None) -> pd.DataFrame:
     """Completed trials sorted by validation F0.5 within each architecture (by validation loss,
     lowest first, for a sweep of unlabelled data); written as CSV + parquet (unless ``archs``
-    limits it to some architectures). Ties keep the trials' order in the experiment (a stable
-    sort), so the finalists (search/finalists.py) and the ensemble's members are the same trials."""
+    limits it to some architectures). Ties keep the order Tune created the trials in (a stable sort
+    of :func:`trial_table`), so the finalists (search/finalists.py) and the ensemble's members are
+    the same trials, however often the sweep was resumed."""
     df = trial_table(exp, archs)
     if df.empty:
         return df

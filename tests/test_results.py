@@ -34,7 +34,7 @@ def old_trial_table(exp: str, archs=None) -> pd.DataFrame:
     hand), kept as the reference. One line differs: a trial is scored when ``f05`` has a value,
     since reports now carry ``f05`` (empty) from the first epoch on. And one addition: a trial that
     scored validation only takes its holdout figures from its finalist file (search/finalists.py),
-    read here by hand."""
+    read here by hand. And the rows come in the order Tune created the trials."""
     from ray.tune import ExperimentAnalysis
 
     def checkpoint_uri(exp: str, path: str) -> str:
@@ -76,8 +76,11 @@ def old_trial_table(exp: str, archs=None) -> pd.DataFrame:
                 "checkpoint": checkpoint, "finalist": finalist,
                 "error": (results.storage.join(path, t.storage.trial_dir_name, t.run_metadata.error_filename)
                           if t.status == "ERROR" and t.run_metadata.error_filename else None),
+                "_created": int(t.experiment_tag.split("_", 1)[0]),
             })
-    return pd.DataFrame(rows)
+    # And the rows in the order Tune created the trials (the leaderboard's tie order).
+    return pd.DataFrame(rows).sort_values(["arch", "_created", "trial_id"], kind="stable").drop(
+        columns="_created").reset_index(drop=True)
 
 
 def old_leaderboard(exp: str, monkeypatch) -> pd.DataFrame:

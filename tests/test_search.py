@@ -106,6 +106,37 @@ def subprocess_env() -> dict:
     return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
+def test_leaderboard_ties_rank_in_the_order_tune_created_the_trials(tmp_path, monkeypatch):
+    """ExperimentAnalysis lists trials in an order that changes when a sweep is resumed; trials tied
+    on validation F0.5 (common with few validation events) must rank alike every time, or the
+    finalists and the ensemble's members change between two builds of the same experiment."""
+    import ray.tune
+    from types import SimpleNamespace
+
+    from search.results import leaderboard
+
+    exp = tmp_path / "exp"
+    (exp / "pca").mkdir(parents=True)
+    (exp / SWEEP_FILE).write_text("architectures: {pca: {}}\n")
+
+    def trial(n, trial_id, f05):
+        folder = exp / "pca" / f"t{n}"
+        return SimpleNamespace(trial_id=trial_id, experiment_tag=f"{n}_arch=pca,lags={n}", status="TERMINATED",
+                               config={"arch": "pca", "lags": n}, path=str(folder),
+                               checkpoint=SimpleNamespace(path=str(folder / "checkpoint_000000")),
+                               last_result={"f05": f05, "epoch": 1})
+
+    listed = [trial(4, "aaaa0004", 0.5), trial(2, "ffff0002", 0.5), trial(1, "cccc0001", 0.5),
+              trial(3, "bbbb0003", 0.9), trial(12, "dddd0012", 0.5)]
+    for order in (listed, listed[::-1], listed[2:] + listed[:2]):
+        fake = SimpleNamespace(trials=order, experiment_path=str(exp / "pca"))
+        monkeypatch.setattr(ray.tune, "ExperimentAnalysis", lambda path, fake=fake: fake)
+        board = leaderboard(str(exp), write=False)
+        # the best first, then the ties by creation number (12 after 4: a number, not a string)
+        assert board["trial_id"].tolist() == ["bbbb0003", "cccc0001", "ffff0002", "aaaa0004", "dddd0012"]
+        assert board["rank"].tolist() == [1, 2, 3, 4, 5]
+
+
 def test_unfinished_trials_reads_tunes_last_saved_state(tmp_path):
     """What a resume would run again: RUNNING or PENDING in the newest experiment_state file."""
     from search.runner import unfinished_trials
