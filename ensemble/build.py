@@ -106,15 +106,19 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     val_f05[ENSEMBLE] = ens.val_f05_
     for r in hold_rows:
         r.update(weight=weights.get(r["member"], 1.0), val_f05=val_f05[r["member"]], picked=r["member"] == picked)
-    test_rows = None
+    test_rows = test_cmp = None
     if "test_true_labels" in members.sets:  # synthetic missions only: reported, never fitted
-        test_rows, _ = evaluate(members.sets["test_true_labels"], *split_predictions(members, ens_out, "test"), picked,
-                                seed=seed, segments=ens_out["test"]["segments"])
+        test_rows, test_cmp = evaluate(members.sets["test_true_labels"], *split_predictions(members, ens_out, "test"),
+                                       picked, seed=seed, segments=ens_out["test"]["segments"])
     verdict = verdict_text(hold_rows, hold_cmp)
     data = data_loading.result()
     tables, unit, what = series_tables(members, ens_out, data)
-    return write_outputs(Path(out), members, ens, ens_out, hold_rows, hold_cmp, test_rows, verdict, data,
-                         (tables, unit, what))
+    res = write_outputs(Path(out), members, ens, ens_out, hold_rows, hold_cmp, test_rows, verdict, data,
+                        (tables, unit, what))
+    # With test labels (synthetic missions), the same comparison on test: what a benchmark reports.
+    res["test_comparison"] = test_cmp
+    res["picked_member_test_f05"] = None if test_rows is None else next(r["f05"] for r in test_rows if r["member"] == picked)
+    return res
 
 
 def data_config(members: Members):

@@ -341,6 +341,10 @@ def test_build_end_to_end_writes_a_valid_submission_and_report(experiment, tmp_p
     distinct_dense = board[(board.arch == "dense_ae") & board.completed]["params"].nunique()
     assert len(cfg["members"]) == min(distinct_dense, 2) + 1 and abs(sum(m["weight"] for m in cfg["ensemble"]["members"]) - 1) < 1e-6
     assert res["members"] and res["picked_member"] in res["verdict"]
+    # The mission has test labels: the same comparison on test, its difference the two F0.5 apart.
+    tc = res["test_comparison"]
+    assert tc["reference"] == res["picked_member"] and tc["lo"] <= tc["hi"]
+    assert tc["difference"] == pytest.approx(res["test_f05"] - res["picked_member_test_f05"], abs=1e-9)
     assert "(validation's pick)" in report and "f05 [90 % interval]" in report
     assert "## Drift" in report and res["drift"].startswith("The test period is")
     drift = pd.read_csv(tmp_path / "out" / "drift.csv")
