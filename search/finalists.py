@@ -8,7 +8,8 @@ on unlabelled data), in the leaderboard's order, are loaded from their final che
 ``model/`` and score holdout and test (per-channel too where the trial kept per-channel scores for
 validation). The trial's own fitted rule (trial.json ``threshold``) gives the holdout figures,
 labelled or unlabelled as the trial was. ``search.finalists: all`` keeps the old behaviour: every
-trial scores every split itself, and there is nothing to finalize.
+trial scores every split itself, and there is nothing to finalize; so does every trial of an
+architecture with no more trials than K (each of them would be a finalist anyway).
 
 The ensemble takes the best 2 distinct configurations per architecture by default (1 of a
 forecaster; ensemble/members.py), so the default K = 3 leaves one spare; a larger ``--k`` needs

@@ -210,7 +210,6 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
     # One copy in the object store, for the trials and the finalists' scoring tasks alike.
     data_ref = ray.put(data)
     top = finalists.top_of(cfg.search)  # None: every trial scores every split itself
-    with_data = tune.with_parameters(train_member, data=data_ref, score_all=top is None)
     from search.capacity import capacity as grown_capacity
 
     # Local mode: the machine. A launched cluster: at least what its autoscaler may add.
@@ -228,6 +227,10 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
                 summary[arch.name] = {"trials": 0, "completed": 0, "errored": 0, "budget_s": 0.0}
                 continue
             log.info("%s: %.0f s of the time budget", arch.name, share)
+        # No more trials than finalists: each would be one, so it scores every split itself rather
+        # than in a second pass that starts a process and reloads its model (search/finalists.py).
+        with_data = tune.with_parameters(train_member, data=data_ref,
+                                         score_all=top is None or arch.trials <= top)
         trainable = tune.with_resources(with_data, {"cpu": arch.cpu, "gpu": arch.gpu})
         t_arch = time.monotonic()
         grid = _tuner(cfg, arch, trainable, exp, _concurrency(cfg, arch, capacity), share, verbose, objective).fit()

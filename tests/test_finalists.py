@@ -195,6 +195,21 @@ def test_only_the_top_trials_score_holdout_and_test(experiment, data):
     assert m_val["f05"] == pytest.approx(best["val_f05"]) and m_hold["f05"] == pytest.approx(best["holdout_f05"])
 
 
+def test_no_more_trials_than_finalists_score_every_split_in_the_trial(mission, tmp_path, local_ray):  # noqa: F811
+    """Each trial of an architecture with no more trials than K would be a finalist: it scores
+    holdout and test itself, and no second pass (a process start and a model reload) follows."""
+    summary = run_sweep(_pca_sweep(mission, "few", 2, 2), storage_path=str(tmp_path / "sweeps"))
+    exp = Path(summary["experiment"])
+    assert summary["finalists"]["pca"] == {"finalists": 2, "scored": 0, "failed": 0}
+    assert not _finalist_dirs(exp)
+    board = pd.read_csv(exp / results.LEADERBOARD)
+    assert len(board) == 2 and board["finalist"].all() and board["holdout_f05"].between(0, 1).all()
+    for row in board.itertuples():
+        last = json.loads((Path(row.checkpoint).parent / "result.json").read_text().splitlines()[-1])
+        assert last["scored"] == "validation,holdout,test" and last["holdout_f05"] == pytest.approx(row.holdout_f05)
+        assert {"holdout", "test"} <= set(results.load_trial(row.checkpoint)[1])
+
+
 def test_the_ensemble_builds_from_the_finalists_and_asks_for_more_when_k_is_larger(experiment, tmp_path, capsys):
     from ensemble.__main__ import main as ensemble_main
     from ensemble.build import build
