@@ -18,6 +18,8 @@ if os.environ.get("TELESWEEP_BLOCK_TENSORFLOW"):
 
     sys.modules["tensorflow"] = None  # an import of it now raises ImportError
 
+import contextlib  # noqa: E402
+import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -26,6 +28,21 @@ import pytest  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 NAB_FILES = ("art_daily_small_noise.csv", "art_daily_jumpsup.csv", "combined_windows.json")
+
+
+@contextlib.contextmanager
+def local_ray_started():
+    """A one-node local Ray for some tests (never a bare ray.init(), which can attach to another
+    instance on the machine); run_sweep's connect() reuses it. Each module's ``local_ray`` fixture
+    wraps this with the scope it needs."""
+    import ray
+
+    assert not ray.is_initialized()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ scores them on resume.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from search.runner import resume, run_sweep
 from telemetry.errors import TelemetryError
 from telemetry.prepare import prepare
 from telemetry.thresholds import PARAMS
+from conftest import local_ray_started
 from test_search import TINY, mission, sweep  # noqa: F401 - mission is a fixture used here
 
 ray = pytest.importorskip("ray")
@@ -129,12 +129,8 @@ def test_finalize_with_a_bad_top_is_a_usage_error(capsys):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    assert not ray.is_initialized()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    try:
+    with local_ray_started():
         yield
-    finally:
-        ray.shutdown()
 
 
 def _pca_sweep(mission, name, trials, finalists_k, **search):  # noqa: F811

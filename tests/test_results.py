@@ -8,7 +8,6 @@ About a minute on 2 cores (the Keras trials import TensorFlow).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -21,6 +20,7 @@ from search.__main__ import main, watch_leaderboard
 from search.config import parse_config
 from search.runner import resume, run_sweep
 from search.trainable import split_config
+from conftest import local_ray_started
 from test_search import TINY, mission, sweep  # noqa: F401 - mission is a fixture used here
 
 pytestmark = pytest.mark.slow  # a sweep per module: `pytest -m slow` (see README)
@@ -91,12 +91,8 @@ def old_leaderboard(exp: str, monkeypatch) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    assert not ray.is_initialized()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    try:
+    with local_ray_started():
         yield
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

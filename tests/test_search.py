@@ -31,7 +31,7 @@ from search.runner import check_storage_for_cluster, run_sweep
 from telemetry.errors import TelemetryError
 from telemetry.synth import generate_mission
 
-from conftest import ctrl_c_when, write_challenge_parquet
+from conftest import ctrl_c_when, local_ray_started, write_challenge_parquet
 
 ray = pytest.importorskip("ray")
 
@@ -291,13 +291,9 @@ def test_window_longer_than_the_test_split_rejected_before_ray(tmp_path):
 
 @pytest.fixture(scope="class")
 def local_ray():
-    """One local Ray for the tests of a class (run_sweep's connect() reuses it)."""
-    assert not ray.is_initialized()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    try:
+    """One local Ray for the tests of a class."""
+    with local_ray_started():
         yield
-    finally:
-        ray.shutdown()
 
 
 class TestLocal:
