@@ -66,12 +66,14 @@ def evaluate_dataset(ds, exp: str, quick: bool, layers=None) -> dict:
     yv, yt = m.sets["validation_labels"], m.sets["test_true_labels"]
     row = {"dataset": ds.name, "kind": ds.kind, "val_events": int(_n_events(yv)), "test_events": int(_n_events(yt)),
            "members": len(m.names)}
+    rules = [m.rule(j) for j in range(len(m.names))]  # each member's own rule: the guard, as in build
     for name in (VARIANTS if layers is None else layers):
         params = ensemble_params(name)
         if params.get("per_channel") and not m.channel_scores:  # a cached sweep from before per-channel scores
             row[name] = np.nan
             continue
-        ens = Ensemble(seed=0, **params).fit(m.scores["validation"], yv, m.names, **m.channel_inputs("validation"))
+        ens = Ensemble(seed=0, **params).fit(m.scores["validation"], yv, m.names, **m.channel_inputs("validation"),
+                                             member_rules=rules)
         row[name] = corrected_event_f05(yt, ens.predict(m.scores["test"], m.channel_scores.get("test")))
     member_test = [corrected_event_f05(yt, m.rule(j).predict(m.scores["test"][:, j])) for j in range(len(m.names))]
     row["picked"] = member_test[m.picked]

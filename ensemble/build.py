@@ -95,7 +95,8 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     # ...unless the data is many series: the decision layer needs their boundaries first.
     segments = split_segments(members, data_loading.result()) if many_series(cfg) else {}
     ens = Ensemble(seed=seed, **params).fit(members.scores["validation"], members.sets["validation_labels"], members.names,
-                                            **members.channel_inputs("validation"), segments=segments.get("validation"))
+                                            **members.channel_inputs("validation"), segments=segments.get("validation"),
+                                            member_rules=[members.rule(j) for j in range(len(members.names))])
     picked = members.names[members.picked]
     ens_out = ensemble_outputs(members, ens, segments)
 
@@ -231,7 +232,8 @@ def build_unlabelled(members: Members, out: Path, seed: int = 0) -> dict:
     data = reload_data(members, cfg)
     segments = split_segments(members, data) if many_series(cfg) else {}
     ens = UnsupervisedEnsemble(seed=seed).fit(members.scores["validation"], members.names,
-                                              **members.channel_inputs("validation"), segments=segments.get("validation"))
+                                              **members.channel_inputs("validation"), segments=segments.get("validation"),
+                                            member_rules=[members.rule(j) for j in range(len(members.names))])
     sets, CS = members.sets, members.channel_scores
     ens_out = ensemble_outputs(members, ens, segments)
     out.mkdir(parents=True, exist_ok=True)

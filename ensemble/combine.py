@@ -78,6 +78,15 @@ class Ensemble:
     (``fallback_`` records the figures). With few validation events the interval is wide and the
     combination stays; with hundreds, a member that clearly beats it is used alone.
 
+    ``member_rules`` (``fit``, optional: each member's own rule as its trial fitted it on validation,
+    fitted :class:`Threshold` objects on the raw member scores): a guard, on with ``fallback``. When the
+    fitted decision finds no validation event at all (validation F0.5 0: nothing it does is supported
+    by the labels) and a member's own rule finds some, the decision is the member validation picks
+    (the best validation F0.5 with its own rule) with that rule, as a sweep alone would decide; the
+    combination stays fitted and recorded (``member_rule_``: (member, rule); ``fallback_``). No figure
+    is tuned: it acts only where validation shows the combination failing outright (a periodic signal
+    whose nominal peaks every member reproduces, a single validation event no calibrated score reaches).
+
     ``segments`` (``fit``: validation's; ``predict`` and the scores: that split's): the boundaries
     of the independent series the rows are made of (offsets [S+1], telemetry.series; None = one
     series). No rule smooths, extends or merges an event across one, and every validation F0.5 that
@@ -136,21 +145,34 @@ class Ensemble:
     def score(self, scores: np.ndarray, channel_scores: np.ndarray | None = None, segments=None) -> np.ndarray:
         """The raw ensemble score per row (before the rule's smoothing); with ``per_channel``, the
         largest margin of a channel's smoothed score above its own threshold."""
+        if self._guarded is not None:  # the guard chose a member with its own rule: its raw score
+            return np.asarray(scores)[:, self._guarded[0]].astype(np.float32)
         if self.per_channel:
             return self.channel_margins(self._need_channels(channel_scores), segments).max(axis=1)
         return self.combine(self.calibrated(np.asarray(scores)))
 
     def decision_score(self, scores: np.ndarray, channel_scores: np.ndarray | None = None, segments=None) -> np.ndarray:
         """The score as the decision thresholds it (smoothed), to plot against ``threshold_``."""
+        if self._guarded is not None:
+            return self._guarded[1].smoothed(self.score(scores), segments)
         if self.per_channel:
             return self.score(scores, channel_scores, segments)
         return self.rule_.smoothed(self.score(scores), segments)
 
     def predict(self, scores: np.ndarray, channel_scores: np.ndarray | None = None, segments=None) -> np.ndarray:
-        """Binary uint8 per row: the main rule on the combined score, or the union over channels."""
+        """Binary uint8 per row: the main rule on the combined score, or the union over channels (or,
+        where the guard chose it, the member validation picks with its own rule)."""
+        if self._guarded is not None:
+            return self._guarded[1].predict(self.score(scores), segments).astype(np.uint8)
         if self.per_channel:
             return self.channel_predictions(self._need_channels(channel_scores), segments).any(axis=1).astype(np.uint8)
         return self.rule_.predict(self.score(scores), segments)
+
+    @property
+    def _guarded(self):
+        """(member, rule) when the guard replaced the decision (``fit``); None otherwise, and for the
+        layers the cross-check fits without ``fit``."""
+        return getattr(self, "member_rule_", None)
 
     # -- per channel --------------------------------------------------------------------------------
     @property
@@ -240,7 +262,7 @@ class Ensemble:
         self.channel_val_f05_alone_ = [_f05(labels, done[(span, k)][1], segments) for k in range(n_c)]
 
     def fit(self, scores: np.ndarray, labels: np.ndarray, names=None, channel_scores: np.ndarray | None = None,
-            channel_members=None, channels=None, segments=None, groups=None) -> "Ensemble":
+            channel_members=None, channels=None, segments=None, groups=None, member_rules=None) -> "Ensemble":
         scores = np.asarray(scores, dtype=np.float32)
         labels = np.asarray(labels).astype(np.uint8)
         if scores.ndim != 2 or scores.shape[0] != labels.shape[0]:
@@ -253,6 +275,9 @@ class Ensemble:
         if len(self.groups_) != m:
             raise TelemetryError(f"{len(self.groups_)} groups for {m} members")
         self.fallback_ = None
+        self.member_rule_ = None
+        if member_rules is not None and len(member_rules) != m:
+            raise TelemetryError(f"{len(member_rules)} member rules for {m} members")
         self._fit_main(scores, labels, self.selection, segments=segments)
         if self.fallback and m > 1:
             self.fallback_ = self._cross_check(scores, labels)
@@ -267,7 +292,23 @@ class Ensemble:
                                  "has none (trials from before they were stored, or members without them)")
         if self.per_channel:  # the decision is the union: its F0.5, and margins thresholded at 0
             self.val_f05_, self.threshold_ = self.channel_val_f05_, 0.0
+        if self.fallback and member_rules is not None and self.val_f05_ <= 0.0:
+            self._guard(scores, labels, member_rules, segments)
         return self
+
+    def _guard(self, scores: np.ndarray, labels: np.ndarray, member_rules, segments=None) -> None:
+        """The decision found no validation event: use the member validation picks with its own rule,
+        if that rule finds any (see the class docstring)."""
+        own = [_f05(labels, r.predict(scores[:, j], segments), segments) for j, r in enumerate(member_rules)]
+        j = int(np.argmax(own))  # ties: the earlier member, as Members.picked
+        if own[j] <= 0.0:
+            return
+        rule = member_rules[j]
+        self.fallback_ = {**(self.fallback_ or {}), "chosen": "member_rule", "member": self.names_[j],
+                          "member_val_f05": float(own[j]), "combination_val_f05": float(self.val_f05_),
+                          "combination_rule": self.rule_.to_dict()}
+        self.member_rule_ = (j, rule)
+        self.val_f05_, self.threshold_ = float(own[j]), float(rule.threshold_)
 
     def _fit_main(self, scores: np.ndarray, labels: np.ndarray, selection: float | None, rank: bool = True,
                   segments=None) -> None:
@@ -403,7 +444,9 @@ class Ensemble:
             "prior": self.prior, "seed": self.seed,
             "members": [{"name": n, "weight": float(w), "calibration": c.to_dict(), "validation_f05_alone": f}
                         for n, w, c, f in zip(self.names_, self.weights_, self.calibrators_, self.member_val_f05_)],
-            "rule": self.rule_.to_dict(), "validation_f05": float(self.val_f05_), "per_channel": self.per_channel,
+            # The rule the decision uses: the guard's member rule when it acted (fallback: the combination's).
+            "rule": (self.rule_ if self.member_rule_ is None else self.member_rule_[1]).to_dict(),
+            "validation_f05": float(self.val_f05_), "per_channel": self.per_channel and self.member_rule_ is None,
             "channels": None if not self.has_channels else [
                 {"channel": n, "threshold": float(r.threshold_), "end_threshold": float(r.end_threshold_),
                  "smooth": int(r.smooth), "validation_f05_alone": float(f)}

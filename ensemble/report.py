@@ -177,6 +177,11 @@ def _fallback_lines(fb: dict | None) -> list[str]:
     """The cross-check of the combination against its best member (ensemble.crossfit), in words."""
     if not fb:
         return []
+    if fb["chosen"] == "member_rule":
+        return [f"Guard: the combination's validated rule finds no validation event (validation F0.5 "
+                f"{fb['combination_val_f05']:.3f}), so nothing it does is supported by the labels; the decision is "
+                f"the member validation picks, **{fb['member']}**, with its own rule (validation F0.5 "
+                f"{fb['member_val_f05']:.3f}).", ""]
     if "why" in fb:
         return [f"Cross-check against the best member alone: not possible ({fb['why']}); the combination is kept.", ""]
     lo, hi = fb["interval"]
@@ -289,14 +294,16 @@ def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_
     lines += list(extra or [])
     lines += _drift_lines(drift)
     per_channel = ensemble_cfg.get("per_channel")
+    fb = ensemble_cfg.get("fallback") or {}
     decision = (f"decision **per-channel union**: each channel's ensemble score against its own **{rule['method']}** "
                 f"threshold (see the per-channel view), a row anomalous when any channel fires." if per_channel else
                 f"rule **{rule['method']}**: smoothing span {rule['smooth']} ({rule['smoothing']}), threshold "
                 f"{rule['threshold']:.4g}{_floor_text(rule)}, hysteresis {rule['hysteresis']}, minimum event length "
                 f"{rule['min_length']}, gaps under {rule['max_gap']} rows merged.")
-    lines += ["## Ensemble", "",
-              f"Combination **{ensemble_cfg['combination']}** of **{ensemble_cfg['calibration']}**-calibrated scores; "
-              + decision, "",
+    combination = f"Combination **{ensemble_cfg['combination']}** of **{ensemble_cfg['calibration']}**-calibrated scores"
+    head = (f"Decision: **{fb['member']}** alone, with its own {decision} {combination}: fitted, not used (the guard "
+            f"below)." if fb.get("chosen") == "member_rule" else f"{combination}; {decision}")
+    lines += ["## Ensemble", "", head, "",
               table([{"member": m["name"], "weight": m["weight"], "val_f05": m["validation_f05_alone"]}
                      for m in ensemble_cfg["members"]], ["member", "weight", "val_f05"]), ""]
     lines += twin_lines(ensemble_cfg.get("twins"))

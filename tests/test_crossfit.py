@@ -112,3 +112,53 @@ def test_weight_search_reports_progress(caplog):
         Ensemble(combination="weighted", weight_trials=20, fallback=False).fit(s, y)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("weight search")]
     assert [l.split(",")[0] for l in lines] == ["weight search: 10/20 trials", "weight search: 20/20 trials"]
+
+
+def periodic_validation(seed: int = 0, n: int = 3000):
+    """Two members of a periodic signal: both reproduce its nominal peaks (2 rows at 8, every 37 rows),
+    member 0 also sees the one short event (3 rows at 4), member 1 does not. Smoothed or not, their
+    combination scores the event below the nominal peaks; member 0's own rule (runs under 3 rows
+    dropped) separates them."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros(n, np.uint8)
+    y[1500:1503] = 1
+    peaks = (np.arange(n) % 37 < 2).astype(np.float32) * 8
+    s = np.abs(rng.normal(0, 0.1, (n, 2))).astype(np.float32) + peaks[:, None]
+    s[y == 1, 0] += 4
+    return s, y
+
+
+def test_guard_uses_the_picked_members_own_rule_when_the_combination_finds_no_validation_event():
+    from telemetry.metrics import corrected_event_f05
+    from telemetry.thresholds import Threshold
+
+    s, y = periodic_validation()
+    # Each member's own rule, as its trial would fit it: runs under 3 rows are dropped (the peaks).
+    rules = [Threshold(method="best_f05", min_length=3).fit(s[:, j], y) for j in range(2)]
+    plain = Ensemble().fit(s, y, ["sees", "blind"])
+    assert plain.val_f05_ == 0.0  # the event stays under the floor the nominal peaks set
+    ens = Ensemble().fit(s, y, ["sees", "blind"], member_rules=rules)
+    fb = ens.fallback_
+    assert fb["chosen"] == "member_rule" and fb["member"] == "sees" and fb["member_val_f05"] == 1.0
+    assert fb["combination_val_f05"] == 0.0 and ens.val_f05_ == 1.0 and ens.threshold_ == rules[0].threshold_
+    s_new, y_new = periodic_validation(seed=1)  # fresh data: the member's rule, exactly
+    np.testing.assert_array_equal(ens.predict(s_new), rules[0].predict(s_new[:, 0]))
+    np.testing.assert_array_equal(ens.score(s_new), s_new[:, 0])
+    assert corrected_event_f05(y_new, ens.predict(s_new)) == 1.0
+    assert corrected_event_f05(y_new, plain.predict(s_new)) < 0.5
+    d = ens.to_dict()
+    assert d["rule"]["min_length"] == 3 and d["fallback"]["combination_rule"]["method"] == "plateau"
+    from ensemble.report import _fallback_lines
+
+    said = _fallback_lines(d["fallback"])[0]  # the report says what decided, with both figures
+    assert "finds no validation event (validation F0.5 0.000)" in said and "**sees**" in said and "F0.5 1.000" in said
+    # Off without member rules, with fallback off, when no member's rule finds the event either,
+    # and never where the combination finds validation events.
+    assert Ensemble(fallback=False).fit(s, y, member_rules=rules).fallback_ is None
+    blind = [Threshold(method="max_fit").fit(s[:, j], y, fit_scores=s[:, j]) for j in range(2)]  # flag nothing
+    assert Ensemble().fit(s, y, member_rules=blind).fallback_.get("chosen") != "member_rule"
+    s2, y2 = spiky_validation()
+    rules2 = [Threshold(method="best_f05").fit(s2[:, j], y2) for j in range(2)]
+    assert Ensemble().fit(s2, y2, member_rules=rules2).fallback_["chosen"] != "member_rule"
+    with pytest.raises(TelemetryError, match="1 member rules for 2 members"):
+        Ensemble().fit(s, y, member_rules=rules[:1])
