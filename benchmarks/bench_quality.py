@@ -1,7 +1,7 @@
 """Quality benchmark: the whole pipeline (sweep -> ensemble -> submission) over many data sets,
 scored on each data set's test labels, which nothing fitted ever sees.
 
-    python benchmarks/bench_quality.py                   # full: 5 missions x 200k, 3 x 1M, 6 NAB series
+    python benchmarks/bench_quality.py                   # full: 5 missions x 200k, 3 x 1M, 6 NAB series, 1 GutenTAG
     python benchmarks/bench_quality.py --quick --no-record   # CI smoke: one small mission, one NAB series
     python benchmarks/bench_quality.py --no-record --layers NAME   # the default and NAME on the cached sweeps
 
@@ -39,13 +39,15 @@ log = logging.getLogger("bench.quality")
 QUICK_ARCHS = ("pca", "global_std")  # the Keras path runs in the notebook baseline (bilstm_ae)
 
 
-def datasets(work: Path, quick: bool, sizes, seeds, nab: bool) -> list[qd.Dataset]:
+def datasets(work: Path, quick: bool, sizes, seeds, nab: bool, registry: bool = True) -> list[qd.Dataset]:
     if quick:
         return [qd.synthetic(work, 30_000, 0), qd.nab(work, "rogue_agent_key_hold")]
     # Cheapest first, so that an interrupted run has covered both kinds of data.
     out = [qd.synthetic(work, sizes[0], s) for s in seeds[sizes[0]]]
     if nab:
         out += [qd.nab(work, name) for name in qd.NAB_SERIES]
+    if registry:
+        out.append(qd.gutentag_ecg(work))
     return out + [qd.synthetic(work, rows, s) for rows in sizes[1:] for s in seeds[rows]]
 
 
@@ -83,6 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4], help="mission seeds at the first size")
     ap.add_argument("--large-seeds", type=int, nargs="*", default=[0, 1, 2], help="mission seeds at the other sizes")
     ap.add_argument("--no-nab", action="store_true")
+    ap.add_argument("--no-registry", action="store_true", help="skip the data read from a registry package (gutentag-ecg)")
     ap.add_argument("--stage", choices=["sweep", "all"], default="all", help="sweep only, or sweep then evaluate")
     ap.add_argument("--no-record", action="store_true", help="print, do not append to benchmarks/RESULTS.md")
     ap.add_argument("--layers", nargs="+", default=None, choices=list(VARIANTS), metavar="LAYER",
@@ -93,7 +96,11 @@ def main(argv=None) -> int:
     work = Path(args.work or qd.REPO / "results" / ("bench_quality_quick" if args.quick else "bench_quality")).resolve()
     seeds = {rows: (args.seeds if i == 0 else args.large_seeds) for i, rows in enumerate(args.sizes)}
     t0 = time.perf_counter()
-    dss = datasets(work, args.quick, args.sizes, seeds, not args.no_nab)
+    try:
+        dss = datasets(work, args.quick, args.sizes, seeds, not args.no_nab, not args.no_registry)
+    except RuntimeError as e:  # a data set that cannot be fetched: one line, before any sweep
+        print(f"bench_quality: {e}", file=sys.stderr)
+        return 2
     exps = run_sweeps(work, dss, Path(args.config), args.quick)
     if args.stage == "sweep":
         print(f"swept {len(exps)} data sets in {time.perf_counter() - t0:.0f} s")

@@ -10,6 +10,11 @@ ensemble. Test labels are used only to score the final predictions.
   starts midway in the gap before the last event; in the train part, fit keeps at least the first
   30 % of rows, validation starts midway in the gap before the first later event, and holdout gets
   the later half of the remaining events (none when only one is left, then a warning).
+- ``gutentag-ecg``: another generator's data, from a package on the registry: the GutenTAG ECG series
+  (``ecg-diff-count-3``, one channel, 10,000 rows with 3 events to train and 10,000 with 3 to test)
+  that the aeon wheel ships as test data, read from the wheel (``pip download aeon==1.6.0 --no-deps``,
+  no install). A periodic signal whose nominal peaks every member reproduces. Cut by the same kind
+  of rule: validation starts midway in the gap before the second train event, holdout before the third.
 """
 from __future__ import annotations
 
@@ -97,6 +102,56 @@ def nab(work: Path, series: str) -> Dataset:
         (d / "cuts.json").write_text(json.dumps({"validation": val, "holdout": hold, "test": test, "events": ev}))
     cuts = json.loads((d / "cuts.json").read_text())
     return Dataset(d.name, "real", d / "train.parquet", d / "test.parquet", d / "test_labels.parquet",
+                   ["channel_1"], [cuts["validation"], cuts["holdout"]])
+
+
+AEON_WHEEL = "aeon==1.6.0"
+_ECG = "aeon/datasets/data/UnitTest/ecg-diff-count-3_{}.csv"
+
+
+def registry_cuts(ev: list[tuple[int, int]]) -> tuple[int, int]:
+    """(validation start, holdout start) of a labelled train part with 3+ events: midway in the gaps
+    before event E//3 and event E - E//3 (a third of the events to each later split, at least one)."""
+    if len(ev) < 3:
+        raise ValueError("a train part needs three events: one each for fit, validation and holdout")
+    k = max(1, len(ev) // 3)
+    j = max(k + 1, len(ev) - len(ev) // 3)
+    return _midgap(ev[k - 1][1], ev[k][0]), _midgap(ev[j - 1][1], ev[j][0])
+
+
+def gutentag_ecg(work: Path) -> Dataset:
+    import subprocess
+    import sys
+    import zipfile
+
+    d = work / "data" / "gutentag-ecg"
+    if not (d / "cuts.json").is_file():
+        dl = work / "downloads"
+        wheels = sorted(dl.glob("aeon-*.whl"))
+        if not wheels:
+            log.info("downloading %s (its test data only is read)", AEON_WHEEL)
+            done = subprocess.run([sys.executable, "-m", "pip", "download", AEON_WHEEL, "--no-deps", "-q", "-d", str(dl)],
+                                  capture_output=True, text=True)
+            wheels = sorted(dl.glob("aeon-*.whl"))
+            if done.returncode or not wheels:
+                raise RuntimeError(f"gutentag-ecg: pip download {AEON_WHEEL} failed: "
+                                   f"{(done.stderr or done.stdout).strip().splitlines()[-1:]} (--no-registry skips it)")
+        with zipfile.ZipFile(wheels[-1]) as z:
+            train, test = (pd.read_csv(z.open(_ECG.format(part))) for part in ("TRAIN_A", "TEST"))
+        lab = train["is_anomaly"].to_numpy().astype(np.uint8)
+        d_ = np.diff(lab.astype(np.int8), prepend=0, append=0)
+        ev = list(zip(np.flatnonzero(d_ == 1).tolist(), np.flatnonzero(d_ == -1).tolist()))
+        val, hold = registry_cuts(ev)
+        n = len(train)
+        ids = np.arange(n + len(test))
+        d.mkdir(parents=True, exist_ok=True)
+        _write_parquet(d / "train.parquet", pd.DataFrame({"id": ids[:n], "channel_1": train["value-0"].astype(np.float32),
+                                                          "is_anomaly": lab}))
+        _write_parquet(d / "test.parquet", pd.DataFrame({"id": ids[n:], "channel_1": test["value-0"].astype(np.float32)}))
+        _write_parquet(d / "test_labels.parquet", pd.DataFrame({"id": ids[n:], "is_anomaly": test["is_anomaly"].astype(np.uint8)}))
+        (d / "cuts.json").write_text(json.dumps({"validation": val, "holdout": hold, "events": ev, "source": wheels[-1].name}))
+    cuts = json.loads((d / "cuts.json").read_text())
+    return Dataset(d.name, "synthetic", d / "train.parquet", d / "test.parquet", d / "test_labels.parquet",
                    ["channel_1"], [cuts["validation"], cuts["holdout"]])
 
 

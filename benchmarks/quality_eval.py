@@ -78,7 +78,8 @@ def evaluate_dataset(ds, exp: str, quick: bool, layers=None) -> dict:
     member_test = [corrected_event_f05(yt, m.rule(j).predict(m.scores["test"][:, j])) for j in range(len(m.names))]
     row["picked"] = member_test[m.picked]
     row["picked_member"] = m.names[m.picked]
-    one = Ensemble(seed=0, **ensemble_params(next(iter(VARIANTS)))).fit(m.scores["validation"][:, [m.picked]], yv)
+    one = Ensemble(seed=0, **ensemble_params(next(iter(VARIANTS)))).fit(m.scores["validation"][:, [m.picked]], yv,
+                                                                       member_rules=[rules[m.picked]])
     row["picked+layer"] = corrected_event_f05(yt, one.predict(m.scores["test"][:, [m.picked]]))
     row["hindsight"] = max(member_test)
     # Ablation of the pca member: the default layer without the pca trials, and on them alone.
@@ -86,7 +87,8 @@ def evaluate_dataset(ds, exp: str, quick: bool, layers=None) -> dict:
     is_pca = np.array([n.startswith("pca#") for n in m.names])
     for col, keep in (("without_pca", ~is_pca), ("pca_alone", is_pca)):
         if keep.any():
-            ens = Ensemble(seed=0, **default).fit(m.scores["validation"][:, keep], yv)
+            ens = Ensemble(seed=0, **default).fit(m.scores["validation"][:, keep], yv,
+                                                  member_rules=[r for r, k in zip(rules, keep) if k])
             row[col] = corrected_event_f05(yt, ens.predict(m.scores["test"][:, keep]))
     base = m.board[(m.board["arch"] == "global_std") & m.board["completed"].astype(bool)]
     if not base.empty:

@@ -29,6 +29,15 @@ def test_nab_cuts_give_validation_and_test_an_event_each():
         qd.nab_cuts(100, [(10, 20)])
 
 
+def test_registry_cuts_give_fit_validation_and_holdout_a_third_of_the_events():
+    # gutentag-ecg: events at 840-940, 4720-4820, 9260-9360 of 10,000 train rows
+    assert qd.registry_cuts([(840, 940), (4720, 4820), (9260, 9360)]) == ((940 + 4720) // 2, (4820 + 9260) // 2)
+    six = [(i * 100, i * 100 + 10) for i in range(6)]  # two events to each split
+    assert qd.registry_cuts(six) == ((110 + 200) // 2, (310 + 400) // 2)
+    with pytest.raises(ValueError, match="three events"):
+        qd.registry_cuts([(10, 20), (30, 40)])
+
+
 def test_quick_benchmark_runs_every_decision_layer_end_to_end(tmp_path):
     assert qd.NAB.is_dir(), f"the NAB series are missing: expected {qd.NAB} (shared/data/nab beside the checkout)"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
