@@ -232,8 +232,7 @@ def build_unlabelled(members: Members, out: Path, seed: int = 0) -> dict:
     data = reload_data(members, cfg)
     segments = split_segments(members, data) if many_series(cfg) else {}
     ens = UnsupervisedEnsemble(seed=seed).fit(members.scores["validation"], members.names,
-                                              **members.channel_inputs("validation"), segments=segments.get("validation"),
-                                            member_rules=[members.rule(j) for j in range(len(members.names))])
+                                              **members.channel_inputs("validation"), segments=segments.get("validation"))
     sets, CS = members.sets, members.channel_scores
     ens_out = ensemble_outputs(members, ens, segments)
     out.mkdir(parents=True, exist_ok=True)
