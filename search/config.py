@@ -11,7 +11,9 @@ configs/sweep.schema.json by ``python -m search schema``):
   threshold: {method, smooth, min_length, max_gap, ...}  a space shared by every architecture
                                                  (the fields of telemetry.thresholds.Threshold)
   architectures: {<registry name>: {trials, resources: {cpu, gpu}, space: {...}, fixed: {...},
-                                    max_concurrent_trials, budget_share}}
+                                    start: [{...}, ...], max_concurrent_trials, budget_share}}
+                                                 start: configurations (searched parameters'
+                                                 values) the search runs first
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ class ArchSpec:
     fixed: dict
     max_concurrent_trials: int | None = None
     budget_share: float = 1.0  # this architecture's weight when a time budget is split
+    # Configurations the search runs first (known-good ones), as the sweep file gives them.
+    start: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -106,8 +110,11 @@ def parse_config(raw: dict, base_dir: str | os.PathLike = ".", source: str = "sw
         res = spec.get("resources") or {}
         space, fixed = spec.get("space") or {}, spec.get("fixed") or {}
         spaces.validate(f"{source}: architectures.{name}.space", space)
+        start = spec.get("start") or []
+        spaces.check_start(f"{source}: architectures.{name}.start", start, space, threshold)
         archs.append(ArchSpec(name, spec.get("trials", 4), float(res.get("cpu", 1)), float(res.get("gpu", 0)),
-                              space, fixed, spec.get("max_concurrent_trials"), float(spec.get("budget_share", 1.0))))
+                              space, fixed, spec.get("max_concurrent_trials"), float(spec.get("budget_share", 1.0)),
+                              [dict(p) for p in start]))
     storage = raw.get("storage")
     if storage and "://" not in storage and not os.path.isabs(storage):
         storage = str((Path(base_dir) / storage).resolve())

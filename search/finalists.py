@@ -80,13 +80,17 @@ def pending(board: pd.DataFrame, top: int | None) -> pd.DataFrame:
     """The leaderboard rows (``board`` in the leaderboard's order: best first within each
     architecture) that should be finalists, the top ``top`` distinct configurations per
     architecture (every completed trial for None), and lack holdout/test scores. Distinct as the
-    ensemble selects (ensemble/members.py): a repeated configuration would not be a second member."""
+    ensemble selects (ensemble/members.py): a repeated configuration would not be a second member.
+    The known-good start trials are finalists too, whatever their rank: the anchored member
+    selection keeps them."""
     if board.empty:
         return board
     done = board[board["completed"].fillna(False).astype(bool)]
     chosen = done.drop_duplicates(["arch", "params"])
     if top is not None:
-        chosen = chosen.groupby("arch", sort=False).head(top)
+        starts = chosen["start"].fillna(False).astype(bool) if "start" in chosen else False
+        ranked = chosen.groupby("arch", sort=False).cumcount() < top
+        chosen = chosen[ranked | starts]
     return chosen[~chosen["finalist"].fillna(False).astype(bool)]
 
 

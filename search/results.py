@@ -55,6 +55,25 @@ def _later_splits(result: dict, checkpoint: str | None) -> tuple[bool, dict | No
     return record is not None, (record or {}).get("holdout")
 
 
+def start_points(exp: str) -> dict[str, list[dict]]:
+    """Each architecture's known-good configurations (the sweep file's ``start``), as stored."""
+    import yaml
+
+    raw = yaml.safe_load(storage.read_text(storage.join(exp, SWEEP_FILE)))
+    return {a: list((spec or {}).get("start") or []) for a, spec in raw["architectures"].items()}
+
+
+def matches(config: dict, point: dict) -> bool:
+    """Whether a trial's config has every value a start point names (``threshold: {...}`` nested)."""
+    for key, value in point.items():
+        if key == "threshold":
+            if not matches(dict(config.get("threshold") or {}), value):
+                return False
+        elif key not in config or config[key] != value or isinstance(config[key], bool) != isinstance(value, bool):
+            return False
+    return True
+
+
 def trial_table(exp: str, archs: list[str] | None = None) -> pd.DataFrame:
     """One row per trial of every architecture (or of ``archs``): status, parameters, metrics,
     whether it has holdout/test scores (``finalist``: search/finalists.py), checkpoint path.
@@ -67,6 +86,7 @@ def trial_table(exp: str, archs: list[str] | None = None) -> pd.DataFrame:
     from ray.tune import ExperimentAnalysis
 
     rows = []
+    starts = start_points(exp)
     for arch in experiment_archs(exp):
         if archs is not None and arch not in archs:
             continue
@@ -104,6 +124,7 @@ def trial_table(exp: str, archs: list[str] | None = None) -> pd.DataFrame:
                 "time_total_s": r.get("time_total_s"),
                 "threshold": json.dumps(thr, sort_keys=True), "params": json.dumps(params, sort_keys=True, default=str),
                 "checkpoint": checkpoint, "finalist": finalist,
+                "start": any(matches(t.config, p) for p in starts.get(arch, [])),
                 "error": error if error and storage.exists(error) else None,
                 "_created": _created(t),
             })

@@ -17,7 +17,7 @@ from dataclasses import asdict
 import numpy as np
 import yaml
 
-from search import finalists, shapes, storage
+from search import finalists, shapes, spaces, storage
 from search.config import SweepConfig, check_against_data, load_config, parse_config, smoke
 from search.results import SETS_FILE, SWEEP_FILE, default_storage, leaderboard
 from search.spaces import to_tune
@@ -70,7 +70,7 @@ def _effective_raw(cfg: SweepConfig, store: str) -> dict:
     raw = {k: v for k, v in cfg.raw.items() if k in ("ray", "search")}
     raw.update(name=cfg.name, seed=cfg.seed, storage=store, data=asdict(cfg.data), threshold=cfg.threshold)
     raw["architectures"] = {a.name: {"trials": a.trials, "resources": {"cpu": a.cpu, "gpu": a.gpu},
-                                     "space": a.space, "fixed": a.fixed,
+                                     "space": a.space, "fixed": a.fixed, **({"start": a.start} if a.start else {}),
                                      **({"max_concurrent_trials": a.max_concurrent_trials} if a.max_concurrent_trials else {}),
                                      **({"budget_share": a.budget_share} if a.budget_share != 1.0 else {})}
                             for a in cfg.architectures}
@@ -120,15 +120,19 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_b
 
     max_t = max(1, cfg.max_epochs[arch.name])
     space = param_space(cfg, arch)
+    # Known-good configurations first, as far as the space (narrowed for this data) still holds them.
+    start = spaces.check_start(arch.name, arch.start, arch.space, cfg.threshold, strict=False)
     searched = bool(parse_spec_vars(space)[1])  # any sampled domain, nested ones included
     if cfg.search.get("searcher", "tpe") == "random" or not searched:
         # Nothing to search (all constants) or asked for: seeded random sampling.
-        searcher = BasicVariantGenerator(random_state=cfg.seed, max_concurrent=concurrency)
+        searcher = BasicVariantGenerator(random_state=cfg.seed, max_concurrent=concurrency,
+                                         points_to_evaluate=[spaces.unflatten(p) for p in start] or None)
     else:
         sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, arch.trials // 3)))
         # study named after the architecture: its copy in <exp>/<arch>/optuna.db is for optuna-dashboard;
         # TPE learns from the final objective: F0.5, or the validation loss on unlabelled data (search/shapes.py)
-        searcher = OptunaSearch(metric=objective[0], mode=objective[1], sampler=sampler, study_name=arch.name)
+        searcher = OptunaSearch(metric=objective[0], mode=objective[1], sampler=sampler, study_name=arch.name,
+                                start=start)
     if cfg.search.get("scheduler", "asha") == "fifo" or max_t == 1:
         # One epoch (every member without epochs): ASHA would have nothing to stop early, and with
         # no val_loss to compare (NaN) its rung's cut-off only warns about an all-NaN slice.

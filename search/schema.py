@@ -267,6 +267,9 @@ def _architecture_model(name: str, cls: type):
         resources=(Optional[Resources], None),
         space=(Optional[space], Field(None, description="searched parameters (constants or choice/int/float)")),
         fixed=(Optional[fixed], Field(None, description="parameters every trial uses")),
+        start=(Optional[list[dict]], Field(None, description="configurations run first, before the searcher's own "
+                                                             "(each a mapping of searched parameters to values; "
+                                                             "threshold: {...} for the rule's)")),
         max_concurrent_trials=(Optional[Annotated[int, Field(ge=1)]], None),
         budget_share=(Annotated[float, Field(gt=0, description="weight in a split time budget")], 1.0))
 

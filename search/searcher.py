@@ -46,10 +46,21 @@ REPEAT_OF_RUNNING = "repeat_of_running"  # user attribute of a proposal told fai
 
 
 class FinalMetricOptunaSearch(OptunaSearch):
-    def __init__(self, *args, study_file: str | None = STUDY_FILE, **kwargs):
+    """``start``: configurations (flattened parameter names, as Ray's OptunaSearch names them:
+    ``threshold/method``) enqueued in the study before the sampler proposes anything; a point may
+    name only some parameters (Optuna samples the rest), which Ray's own ``points_to_evaluate``
+    refuses."""
+
+    def __init__(self, *args, study_file: str | None = STUDY_FILE, start: list[dict] | None = None, **kwargs):
+        self._start = [dict(p) for p in (start or [])]  # before super(): it sets the study up
         super().__init__(*args, **kwargs)
         self._study_file = study_file
         self._mirror = None  # where the copy is being written this session (never saved)
+
+    def _setup_study(self, mode):
+        super()._setup_study(mode)
+        for point in getattr(self, "_start", []):  # a restored searcher keeps its study: not set up again
+            self._ot_study.enqueue_trial(point)
 
     def suggest(self, trial_id: str):
         config = self._unseen(trial_id)

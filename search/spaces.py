@@ -83,3 +83,81 @@ def validate(where: str, space: dict) -> None:
     for name, spec in space.items():
         if isinstance(spec, dict):
             _check_spec(f"{where}.{name}", spec)
+
+
+def searched(space: dict) -> list[str]:
+    """The names of the parameters a space samples (a range of one value or a constant is not)."""
+    out = []
+    for name, spec in space.items():
+        if isinstance(spec, dict) and ("choice" in spec or bounds(spec)[0] != bounds(spec)[1]):
+            out.append(name)
+    return out
+
+
+def contains(spec: Any, value: Any) -> bool:
+    """Whether ``value`` is one the parameter can take: a listed choice, or inside an int/float range
+    (an integer for an int range)."""
+    if not isinstance(spec, dict):
+        return value == spec
+    if "choice" in spec:  # True is not 1 here, though Python says they are equal
+        return any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in spec["choice"])
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if "int" in spec and not isinstance(value, int):
+        return False
+    lo, hi = bounds(spec)
+    return lo <= value <= hi
+
+
+def check_start(where: str, points, space: dict, threshold: dict, strict: bool = True) -> list[dict]:
+    """Configurations a search runs first (``start:`` of an architecture): each a mapping of searched
+    parameters (``threshold: {...}`` for the rule's searched keys) to values inside their space.
+    Unnamed parameters are sampled as usual. Returns the points flattened the way Ray's Optuna
+    searcher names parameters (``threshold/method``). ``strict=False`` drops, instead of refusing,
+    what a space narrowed after the file was read no longer holds (a smoke test fixing the window,
+    data without telecommands, unlabelled data's unsupervised rules)."""
+    if points is None:
+        return []
+    if not isinstance(points, list) or not all(isinstance(p, dict) and p for p in points):
+        raise TelemetryError(f"{where}: a list of configurations (mappings of searched parameter: value), got {points!r}")
+    flat = []
+    for i, point in enumerate(points):
+        out = {}
+        for key, value in point.items():
+            if key == "threshold":
+                if not isinstance(value, dict):
+                    raise TelemetryError(f"{where}[{i}].threshold: a mapping of searched rule keys, got {value!r}")
+                for k, v in value.items():
+                    if _point_value_ok(f"{where}[{i}].threshold.{k}", threshold, k, v, strict):
+                        out[f"threshold/{k}"] = v
+                continue
+            if _point_value_ok(f"{where}[{i}].{key}", space, key, value, strict):
+                out[key] = value
+        if out:
+            flat.append(out)
+    return flat
+
+
+def _point_value_ok(where: str, space: dict, key: str, value, strict: bool) -> bool:
+    if key not in space or key not in searched(space):
+        if not strict:
+            return False
+        known = ", ".join(searched(space)) or "none"
+        raise TelemetryError(f"{where}: not a searched parameter (searched: {known})")
+    if not contains(space[key], value):
+        if not strict:
+            return False
+        raise TelemetryError(f"{where}: {value!r} is outside its space {space[key]!r}")
+    return True
+
+
+def unflatten(point: dict) -> dict:
+    """``{"threshold/method": m, "window": w}`` -> ``{"threshold": {"method": m}, "window": w}``."""
+    out: dict = {}
+    for key, value in point.items():
+        head, _, tail = key.partition("/")
+        if tail:
+            out.setdefault(head, {})[tail] = value
+        else:
+            out[head] = value
+    return out
