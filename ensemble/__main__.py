@@ -1,4 +1,4 @@
-"""python -m ensemble build <experiment> --out DIR | demo --out DIR"""
+"""python -m ensemble build <experiment> --out DIR | demo --out DIR | auto --train FILE --out DIR"""
 from __future__ import annotations
 
 import argparse
@@ -53,7 +53,30 @@ def main(argv=None) -> int:
                    help=f"decision layer (default {DEFAULT_DECISION}: chosen by benchmarks/bench_quality.py)")
     b.add_argument("--combination", default=None, choices=list(COMBINATIONS), help="override the decision layer's combination")
     b.add_argument("--calibration", default=None, choices=list(CALIBRATIONS), help="override its calibration")
+    b.add_argument("--members", default="anchored", choices=["anchored", "ranked"],
+                   help="member selection: anchored (default) keeps an architecture's known-good start trials where "
+                        "the sweep ran some; ranked takes the best --k by validation F0.5 everywhere")
     b.add_argument("--seed", type=int, default=0)
+    a = sub.add_parser("auto", help="new data -> sized sweep -> ensemble -> submission, within a time budget",
+                       description="No sweep file needed: the sweep is sized from the data and the budget, starts from "
+                                   "known-good configurations, and is written to DIR/auto.yaml for search run --config.")
+    a.add_argument("--train", required=True, help="labelled (or unlabelled) train file: .parquet, .csv or discharge .json")
+    a.add_argument("--test", default=None, help="test file to submit predictions for")
+    a.add_argument("--out", required=True)
+    a.add_argument("--time-budget", default="5m", help="search time: 300, 90s, 5m, 1h (default 5m); scoring and the "
+                                                       "ensemble take a little more")
+    a.add_argument("--preset", default="medium", choices=["fast", "medium", "best"],
+                   help="architectures: fast (pca, bilstm_ae), medium (+ lstm_forecaster, conv_ae; default), best (+ lstm_ae, dense_ae)")
+    a.add_argument("--architectures", default=None, metavar="A,B",
+                   help="these architectures instead of the preset's (of pca, bilstm_ae, lstm_forecaster, conv_ae, lstm_ae, dense_ae)")
+    a.add_argument("--channels", default=None, help="channels: '41-46', names or patterns such as 'sensor*' (default: "
+                                                    "channel_41..46 in challenge files, else every numeric column)")
+    a.add_argument("--labels", default="auto", choices=["auto", "none"], help="none: ignore is_anomaly (unsupervised)")
+    a.add_argument("--series", default=None, help="series-id column of a file holding many series")
+    a.add_argument("--write-config", default=None, metavar="FILE", help="also write the sweep file used to FILE")
+    a.add_argument("--plan", action="store_true", help="write the sweep file and show the plan; run nothing")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--verbose", action="store_true")
     d = sub.add_parser("demo", help="synthetic mission -> sweep -> ensemble, end to end")
     d.add_argument("--out", default="results/demo")
     d.add_argument("--rows", type=int, default=200_000, help="train rows of the synthetic mission")
@@ -67,7 +90,19 @@ def main(argv=None) -> int:
             from ensemble.build import build
 
             res = build(args.experiment, args.out, k=args.k, include=tuple(args.include), decision=args.decision,
-                        combination=args.combination, calibration=args.calibration, seed=args.seed)
+                        combination=args.combination, calibration=args.calibration, seed=args.seed, members=args.members)
+        elif args.cmd == "auto":
+            from ensemble.auto import run_auto
+            from search.auto import parse_duration
+
+            res = run_auto(args.train, args.test, args.out, parse_duration(args.time_budget), preset=args.preset,
+                           channels=args.channels, labels=args.labels, series=args.series, write_config=args.write_config,
+                           plan_only=args.plan, seed=args.seed, verbose=args.verbose,
+                           architectures=args.architectures.split(",") if args.architectures else None)
+            if args.plan:
+                print(res["plan"])
+                print(f"sweep file: {res['config']}  (python -m search plan {res['config']} for time estimates)")
+                return 0
         else:
             res = demo(Path(args.out).resolve(), args.rows, args.seed, args.smoke_test, args.verbose)
     except TelemetryError as err:
@@ -75,6 +110,11 @@ def main(argv=None) -> int:
         return 2
     print(res["verdict"])
     print(f"submission: {Path(res['out']) / 'submission.csv'}\nreport: {res['report']}")
+    cmp = res.get("test_comparison")
+    if cmp:  # labelled test data (the demo's synthetic mission): the comparison with the most events, last
+        print(f"test (labels used for this line only): ensemble {res['test_f05']:.3f} against the member validation "
+              f"picks {res['picked_member_test_f05']:.3f}, difference {cmp['difference']:+.3f} "
+              f"[90 % interval {cmp['lo']:+.3f}, {cmp['hi']:+.3f}] over {cmp['true_events']} test events")
     return 0
 
 

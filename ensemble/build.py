@@ -79,8 +79,9 @@ def split_predictions(members: Members, ens_out: dict, split: str) -> tuple[dict
 
 
 def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...] = (), decision: str = DEFAULT_DECISION,
-          combination: str | None = None, calibration: str | None = None, seed: int = 0, weight_trials: int | None = None) -> dict:
-    members = load_members(experiment, k, include)
+          combination: str | None = None, calibration: str | None = None, seed: int = 0, weight_trials: int | None = None,
+          members: str = "anchored") -> dict:
+    members = load_members(experiment, k, include, selection=members)
     if "test" not in members.scores:
         raise TelemetryError(f"{members.experiment}: the sweep had no test file, so there is nothing to submit")
     if not members.labelled:  # no labels: no decision layer can be fitted against detections
@@ -111,7 +112,7 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     if "test_true_labels" in members.sets:  # synthetic missions only: reported, never fitted
         test_rows, test_cmp = evaluate(members.sets["test_true_labels"], *split_predictions(members, ens_out, "test"),
                                        picked, seed=seed, segments=ens_out["test"]["segments"])
-    verdict = verdict_text(hold_rows, hold_cmp)
+    verdict = verdict_text(hold_rows, hold_cmp, ens.fallback_, test_cmp)
     data = data_loading.result()
     tables, unit, what = series_tables(members, ens_out, data)
     res = write_outputs(Path(out), members, ens, ens_out, hold_rows, hold_cmp, test_rows, verdict, data,

@@ -35,6 +35,7 @@ from telemetry.thresholds import Threshold, f05_curve
 STACK_ROWS = 500_000  # rows the stacking regression sees at most (every k-th row beyond that)
 COMBINATIONS = ("mean", "median", "max", "weighted", "shrunk", "stack")
 PRIORS = ("member", "architecture")
+GUARDS = ("member", "pot")  # what decides when the fitted decision finds no validation event
 # The decision layer chosen by benchmarks/bench_quality.py (see benchmarks/RESULTS.md).
 DEFAULT_RULE = {"method": "plateau", "hysteresis": 0.5, "floor_risk": 1e-3}
 
@@ -97,7 +98,8 @@ class Ensemble:
     def __init__(self, calibration: str = "robust_log", combination: str = "stack", selection: float | None = None,
                  rule: dict | None = None, spans=(1, 5, 25), post_grid: bool = False, weight_trials: int = 60,
                  shrinkage: float = 0.5, stack_c: float = 0.01, per_channel: bool = False, fallback: bool = True,
-                 fallback_folds: int = 3, fallback_level: float = 0.9, prior: str = "member", seed: int = 0):
+                 fallback_folds: int = 3, fallback_level: float = 0.9, prior: str = "member", guard: str = "member",
+                 seed: int = 0):
         if combination not in COMBINATIONS:
             raise TelemetryError(f"unknown combination {combination!r}; choose one of {', '.join(COMBINATIONS)}")
         if selection is not None and not 0.0 <= float(selection) <= 1.0:
@@ -123,13 +125,16 @@ class Ensemble:
         if prior not in PRIORS:
             raise TelemetryError(f"unknown prior {prior!r}; choose one of {', '.join(PRIORS)}")
         self.prior = prior
+        if guard not in GUARDS:
+            raise TelemetryError(f"unknown guard {guard!r}; choose one of {', '.join(GUARDS)}")
+        self.guard = guard
         self.seed = seed
 
     def get_params(self) -> dict:
         """The constructor's parameters (what a clone needs)."""
         return {k: getattr(self, k) for k in ("calibration", "combination", "selection", "rule", "spans", "post_grid",
                                               "weight_trials", "shrinkage", "stack_c", "per_channel", "fallback",
-                                              "fallback_folds", "fallback_level", "prior", "seed")}
+                                              "fallback_folds", "fallback_level", "prior", "guard", "seed")}
 
     def calibrated(self, scores: np.ndarray) -> np.ndarray:
         return np.stack([c.transform(scores[:, j]) for j, c in enumerate(self.calibrators_)], axis=1)
@@ -292,9 +297,28 @@ class Ensemble:
                                  "has none (trials from before they were stored, or members without them)")
         if self.per_channel:  # the decision is the union: its F0.5, and margins thresholded at 0
             self.val_f05_, self.threshold_ = self.channel_val_f05_, 0.0
-        if self.fallback and member_rules is not None and self.val_f05_ <= 0.0:
-            self._guard(scores, labels, member_rules, segments)
+        if self.fallback and self.val_f05_ <= 0.0:
+            if self.guard == "pot" and not self.per_channel:
+                self._guard_label_free(scores, labels, segments)
+            elif member_rules is not None:
+                self._guard(scores, labels, member_rules, segments)
         return self
+
+    def _guard_label_free(self, scores: np.ndarray, labels: np.ndarray, segments=None) -> None:
+        """The decision found no validation event: nothing fitted on the labels is supported, so the
+        members count equally and the threshold is the label-free POT level of the combination (the
+        level its nominal validation scores exceed with the rule's ``floor_risk``, 1e-3 if unset), with
+        the rule's smoothing and hysteresis; labels only pick the nominal rows."""
+        combination_f05, combination_rule = float(self.val_f05_), self.rule_.to_dict()
+        self.weights_ = self.uniform(np.ones(scores.shape[1], dtype=bool))
+        combined = self.combine(self.calibrated(scores))
+        risk = self.rule.get("floor_risk") or 1e-3
+        params = {**self.rule, "method": "pot", "risk": risk, "floor_risk": None, "smooth": int(self.rule_.smooth),
+                  "seed": self.seed}
+        self.rule_ = Threshold(**params).fit(combined, labels, segments=segments)
+        self.val_f05_, self.threshold_ = rule_f05(self.rule_, combined, labels, segments), self.rule_.threshold_
+        self.fallback_ = {**(self.fallback_ or {}), "chosen": "label_free", "combination_val_f05": combination_f05,
+                          "combination_rule": combination_rule, "risk": risk}
 
     def _guard(self, scores: np.ndarray, labels: np.ndarray, member_rules, segments=None) -> None:
         """The decision found no validation event: use the member validation picks with its own rule,
@@ -441,7 +465,7 @@ class Ensemble:
     def to_dict(self) -> dict:
         return {
             "calibration": self.calibration, "combination": self.combination, "selection": self.selection,
-            "prior": self.prior, "seed": self.seed,
+            "prior": self.prior, "guard": self.guard, "seed": self.seed,
             "members": [{"name": n, "weight": float(w), "calibration": c.to_dict(), "validation_f05_alone": f}
                         for n, w, c, f in zip(self.names_, self.weights_, self.calibrators_, self.member_val_f05_)],
             # The rule the decision uses: the guard's member rule when it acted (fallback: the combination's).

@@ -27,15 +27,24 @@ def by_loss(board: pd.DataFrame) -> bool:
     return "objective" in board and bool((board["objective"] == "val_loss").any())
 
 
-def select_members(board: pd.DataFrame, k: int = 2, include: tuple[str, ...] = (), spares: int = 0) -> pd.DataFrame:
+def select_members(board: pd.DataFrame, k: int = 2, include: tuple[str, ...] = (), spares: int = 0,
+                   anchored: bool = False, searched: int = 0) -> pd.DataFrame:
     """Best ``k`` distinct configurations per architecture (one for forecasters), by validation F0.5
     (unlabelled data: by validation-loss rank within the architecture, lowest first); the supervised
     classifier and the baselines only when ``include`` names them. ``spares``: that many more per
     architecture, the next in its order, with ``spare`` True (replacements for members that turn out
-    to be twins, :func:`load_members`)."""
+    to be twins, :func:`load_members`).
+
+    ``anchored``: an architecture that ran known-good configurations (its ``start`` trials) keeps
+    those, in the order of the sweep file, and adds only its ``searched`` best other trials (each
+    still within ``k``): with a handful of validation events, a searched configuration's lead over a
+    known-good one is mostly noise, and the known-good one is what carries over to new data.
+    Architectures without start trials are ranked as usual."""
     done = board[board["completed"].fillna(False).astype(bool)]
     if done.empty:
         raise TelemetryError("the sweep has no completed trial to build an ensemble from")
+    if k < 1:
+        raise TelemetryError(f"--k must be at least 1 (members per architecture), got {k}")
     key, ascending = ("val_loss", True) if by_loss(board) else ("val_f05", False)
     picked = []
     for arch, group in done.groupby("arch"):
@@ -47,12 +56,17 @@ def select_members(board: pd.DataFrame, k: int = 2, include: tuple[str, ...] = (
         # stable: ties keep the leaderboard's order, the one search/finalists.py picks finalists in
         distinct = group.sort_values(key, ascending=ascending, kind="stable").drop_duplicates("params")
         quota = 1 if tags.get("forecaster") else k
+        if anchored and "start" in distinct and distinct["start"].astype(bool).any():
+            starts = distinct[distinct["start"].astype(bool)]
+            rest = distinct[~distinct["start"].astype(bool)]
+            quota = min(quota, len(starts) + searched) if searched else len(starts)
+            distinct = pd.concat([starts, rest])
         picked.append(distinct.head(quota + spares).assign(spare=[i >= quota for i in range(min(len(distinct), quota + spares))]))
     if not picked:
         raise TelemetryError("no member left after selection (only baselines completed? pass --include baselines)")
     if ascending:  # losses compare within an architecture only: keep architectures together
         return pd.concat(picked).reset_index(drop=True)
-    return pd.concat(picked).sort_values(key, ascending=False).reset_index(drop=True)
+    return pd.concat(picked).sort_values(key, ascending=False, kind="stable").reset_index(drop=True)
 
 
 @dataclass
@@ -161,12 +175,21 @@ def _without_twins(exp: str, ranked: pd.DataFrame, k: int) -> tuple[list, list, 
     return [ranked.loc[i] for i, _ in kept], [v for _, v in kept], twins
 
 
-def load_members(experiment: str, k: int = 2, include: tuple[str, ...] = ()) -> Members:
+SELECTIONS = ("anchored", "ranked")  # member selection: ``anchored`` keeps the known-good start trials
+
+
+def load_members(experiment: str, k: int = 2, include: tuple[str, ...] = (), selection: str = "anchored") -> Members:
+    """The chosen trials of ``experiment`` with their scores. ``selection``: ``anchored`` (the default:
+    an architecture's known-good start trials, where the sweep ran some) or ``ranked`` (the best ``k``
+    by validation F0.5 in every architecture); see :func:`select_members`."""
+    if selection not in SELECTIONS:
+        raise TelemetryError(f"unknown member selection {selection!r}; choose one of {', '.join(SELECTIONS)}")
     exp = results.resolve(experiment)
     board = results.leaderboard(exp, write=False)
     if board.empty:
         raise TelemetryError(f"{exp}: no trials found")
-    rows, loaded, twins = _without_twins(exp, select_members(board, k, include, spares=1), k)
+    chosen = select_members(board, k, include, spares=1, anchored=selection == "anchored")
+    rows, loaded, twins = _without_twins(exp, chosen, k)
     sets = results.load_sets(exp)
     sweep = yaml.safe_load(storage.read_text(storage.join(exp, results.SWEEP_FILE)))
     splits = [s for s in SPLITS if f"{s}_ids" in sets]

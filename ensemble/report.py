@@ -122,28 +122,55 @@ def _with_interval(rows: list[dict]) -> list[dict]:
 MIN_VERDICT_EVENTS = 10  # holdout events below which a one-sided verdict is not advice
 
 
-def verdict_text(rows: list[dict], cmp: dict) -> str:
+def verdict_text(rows: list[dict], cmp: dict, decision: dict | None = None, test_cmp: dict | None = None) -> str:
     """The ensemble against the member validation alone would have picked, in plain words: better,
-    worse, or not distinguishable on this holdout (the paired 90 % interval of the difference holds 0)."""
+    worse, or not distinguishable on this holdout (the paired 90 % interval of the difference holds 0).
+
+    ``decision``: the layer's ``fallback_`` record; when it made one member the decision (the
+    cross-fitted check, or the guard), that is said first, and a comparison with that same member is
+    no advice to prefer it. ``test_cmp``: the same comparison on labelled test data (synthetic
+    missions and benchmarks), stated after the holdout's: with more events it is the one that tells."""
     ens = next(r for r in rows if r["member"] == "**ensemble**")
     ref = cmp["reference"]
+    chosen = (decision or {}).get("chosen")
+    alone = (decision or {}).get("member") if chosen in ("member", "member_rule") else None
+    lead = ""
+    if alone:
+        how = "the cross-fitted check on validation found it better than the combination" if chosen == "member" else \
+            "the combination's rule found no validation event"
+        lead = f"The decision is **{alone}** alone ({how}). "
+    elif chosen == "label_free":
+        lead = ("The combination's rule found no validation event: equal weights and the label-free POT level decide. ")
+    test = _test_sentence(test_cmp) if test_cmp else ""
     d, lo, hi = cmp["difference"], cmp["lo"], cmp["hi"]
+    if alone and alone == ref:  # one member either way: nothing to prefer, only its rule differs
+        same = "the same holdout F0.5" if abs(d) < 1e-9 else \
+            f"holdout F0.5 {ens['f05']:.3f} with the ensemble's rule against {ens['f05'] - d:.3f} with its own " \
+            f"(difference {d:+.3f}, 90 % interval [{lo:+.3f}, {hi:+.3f}] over {cmp['true_events']} events)"
+        return f"{lead}It is also the member validation would pick: {same}.{test}"
     versus = (f"{ens['f05']:.3f} against {ref}'s {ens['f05'] - d:.3f}: difference {d:+.3f}, "
               f"90 % interval [{lo:+.3f}, {hi:+.3f}] over {cmp['true_events']} holdout events")
     if cmp["true_events"] == 0:
-        return ("The holdout split holds no anomaly event, so no honest F0.5 exists for the ensemble or its members; "
-                "judge by the validation figures and the traces.")
+        return (f"{lead}The holdout split holds no anomaly event, so no honest F0.5 exists for the ensemble or its members; "
+                f"judge by the validation figures and the traces.{test}")
     # Under MIN_VERDICT_EVENTS the interval's edge is not to be acted on: on six demo seeds with 6-7
     # holdout events, two "below" verdicts (intervals ending at -0.001) were reversed on test.
     few = (f" {cmp['true_events']} holdout events are too few to act on, though: a bootstrap over so few is "
            f"overconfident at its edges; judge on a longer holdout.") if cmp["true_events"] < MIN_VERDICT_EVENTS else ""
     if lo > 0:
-        return f"The ensemble's holdout F0.5 is above that of the member validation would pick ({versus}).{few}"
+        return f"{lead}The ensemble's holdout F0.5 is above that of the member validation would pick ({versus}).{few}{test}"
     if hi < 0:
-        return (f"**The ensemble's holdout F0.5 is below that of the member validation would pick** ({versus}): "
-                + (few.strip() if few else "prefer that member, or widen the validation split."))
-    return (f"The ensemble's holdout F0.5 cannot be told apart from that of the member validation would pick ({versus}): "
-            f"the holdout has too few events to tell them apart.")
+        return (f"{lead}**The ensemble's holdout F0.5 is below that of the member validation would pick** ({versus}): "
+                + (few.strip() if few else "prefer that member, or widen the validation split.") + test)
+    return (f"{lead}The ensemble's holdout F0.5 cannot be told apart from that of the member validation would pick "
+            f"({versus}): the holdout has too few events to tell them apart.{test}")
+
+
+def _test_sentence(cmp: dict) -> str:
+    d, lo, hi = cmp["difference"], cmp["lo"], cmp["hi"]
+    where = "above" if lo > 0 else "below" if hi < 0 else "not distinguishable from"
+    return (f" On the labelled test split ({cmp['true_events']} events; labels used for this figure only) the ensemble "
+            f"is {where} that member: difference {d:+.3f}, 90 % interval [{lo:+.3f}, {hi:+.3f}].")
 
 
 def _channel_section(ensemble_cfg: dict, test_events: pd.DataFrame | None) -> list[str]:
@@ -177,6 +204,11 @@ def _fallback_lines(fb: dict | None) -> list[str]:
     """The cross-check of the combination against its best member (ensemble.crossfit), in words."""
     if not fb:
         return []
+    if fb["chosen"] == "label_free":
+        return [f"Guard: the combination's validated rule finds no validation event (validation F0.5 "
+                f"{fb['combination_val_f05']:.3f}), so nothing fitted on the labels is supported; the members count "
+                f"equally and the threshold is the label-free POT level the nominal validation scores exceed with "
+                f"probability {fb['risk']:g} per row.", ""]
     if fb["chosen"] == "member_rule":
         return [f"Guard: the combination's validated rule finds no validation event (validation F0.5 "
                 f"{fb['combination_val_f05']:.3f}), so nothing it does is supported by the labels; the decision is "
