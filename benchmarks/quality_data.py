@@ -180,3 +180,118 @@ def fit_windows(cfg, shortest: int):
         elif isinstance(a.fixed.get("window"), int) and a.fixed["window"] > cap:
             a.fixed["window"] = cap
     return cfg
+
+
+# -- the scarce-label regime: multichannel data of another generator ---------------------------------
+
+GUTENTAG = "timeeval-gutentag==1.5.0"
+GT_BASES = (  # base oscillations and the anomaly kinds each admits beyond the generic ones
+    ({"kind": "sine"}, ("frequency", "pattern")),
+    ({"kind": "cosine"}, ("frequency", "pattern")),
+    ({"kind": "ecg"}, ("frequency",)),
+    ({"kind": "square"}, ("frequency", "pattern")),
+    ({"kind": "sawtooth"}, ("frequency", "pattern")),
+    ({"kind": "random-walk"}, ()),
+    ({"kind": "cylinder-bell-funnel"}, ()),
+)
+GT_GENERIC = ("mean", "variance", "platform", "amplitude", "extremum")
+
+
+def gutentag_config(seed: int, rows: int = 50_000, channels: int = 6, n_events: int = 12) -> dict:
+    """A GutenTAG generation config drawn from ``seed``: ``channels`` base oscillations of assorted
+    kinds, frequencies and noise, and ``n_events`` anomalies of assorted kinds, lengths and channels
+    spread over the series (one config gives a labelled train file and a test file)."""
+    rng = np.random.default_rng(seed)
+    bases, kinds_of = [], []
+    for c in range(channels):
+        base, extra = GT_BASES[int(rng.integers(len(GT_BASES)))]
+        b = {**base, "variance": float(rng.uniform(0.01, 0.08)), "amplitude": float(rng.uniform(0.5, 2.0))}
+        if base["kind"] in ("sine", "cosine", "ecg", "square", "sawtooth"):
+            b["frequency"] = float(rng.uniform(0.002, 0.03))
+        if base["kind"] == "random-walk":
+            b["smoothing"] = float(rng.uniform(0.005, 0.05))
+        if base["kind"] == "cylinder-bell-funnel":
+            b["avg-pattern-length"] = int(rng.integers(50, 300))
+        bases.append(b)
+        kinds_of.append(GT_GENERIC + extra)
+    slots = np.linspace(0, rows, n_events + 2)[1:-1]
+    anomalies = []
+    for pos in slots:
+        c = int(rng.integers(channels))
+        kind = kinds_of[c][int(rng.integers(len(kinds_of[c])))]
+        length = 1 if kind == "extremum" else int(rng.integers(20, 400))
+        k = {"kind": kind}
+        if kind == "mean":
+            k["offset"] = float(rng.choice([-1, 1]) * rng.uniform(0.2, 1.0))
+        elif kind == "variance":
+            k["variance"] = float(rng.uniform(0.1, 0.5))
+        elif kind == "platform":
+            k["value"] = float(rng.uniform(-1, 1))
+        elif kind == "amplitude":
+            k["amplitude_factor"] = float(rng.choice([0.3, 1.6, 2.0]))
+        elif kind == "extremum":
+            k.update(min=bool(rng.integers(2)), local=bool(rng.integers(2)))
+        elif kind == "frequency":
+            k["frequency_factor"] = float(rng.choice([0.5, 1.5, 2.0]))
+        elif kind == "pattern":
+            b = bases[c]["kind"]
+            k.update({"sine": {"sinusoid_k": 5.0}, "cosine": {"sinusoid_k": 5.0}, "square": {"square_duty": 0.2},
+                      "sawtooth": {"sawtooth_width": 0.2}}[b])
+        jitter = int(rng.integers(-rows // (4 * (n_events + 1)), rows // (4 * (n_events + 1))))
+        anomalies.append({"exact-position": int(max(0, min(rows - length - 1, pos + jitter))), "length": length,
+                          "channel": c, "kinds": [k]})
+    return {"timeseries": [{"name": f"mc{seed}", "length": rows, "supervised": True, "base-oscillations": bases,
+                            "anomalies": anomalies}]}
+
+
+def gutentag_venv(work: Path) -> Path:
+    """A virtual environment of its own holding GutenTAG (its pins differ from telesweep's)."""
+    import subprocess
+    import sys
+
+    venv = work / "gutentag-venv"
+    py = venv / "bin" / "python"
+    if not (venv / ".ok").is_file():
+        log.info("installing %s into %s", GUTENTAG, venv)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        done = subprocess.run([str(py), "-m", "pip", "install", "-q", GUTENTAG], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"gutentag: pip install {GUTENTAG} failed: "
+                               f"{(done.stderr or done.stdout).strip().splitlines()[-1:]} (--no-registry skips it)")
+        (venv / ".ok").write_text(GUTENTAG + "\n")
+    return py
+
+
+def gutentag_multichannel(work: Path, seed: int, rows: int = 50_000) -> Dataset:
+    """``gt6-s<seed>``: six channels from GutenTAG (``timeeval-gutentag`` on the registry, run in a
+    virtual environment of its own), ``rows`` labelled train rows and as many test rows, 12 events in
+    each file; the sweep's fractions cut train (validation holds 2-4 events)."""
+    import subprocess
+
+    d = work / "data" / f"gt6-s{seed}"
+    if not (d / "test_labels.parquet").is_file():
+        import yaml
+
+        py = gutentag_venv(work)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "gutentag.yaml").write_text(yaml.safe_dump(gutentag_config(seed, rows)))
+        done = subprocess.run([str(py), "-m", "gutenTAG", "--config-yaml", str(d / "gutentag.yaml"), "--output-dir",
+                               str(d / "raw"), "--seed", str(seed), "--no-plot"], capture_output=True, text=True)
+        if done.returncode:
+            done = subprocess.run([str(py), "-m", "gutenTAG", "--config-yaml", str(d / "gutentag.yaml"), "--output-dir",
+                                   str(d / "raw"), "--seed", str(seed)], capture_output=True, text=True)
+        raw = d / "raw" / f"mc{seed}"
+        if done.returncode or not (raw / "test.csv").is_file():
+            raise RuntimeError(f"gutentag: generating {d.name} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        train, test = pd.read_csv(raw / "train_anomaly.csv"), pd.read_csv(raw / "test.csv")
+        ren = {f"value-{i}": f"channel_{i + 1}" for i in range(6)}
+        n = len(train)
+        tr = train.drop(columns="timestamp").rename(columns=ren).astype({c: np.float32 for c in ren.values()})
+        te = test.drop(columns="timestamp").rename(columns=ren).astype({c: np.float32 for c in ren.values()})
+        tr.insert(0, "id", np.arange(n))
+        te.insert(0, "id", np.arange(n, n + len(te)))
+        _write_parquet(d / "train.parquet", tr.astype({"is_anomaly": np.uint8}))
+        _write_parquet(d / "test.parquet", te.drop(columns="is_anomaly"))
+        _write_parquet(d / "test_labels.parquet", te[["id", "is_anomaly"]].astype({"is_anomaly": np.uint8}))
+    return Dataset(d.name, "synthetic", d / "train.parquet", d / "test.parquet", d / "test_labels.parquet",
+                   [f"channel_{i}" for i in range(1, 7)])

@@ -162,3 +162,29 @@ def test_guard_uses_the_picked_members_own_rule_when_the_combination_finds_no_va
     assert Ensemble().fit(s2, y2, member_rules=rules2).fallback_["chosen"] != "member_rule"
     with pytest.raises(TelemetryError, match="1 member rules for 2 members"):
         Ensemble().fit(s, y, member_rules=rules[:1])
+
+
+def test_label_free_guard_uses_equal_weights_and_the_pot_level_of_the_combination():
+    from telemetry.thresholds import Threshold, pot_threshold
+
+    s, y = periodic_validation()
+    rules = [Threshold(method="best_f05", min_length=3).fit(s[:, j], y) for j in range(2)]
+    ens = Ensemble(guard="pot").fit(s, y, ["sees", "blind"], member_rules=rules)
+    fb = ens.fallback_
+    assert fb["chosen"] == "label_free" and fb["combination_val_f05"] == 0.0 and fb["risk"] == 1e-3
+    np.testing.assert_array_equal(ens.weights_, [0.5, 0.5])  # the labels decide no weight
+    combined = ens.combine(ens.calibrated(s))
+    smoothed = ens.rule_.smoothed(combined)
+    # The threshold is the POT level of the nominal validation rows of the combination, as smoothed:
+    # no labelled choice, and no member's own rule (the member guard's decision is not taken).
+    assert ens.rule_.method == "pot" and ens.threshold_ == pytest.approx(pot_threshold(smoothed[y == 0], 1e-3))
+    assert ens._guarded is None and ens.to_dict()["rule"]["method"] == "pot"
+    np.testing.assert_array_equal(ens.predict(s), ens.rule_.predict(combined))
+    from ensemble.report import _fallback_lines
+
+    assert "label-free POT level" in _fallback_lines(ens.to_dict()["fallback"])[0]
+    # Where the combination finds validation events, the label-free guard does nothing.
+    s2, y2 = spiky_validation()
+    assert Ensemble(guard="pot").fit(s2, y2).fallback_["chosen"] != "label_free"
+    with pytest.raises(TelemetryError, match="unknown guard 'x'"):
+        Ensemble(guard="x")

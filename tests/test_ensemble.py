@@ -593,3 +593,23 @@ def test_event_table_splits_a_predicted_run_at_a_series_boundary():
     assert one[["start_id", "end_id", "rows", "peak_score"]].values.tolist() == [[103, 106, 4, 9.0]]
     two = event_table(ids, pred, score, segments=np.array([0, 5, 10]))
     assert two[["start_id", "end_id", "rows", "peak_score"]].values.tolist() == [[103, 104, 2, 5.0], [105, 106, 2, 9.0]]
+
+
+def test_verdict_says_when_the_decision_is_one_member_and_adds_the_test_comparison():
+    from ensemble.report import verdict_text
+
+    cmp = {"reference": "m#1", "difference": -0.0, "lo": -0.01, "hi": -0.0001, "true_events": 299}
+    text = verdict_text(_rows(0.81, 0.81), cmp, decision={"chosen": "member", "member": "m#1"})
+    # At full scale the cross-fitted check chose the picked member itself: no "below", no advice to prefer it.
+    assert text.startswith("The decision is **m#1** alone (the cross-fitted check on validation found it better")
+    assert "It is also the member validation would pick: the same holdout F0.5." in text
+    assert "below" not in text and "prefer" not in text
+    guard = verdict_text(_rows(0.5, 0.6), {**cmp, "difference": -0.1, "lo": -0.2, "hi": -0.05, "true_events": 40},
+                         decision={"chosen": "member_rule", "member": "m#2"})
+    assert guard.startswith("The decision is **m#2** alone (the combination's rule found no validation event). ")
+    assert "is below that of the member validation would pick" in guard
+    test = {"reference": "m#1", "difference": 0.2, "lo": 0.05, "hi": 0.3, "true_events": 20}
+    both = verdict_text(_rows(0.7, 0.6), {**cmp, "difference": 0.1, "lo": -0.1, "hi": 0.2, "true_events": 7}, test_cmp=test)
+    assert "cannot be told apart" in both and both.endswith(
+        "On the labelled test split (20 events; labels used for this figure only) the ensemble is above that member: "
+        "difference +0.200, 90 % interval [+0.050, +0.300].")

@@ -1,0 +1,153 @@
+"""Scoring of the scarce-label benchmark (benchmarks/bench_auto.py): member selections and references on
+each ``auto`` sweep, every one through the same default decision layer, scored on test labels.
+
+Selections (which trials become members; all through ``ensemble.combine``'s default layer):
+- ``ranked``: the best 2 distinct configurations per architecture (1 forecaster) by the trials' own
+  validation F0.5 (what ``ensemble build`` did before ``auto``);
+- ``ranked_ap``: the same by the validation event-wise average precision (threshold-free);
+- ``anchored``: the known-good configurations (each architecture's start trial) alone, ``ensemble.members``'
+  anchored selection; ``anchored+1``: with each architecture's best searched trial beside them;
+- ``*_pot``: the same with the label-free guard (equal weights, the POT level) where the layer finds no
+  validation event, instead of the member validation picks with its own rule;
+- ``notebook+layer`` / ``pca+layer``: one known-good member alone through the layer;
+- ``picked``: the member validation picks (best validation F0.5) with its own rule;
+- ``hindsight``: the best member on test (never usable).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger("bench.auto")
+SELECTIONS = ("anchored", "anchored_pot", "anchored+1", "ranked", "ranked_pot", "ranked_ap", "notebook+layer",
+              "pca+layer")
+REFERENCES = ("picked", "hindsight", "plain_pca")
+
+
+def _layer_f05(names, scores_v, scores_t, yv, yt, rules, **over) -> tuple[float, dict]:
+    from ensemble.build import ensemble_params
+    from ensemble.combine import Ensemble
+    from telemetry.metrics import corrected_event_f05
+
+    ens = Ensemble(seed=0, **{**ensemble_params(), **over}).fit(scores_v, yv, names, member_rules=rules)
+    return corrected_event_f05(yt, ens.predict(scores_t)), {"val_f05": ens.val_f05_,
+                                                             "guard": (ens.fallback_ or {}).get("chosen")}
+
+
+def evaluate_dataset(ds, exp: str) -> dict:
+    from ensemble.members import select_members
+    from search import results
+    from telemetry.metrics import corrected_event_f05
+    from telemetry.thresholds import Threshold, event_average_precision
+
+    board = results.leaderboard(exp, write=False)
+    done = board[board["completed"].fillna(False).astype(bool)].reset_index(drop=True)
+    sets = results.load_sets(exp)
+    yv, yt = sets["validation_labels"], sets["test_true_labels"]
+    loaded = {r.trial_id: results.load_trial(r.checkpoint) for r in done.itertuples()}
+    name = lambda r: f"{r['arch']}#{r['trial_id'][-5:]}"  # noqa: E731
+    done["val_ap"] = [event_average_precision(loaded[t][1]["validation"], yv) for t in done["trial_id"]]
+    rule = {t: Threshold.from_dict(loaded[t][0]["threshold"]) for t in done["trial_id"]}
+    test_own = {t: corrected_event_f05(yt, rule[t].predict(loaded[t][1]["test"])) for t in done["trial_id"]}
+    row = {"dataset": ds.name, "kind": ds.kind, "val_events": int(_n_events(yv)), "test_events": int(_n_events(yt)),
+           "trials": len(done)}
+
+    def through_layer(chosen: pd.DataFrame, col: str, **over):
+        if chosen.empty:
+            row[col] = np.nan
+            return
+        ids = list(chosen["trial_id"])
+        f, info = _layer_f05([name(r) for _, r in chosen.iterrows()],
+                             np.stack([loaded[t][1]["validation"] for t in ids], axis=1),
+                             np.stack([loaded[t][1]["test"] for t in ids], axis=1), yv, yt, [rule[t] for t in ids], **over)
+        row[col] = f
+        row[f"{col}_members"] = len(ids)
+        if info["guard"] == "member_rule":
+            row[f"{col}_guard"] = True
+
+    through_layer(_ranked(done, "val_f05"), "ranked")
+    through_layer(_ranked(done, "val_f05"), "ranked_pot", guard="pot")
+    through_layer(_ranked(done, "val_ap"), "ranked_ap")
+    anchors = done[done["start"].astype(bool)].drop_duplicates("arch")
+    through_layer(select_members(board, 2, anchored=True), "anchored")
+    through_layer(select_members(board, 2, anchored=True), "anchored_pot", guard="pot")
+    through_layer(select_members(board, 2, anchored=True, searched=1), "anchored+1")
+    through_layer(anchors[anchors["arch"] == "bilstm_ae"], "notebook+layer")
+    through_layer(anchors[anchors["arch"] == "pca"], "pca+layer")
+    best = done["val_f05"].to_numpy(float)
+    row["picked"] = test_own[done["trial_id"][int(np.argmax(best))]]
+    row["hindsight"] = max(test_own.values())
+    row["plain_pca"] = _plain_pca(exp, yv, yt)
+    return row
+
+
+def _ranked(done: pd.DataFrame, key: str, k: int = 2) -> pd.DataFrame:
+    from models import registry
+
+    out = []
+    for arch, g in done.groupby("arch"):
+        tags = registry.get(arch).tags
+        if tags.get("baseline") or tags.get("needs_labels"):
+            continue
+        quota = 1 if tags.get("forecaster") else k
+        out.append(g.sort_values(key, ascending=False, kind="stable").drop_duplicates("params").head(quota))
+    return pd.concat(out) if out else done.iloc[:0]
+
+
+def _plain_pca(exp: str, yv, yt) -> float:
+    """The plain PCA script (5 lags, 95 % of the variance, EWMA 10, best-F0.5 threshold on validation)."""
+    import yaml
+
+    from models import registry
+    from search import results
+    from telemetry.metrics import corrected_event_f05
+    from telemetry.prepare import DataConfig, prepare
+    from telemetry.thresholds import Threshold
+
+    raw = yaml.safe_load((Path(exp) / results.SWEEP_FILE).read_text())
+    data = prepare(DataConfig(**{**raw["data"], "telecommands": None}))
+    pca = registry.get("pca")(lags=5, n_components=0.95).fit(data.fit, data.validation)
+    rule = Threshold("best_f05", smooth=10).fit(pca.score(data.validation), yv)
+    return corrected_event_f05(yt, rule.predict(pca.score(data.test)))
+
+
+def _n_events(y) -> int:
+    from telemetry.events import events
+
+    return len(events(y))
+
+
+def evaluate_all(work: Path, dss, exps: dict[str, str]) -> pd.DataFrame:
+    rows = []
+    for ds in dss:
+        log.info("evaluating %s", ds.name)
+        rows.append(evaluate_dataset(ds, exps[ds.name]))
+    return pd.DataFrame(rows)
+
+
+def summary_markdown(t: pd.DataFrame, budget: float, preset: str) -> str:
+    from quality_eval import paired_interval
+
+    cols = ["dataset", "val_events", "test_events", "trials", *SELECTIONS, *REFERENCES]
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v)  # noqa: E731
+    lines = [f"`telesweep auto --preset {preset} --time-budget {budget:.0f}s` per data set, test F0.5 "
+             "(every selection through the default decision layer):", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c, np.nan)) for c in cols) + " |" for r in t.to_dict("records")]
+    scarce = t["val_events"] <= 4
+    lines += ["", f"Means over data sets (all {len(t)} / validation with 4 events or fewer: {int(scarce.sum())}), and the "
+              "paired 90 % interval over data sets of (selection - notebook+layer):", "",
+              "| selection | mean | scarce | - notebook+layer [90 % interval] | below notebook+layer | below picked |",
+              "|---|---|---|---|---|---|"]
+    for c in (*SELECTIONS, *REFERENCES):
+        if c not in t:
+            continue
+        d = (t[c] - t["notebook+layer"]).to_numpy(float)
+        lo, hi = paired_interval(d[np.isfinite(d)])
+        below_p = int((t[c] - t["picked"] < -1e-9).sum())
+        lines.append(f"| {c} | {t[c].mean():.3f} | {t.loc[scarce, c].mean():.3f} | {np.nanmean(d):+.3f} [{lo:+.3f}, {hi:+.3f}] | "
+                     f"{int((d < -1e-9).sum())} of {len(d)} | {below_p} of {len(d)} |")
+    return "\n".join(lines)
