@@ -146,8 +146,8 @@ BAD = {
                                        "valid integer, got 6.5"),
     "unknown spec key": (lambda r: arch(r)["space"].update(latent={"int": [2, 4], "step": 2}),
                          "architectures.dense_ae.space.latent: unknown key 'step' (known: int, log)"),
-    "log range from 0": (lambda r: arch(r)["space"].update(learning_rate={"float": [0, 0.01], "log": True}),
-                         "architectures.dense_ae.space.learning_rate: a log range needs low > 0"),
+    "log range from 0": (lambda r: arch(r)["space"].update(dropout={"float": [0, 0.5], "log": True}),
+                         "architectures.dense_ae.space.dropout: a log range needs low > 0"),
     # fixed
     "unknown parameter fixed": (lambda r: arch(r)["fixed"].update(filters=8),
                                 "architectures.dense_ae.fixed: unknown key 'filters'"),
