@@ -312,11 +312,32 @@ def _threshold_model():
         for f in dataclasses.fields(Threshold)})
 
 
+def _rule(problem):
+    """A DataConfig.FIELD_RULES function (value -> what is wrong, or None) as a pydantic validator."""
+    def check(value):
+        found = problem(value)
+        if found:
+            raise ValueError(found)
+        return value
+    return AfterValidator(check)
+
+
 def _data_model():
-    """DataConfig's own fields and annotations: a field added there is checked here too."""
+    """DataConfig's own fields and annotations (and its FIELD_RULES): a field added there is checked
+    here too."""
     hints = typing.get_type_hints(DataConfig)
+    rules = DataConfig.FIELD_RULES
     return create_model("Data", __base__=Section, __doc__="Paths are relative to the sweep file.", **{
-        f.name: (typed(hints[f.name]), _default(f)) for f in dataclasses.fields(DataConfig)})
+        f.name: (Annotated[typed(hints[f.name]), _rule(rules[f.name])] if f.name in rules else typed(hints[f.name]),
+                 _default(f)) for f in dataclasses.fields(DataConfig)})
+
+
+def _plain_name(name: str) -> str:
+    """The experiment's folder under storage: one plain name, so it can never land elsewhere."""
+    if "/" in name or "\\" in name or name in (".", "..") or name != name.strip() or not name.isprintable():
+        raise ValueError(f"an experiment name is a plain folder name (no '/', '\\', '..', surrounding spaces "
+                         f"or control characters), got {name!r}")
+    return name
 
 
 def _both_searched_and_fixed(m):
@@ -371,7 +392,8 @@ def _sweep_model(names: tuple[str, ...]):
         **{n: (Optional[_architecture_model(n, registry.get(n))], None) for n in names})
     return create_model(
         "Sweep", __base__=Section, __doc__="A telesweep sweep file (python -m search run --config FILE).",
-        name=(Annotated[str, Field(min_length=1, description="experiment name (its folder in storage)")], ...),
+        name=(Annotated[str, Field(min_length=1, description="experiment name (its folder in storage)"),
+                        AfterValidator(_plain_name)], ...),
         seed=(Annotated[int, Field(ge=0)], 0),
         storage=(Optional[str], Field(None, description="a path (relative to this file), s3://... or gs://...")),
         data=(_data_model(), ...),
