@@ -58,6 +58,7 @@ class SweepConfig:
     search: dict = field(default_factory=dict)
     threshold: dict = field(default_factory=lambda: dict(DEFAULT_THRESHOLD))
     raw: dict = field(default_factory=dict, repr=False)  # the file as read, stored with the experiment
+    source: str = field(default="sweep", repr=False, compare=False)  # the file, for messages
 
     @property
     def max_epochs(self) -> dict[str, int]:
@@ -145,7 +146,7 @@ def parse_config(raw: dict, base_dir: str | os.PathLike = ".", source: str = "sw
         storage = str((Path(base_dir) / storage).resolve())
     return SweepConfig(name=raw["name"], data=data, architectures=archs, seed=raw.get("seed", 0),
                        storage=storage, ray=raw.get("ray") or {}, search=raw.get("search") or {},
-                       threshold=threshold, raw=raw)
+                       threshold=threshold, raw=raw, source=source)
 
 
 def check_data_files(data: DataConfig, source: str = "sweep") -> None:
