@@ -135,8 +135,11 @@ def load_sets(cfg: DataConfig):
                  series=cfg.series, warning_rows=cfg.warning_rows)
     test = None
     if cfg.test:
-        test = load(cfg.test, cfg.channels, labels=False, telecommands=train.telecommand_names or None,
-                    series=cfg.series, warning_rows=cfg.warning_rows)
+        try:
+            test = load(cfg.test, cfg.channels, labels=False, telecommands=train.telecommand_names or None,
+                        series=cfg.series, warning_rows=cfg.warning_rows)
+        except TelemetryError as exc:  # say which of the two files: the train file has loaded
+            raise TelemetryError(f"data.test: {exc}") from None
         if made_up_ids(cfg.test):
             # Row numbers of a file without ids (a wide CSV, a discharge JSON) continue after the
             # train file's, so that both can be told apart (the submission uses them).

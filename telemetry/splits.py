@@ -177,6 +177,9 @@ def _within_series(series: Series, fractions) -> Splits:
 
 
 def _check_labelled(series: Series, parts: Splits, what: str) -> None:
+    if len(events(series.labels)) == 0:  # no split choice can help: say what can
+        raise TelemetryError(f"{series.source}: is_anomaly is 0 on every row, so no threshold or F0.5 can be chosen; "
+                             f"label the anomalies, or set data.labels: none for an unlabelled sweep")
     if parts.fit.nominal.sum() == 0:
         raise TelemetryError(f"{series.source}: the fit split has no nominal row to train on")
     s = parts.validation

@@ -257,3 +257,28 @@ def test_load_members_refuses_k_below_one_itself():
 
     with pytest.raises(TelemetryError, match=r"^k \(trials per architecture\) must be an integer >= 1, got 0$"):
         load_members("nowhere", k=0)
+
+
+# -- messages that name the right file and the way on -------------------------------------------------
+
+def test_a_train_file_without_any_anomaly_is_not_told_to_change_fractions(tmp_path):
+    from telemetry.errors import TelemetryError
+    from telemetry.prepare import DataConfig, load_sets
+
+    write_challenge_parquet(tmp_path / "train.parquet", n=600, events=())
+    with pytest.raises(TelemetryError) as err:
+        load_sets(DataConfig(train=str(tmp_path / "train.parquet"), channels="41-43"))
+    assert str(err.value) == (f"{tmp_path / 'train.parquet'}: is_anomaly is 0 on every row, so no threshold or F0.5 "
+                              f"can be chosen; label the anomalies, or set data.labels: none for an unlabelled sweep")
+
+
+def test_a_test_file_missing_channels_is_named_as_the_test_file(tmp_path):
+    from telemetry.errors import TelemetryError
+    from telemetry.prepare import DataConfig, load_sets
+
+    write_challenge_parquet(tmp_path / "train.parquet", n=600, channels=range(1, 77), events=EVENTS)
+    write_challenge_parquet(tmp_path / "test.parquet", n=200, channels=(1, 2, 3), labels=False, start_id=600)
+    with pytest.raises(TelemetryError) as err:
+        load_sets(DataConfig(train=str(tmp_path / "train.parquet"), test=str(tmp_path / "test.parquet")))
+    assert str(err.value) == (f"data.test: {tmp_path / 'test.parquet'}: unknown channel 'channel_41' "
+                              f"(file has channel_1..channel_3)")
