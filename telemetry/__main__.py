@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from telemetry.cli import OneLineParser, non_negative_int, positive_float, positive_int, unit_interval
+from telemetry.cli import OneLineParser, fractions, non_negative_int, positive_float, positive_int, unit_interval
 from telemetry.errors import TelemetryError
 
 
@@ -61,8 +61,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from telemetry.events import events
     from telemetry.prepare import DataConfig, load_sets
 
-    fractions = [float(x) for x in args.fractions.split(",")]
-    cfg = DataConfig(train=args.train, test=args.test, channels=args.channels, fractions=fractions,
+    cfg = DataConfig(train=args.train, test=args.test, channels=args.channels, fractions=args.fractions,
                      labels=args.labels, series=args.series)
     cfg.check()
     splits, test, _ = load_sets(cfg)
@@ -121,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--train", required=True, help="training data (parquet or CSV, or a discharge JSON)")
     check.add_argument("--test", default=None, help="unlabelled test series")
     check.add_argument("--channels", default=None, help="e.g. 41-46 (default), channel_1,channel_5, or a pattern such as 'device*'")
-    check.add_argument("--fractions", default="0.6,0.2,0.2", help="fit,validation,holdout fractions (of the series, "
+    check.add_argument("--fractions", type=fractions, default="0.6,0.2,0.2", help="fit,validation,holdout fractions (of the series, "
                                                                    "with many series)")
     check.add_argument("--labels", default="auto", choices=["auto", "none"], help="none: ignore is_anomaly (unlabelled)")
     check.add_argument("--series", default=None, help="series-id column of a file holding many series")

@@ -65,6 +65,14 @@ def unit_interval(text: str) -> float:
     return value
 
 
+def fractions(text: str) -> list[float]:
+    """Three comma-separated numbers, e.g. 0.6,0.2,0.2 (argparse type); their sum is the splits' rule."""
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated numbers: {text!r} (e.g. 0.6,0.2,0.2)") from None
+
+
 def at_least(minimum: int):
     """An integer >= ``minimum`` (argparse type)."""
     def check(text: str) -> int:
@@ -77,4 +85,4 @@ def at_least(minimum: int):
 
 
 __all__ = ["OneLineParser", "positive_int", "non_negative_int", "positive_float", "open_fraction", "unit_interval",
-           "at_least"]
+           "fractions", "at_least"]

@@ -239,6 +239,8 @@ def test_on_a_cluster_a_trial_no_node_type_offers_is_refused(monkeypatch, tmp_pa
                                                             "integer: '1e3'"),
     ("telemetry", ["synth-discharges", "--out", "o", "--disrupting", "1.5"], "argument --disrupting: must be in [0, 1]"),
     ("telemetry", ["synth-fleet", "--out", "o", "--devices", "0"], "argument --devices: must be >= 1, got '0'"),
+    ("telemetry", ["check", "--train", "t.parquet", "--fractions", "a,b"], "python -m telemetry check: argument "
+                                                                           "--fractions: not comma-separated numbers: 'a,b'"),
 ])
 def test_command_line_numbers_are_checked_in_one_line(package, argv, message, capsys):
     import importlib
