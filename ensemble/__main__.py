@@ -2,26 +2,53 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
 from ensemble.calibration import METHODS as CALIBRATIONS
 from ensemble.combine import COMBINATIONS, VARIANTS
+from telemetry.cli import OneLineParser, non_negative_int, positive_int
 from telemetry.errors import TelemetryError
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DECISION = next(iter(VARIANTS))
 
 
+DEMO_FILE = "demo.json"  # the options a demo folder was made with
+
+
+def check_demo_options(out: Path, options: dict) -> None:
+    """A demo folder holds one run: re-run with other options into it, the old mission and sweep
+    would be mixed with the new ones, so it refuses, naming the first option that differs."""
+    stored_file = out / DEMO_FILE
+    if stored_file.is_file():
+        stored = json.loads(stored_file.read_text())
+    elif (out / "mission" / "mission.json").is_file():  # a folder made before demo.json was written
+        params = json.loads((out / "mission" / "mission.json").read_text()).get("parameters", {})
+        stored = {k: params[k] for k in ("rows", "seed") if k in params}
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        stored_file.write_text(json.dumps(options) + "\n")
+        return
+    for key, value in options.items():
+        if key in stored and stored[key] != value:
+            flag = "--" + key.replace("_", "-")
+            made = (f"made {'with' if stored[key] else 'without'} {flag}" if isinstance(value, bool)
+                    else f"made with {flag} {stored[key]}, not {value}")
+            raise TelemetryError(f"{out}: {made}; use another --out, or the options it was made with")
+
+
 def demo(out: Path, rows: int, seed: int, smoke_test: bool = False, verbose: bool = False) -> dict:
     """The embedded default end to end: synthetic mission -> local sweep -> ensemble -> submission."""
     from ensemble.build import build
     from search.config import load_config
-    from search.runner import run_sweep
+    from search.runner import ExperimentMismatch, run_sweep
     from telemetry.synth import generate_mission
 
     log = logging.getLogger("ensemble.demo")
+    check_demo_options(out, {"rows": rows, "seed": seed, "smoke_test": smoke_test})
     mission = out / "mission"
     if not (mission / "mission.json").is_file():
         log.info("step 1/3: generating a synthetic mission of %d train rows into %s", rows, mission)
@@ -33,13 +60,16 @@ def demo(out: Path, rows: int, seed: int, smoke_test: bool = False, verbose: boo
     cfg.data.test_labels = str(mission / "test_labels.parquet")
     log.info("step 2/3: sweeping %s in local mode (an interrupted demo resumes where it stopped)",
              ", ".join(a.name for a in cfg.architectures))
-    summary = run_sweep(cfg, storage_path=str(out / "sweeps"), smoke_test=smoke_test, verbose=verbose)
+    try:
+        summary = run_sweep(cfg, storage_path=str(out / "sweeps"), smoke_test=smoke_test, verbose=verbose)
+    except ExperimentMismatch as exc:  # e.g. demo.yaml edited since: the demo's own way on, not search's
+        raise TelemetryError(f"{out}: its sweep differs from configs/demo.yaml at {exc.key}; use another --out") from None
     log.info("step 3/3: building the ensemble")
     return build(summary["experiment"], out, seed=seed)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ensemble", description="combine sweep members into a submission")
+    ap = OneLineParser(prog="python -m ensemble", description="combine sweep members into a submission")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="ensemble from a sweep experiment (trusted storage only: Ray unpickles it)",
                        description="Trusted storage only: the members are read with Ray Tune's ExperimentAnalysis, "
@@ -47,7 +77,7 @@ def main(argv=None) -> int:
                                    "into those files. Never point this at a folder or bucket that others can write to.")
     b.add_argument("experiment", help="experiment path or URI (<storage>/<name>)")
     b.add_argument("--out", required=True)
-    b.add_argument("--k", type=int, default=2, help="best distinct trials per autoencoder architecture")
+    b.add_argument("--k", type=positive_int, default=2, help="best distinct trials per autoencoder architecture")
     b.add_argument("--include", nargs="*", default=[], choices=["supervised", "baselines"], help="also use these members")
     b.add_argument("--decision", default=DEFAULT_DECISION, choices=list(VARIANTS),
                    help=f"decision layer (default {DEFAULT_DECISION}: chosen by benchmarks/bench_quality.py)")
@@ -56,7 +86,7 @@ def main(argv=None) -> int:
     b.add_argument("--members", default="anchored", choices=["anchored", "ranked"],
                    help="member selection: anchored (default) keeps an architecture's known-good start trials where "
                         "the sweep ran some; ranked takes the best --k by validation F0.5 everywhere")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=non_negative_int, default=0)
     a = sub.add_parser("auto", help="new data -> sized sweep -> ensemble -> submission, within a time budget",
                        description="No sweep file needed: the sweep is sized from the data and the budget, starts from "
                                    "known-good configurations, and is written to DIR/auto.yaml for search run --config.")
@@ -75,12 +105,12 @@ def main(argv=None) -> int:
     a.add_argument("--series", default=None, help="series-id column of a file holding many series")
     a.add_argument("--write-config", default=None, metavar="FILE", help="also write the sweep file used to FILE")
     a.add_argument("--plan", action="store_true", help="write the sweep file and show the plan; run nothing")
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--seed", type=non_negative_int, default=0)
     a.add_argument("--verbose", action="store_true")
     d = sub.add_parser("demo", help="synthetic mission -> sweep -> ensemble, end to end")
     d.add_argument("--out", default="results/demo")
-    d.add_argument("--rows", type=int, default=200_000, help="train rows of the synthetic mission")
-    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--rows", type=positive_int, default=200_000, help="train rows of the synthetic mission")
+    d.add_argument("--seed", type=non_negative_int, default=7)
     d.add_argument("--smoke-test", action="store_true", help="2 trials per architecture, 1 epoch")
     d.add_argument("--verbose", action="store_true", help="Tune's trial tables and every worker's output too")
     args = ap.parse_args(argv)

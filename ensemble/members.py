@@ -184,12 +184,17 @@ def load_members(experiment: str, k: int = 2, include: tuple[str, ...] = (), sel
     by validation F0.5 in every architecture); see :func:`select_members`."""
     if selection not in SELECTIONS:
         raise TelemetryError(f"unknown member selection {selection!r}; choose one of {', '.join(SELECTIONS)}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise TelemetryError(f"k (trials per architecture) must be an integer >= 1, got {k!r}")
     exp = results.resolve(experiment)
     board = results.leaderboard(exp, write=False)
     if board.empty:
         raise TelemetryError(f"{exp}: no trials found")
     chosen = select_members(board, k, include, spares=1, anchored=selection == "anchored")
     rows, loaded, twins = _without_twins(exp, chosen, k)
+    if not rows:
+        raise TelemetryError(f"{exp}: no completed trial to build an ensemble from (include: "
+                             f"{', '.join(include) or 'none'}); see python -m search leaderboard {exp}")
     sets = results.load_sets(exp)
     sweep = yaml.safe_load(storage.read_text(storage.join(exp, results.SWEEP_FILE)))
     splits = [s for s in SPLITS if f"{s}_ids" in sets]

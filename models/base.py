@@ -14,47 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import numbers
 import os
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
+# The parameter rules are declared in telemetry.bounds, which the sweep file's schema reads too.
+from telemetry.bounds import (FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, BOOLEAN, Check,  # noqa: F401
+                              _integer, _real, either, integer, one_of, optional, real)
 from telemetry.errors import TelemetryError
 from telemetry.series import Series
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """A parameter rule: ``ok(value)``, and the phrase its error uses ("must be <phrase>")."""
-
-    ok: Callable[[Any], bool]
-    phrase: str
-
-
-def _integer(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-POSITIVE_INT = Check(lambda v: _integer(v) and v >= 1, "a positive integer")
-NON_NEGATIVE_INT = Check(lambda v: _integer(v) and v >= 0, "an integer >= 0")
-POSITIVE = Check(lambda v: _real(v) and v > 0, "> 0")
-NON_NEGATIVE = Check(lambda v: _real(v) and v >= 0, ">= 0")
-FRACTION = Check(lambda v: _real(v) and 0 <= v < 1, "in [0, 1)")
-
-
-def one_of(*choices) -> Check:
-    return Check(lambda v: any(v is c or v == c for c in choices), "one of " + ", ".join(map(repr, choices)))
-
-
-def optional(check: Check) -> Check:
-    return Check(lambda v: v is None or check.ok(v), f"None or {check.phrase}")
 
 
 def _merged(cls: type, attr: str) -> dict:
@@ -91,6 +62,11 @@ class Detector(BaseEstimator):
         super().__init_subclass__(**kwargs)
         _as_dataclass(cls)
         cls.tags = _merged(cls, "_tags")
+
+    @classmethod
+    def param_checks(cls) -> dict[str, Check]:
+        """Each checked parameter's rule, the class hierarchy's merged (what the schema bounds)."""
+        return _merged(cls, "_checks")
 
     @classmethod
     def param_names(cls) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Check, Detector, optional
+from models.base import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Detector, integer, optional, real
 from models.registry import register
 from models.scoring import RowScorer
 from telemetry.errors import TelemetryError
@@ -109,7 +109,8 @@ class IsolationForestDetector(RowDetector):
 
     _tags = {"baseline": True}
     _checks = {"n_estimators": POSITIVE_INT,
-               "fit_rows": optional(Check(lambda v: POSITIVE_INT.ok(v) and v >= 2, "an integer >= 2"))}
+               "fit_rows": optional(integer("an integer >= 2", ge=2)),
+               "max_features": real("a fraction in (0, 1]", gt=0, le=1), "seed": NON_NEGATIVE_INT}
     n_estimators: int = 100
     max_samples: int | float | str = "auto"
     max_features: float = 1.0

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import POSITIVE_INT, Check, _integer, one_of
+from models.base import BOOLEAN, POSITIVE_INT, either, integer, one_of, real
 from models.baselines import RowDetector
 from models.registry import register
 from models.scoring import CHANNEL_REDUCTIONS, RowScorer
@@ -36,8 +36,8 @@ from telemetry.errors import TelemetryError
 from telemetry.series import Series
 
 CHUNK_ROWS = 1 << 17
-COMPONENTS = Check(lambda v: (_integer(v) and v >= 1) or (isinstance(v, float) and 0.0 < v < 1.0),
-                   "an integer >= 1 or a fraction in (0, 1)")
+COMPONENTS = either(integer("an integer >= 1", ge=1), real("a fraction in (0, 1)", gt=0, lt=1),
+                    phrase="an integer >= 1 or a fraction in (0, 1)")
 
 
 def lagged(values: np.ndarray, lags: int, lo: int = 0, hi: int | None = None,
@@ -81,7 +81,7 @@ class PCADetector(RowDetector):
 
     _tags = {"channel_scores": True}
     _checks = {"lags": POSITIVE_INT, "n_components": COMPONENTS, "channel_reduction": one_of(*CHANNEL_REDUCTIONS),
-               "telecommands": one_of(True, False)}
+               "telecommands": BOOLEAN}
     lags: int = 1
     n_components: int | float = 0.95
     channel_reduction: str = "max"

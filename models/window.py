@@ -24,7 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from models.base import FRACTION, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Detector, one_of
+from models.base import BOOLEAN, FRACTION, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Detector, one_of
 from models.scoring import CHANNEL_REDUCTIONS, RowScorer
 from telemetry.errors import TelemetryError
 from telemetry.series import Series
@@ -55,7 +55,8 @@ class KerasWindowDetector(Detector):
     _tags = {"windowed": True, "keras": True}
     _checks = {"window": POSITIVE_INT, "units": POSITIVE_INT, "batch_size": POSITIVE_INT,
                "train_stride": POSITIVE_INT, "score_stride": POSITIVE_INT, "epochs": NON_NEGATIVE_INT,
-               "dropout": FRACTION, "learning_rate": POSITIVE, "row_reduction": one_of(*REDUCTIONS)}
+               "dropout": FRACTION, "learning_rate": POSITIVE, "row_reduction": one_of(*REDUCTIONS),
+               "seed": NON_NEGATIVE_INT}
     horizon: ClassVar[int] = 0  # rows after the window that belong to it (forecasters: a parameter)
     target: ClassVar[str | None] = None  # what a batch pairs with its windows: None, "self" or "next"
 
@@ -222,7 +223,7 @@ class ErrorWindowDetector(KerasWindowDetector):
     """
 
     _tags = {"channel_scores": True}
-    _checks = {"channel_reduction": one_of(*CHANNEL_REDUCTIONS), "telecommands": one_of(True, False)}
+    _checks = {"channel_reduction": one_of(*CHANNEL_REDUCTIONS), "telecommands": BOOLEAN}
     channel_reduction: str = "max"
     telecommands: bool = False
 

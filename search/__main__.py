@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 
+from telemetry.cli import OneLineParser, non_negative_int, positive_float, positive_int
 from telemetry.errors import TelemetryError
 
 
@@ -36,17 +37,6 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    """An integer >= 1 (argparse type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
     return value
 
 
@@ -89,7 +79,7 @@ def watch_leaderboard(exp: str, top: int, every: float, count: int | None = None
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m search", description="Ray Tune + Optuna sweeps of telesweep detectors")
+    ap = OneLineParser(prog="python -m search", description="Ray Tune + Optuna sweeps of telesweep detectors")
     sub = ap.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run a sweep file (local mode unless --address)")
     run.add_argument("--config", required=True, help="sweep file (YAML), e.g. configs/demo.yaml")
@@ -110,26 +100,26 @@ def main(argv=None) -> int:
     fz = sub.add_parser("finalize", help="score holdout and test for the top trials of each architecture "
                                          "(trusted storage only: Ray unpickles it)", description=TRUSTED)
     fz.add_argument("experiment", help="experiment path or URI (<storage>/<name>)")
-    fz.add_argument("--top", type=_positive_int, default=None, metavar="K",
+    fz.add_argument("--top", type=positive_int, default=None, metavar="K",
                     help="the best K distinct configurations per architecture (default: the sweep's search.finalists)")
     fz.add_argument("--address", default=None, help="Ray cluster address ('auto' on a cluster); default: local mode")
     fz.add_argument("--shared-storage", action="store_true")
     fz.add_argument("--verbose", action="store_true")
     pl = sub.add_parser("plan", help="trials, epochs, windows and estimated hours of a sweep file, before running it")
     pl.add_argument("config", help="sweep file (YAML)")
-    pl.add_argument("--speedup", type=float, default=1.0, help="how many times faster than this machine the workers are")
-    pl.add_argument("--rows", type=int, default=None, help="train rows, when the data files are not on this machine")
-    pl.add_argument("--test-rows", type=int, default=None, help="test rows, likewise")
+    pl.add_argument("--speedup", type=positive_float, default=1.0, help="how many times faster than this machine the workers are")
+    pl.add_argument("--rows", type=positive_int, default=None, help="train rows, when the data files are not on this machine")
+    pl.add_argument("--test-rows", type=non_negative_int, default=None, help="test rows, likewise")
     pl.add_argument("--no-calibrate", action="store_true", help="counts only, no timing")
     lb = sub.add_parser("leaderboard", help="best trials per architecture (trusted storage only: Ray unpickles it)",
                         description=TRUSTED)
     lb.add_argument("experiment", help="experiment path or URI (<storage>/<name>)")
-    lb.add_argument("--top", type=int, default=5, help="rows per architecture")
+    lb.add_argument("--top", type=positive_int, default=5, help="rows per architecture")
     sub.add_parser("schema", help="print the sweep file's JSON Schema (for editors; configs/sweep.schema.json)")
     lb.add_argument("--watch", type=_seconds, nargs="?", const=10.0, default=None, metavar="SECONDS",
                     help="reprint the leaderboard every SECONDS (default 10) until Ctrl-C, e.g. while the sweep runs "
                          "(the table is as of Tune's last saved experiment state; nothing is written)")
-    lb.add_argument("--watch-count", type=int, default=None, metavar="N", help="with --watch: stop after N prints")
+    lb.add_argument("--watch-count", type=positive_int, default=None, metavar="N", help="with --watch: stop after N prints")
     args = ap.parse_args(argv)
     if args.cmd == "schema":
         from search.schema import json_schema_text

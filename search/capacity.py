@@ -16,17 +16,33 @@ import yaml
 BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
 
 
+def _launcher_config(path=None) -> dict | None:
+    p = Path(os.path.expanduser(str(path or os.environ.get("TELESWEEP_AUTOSCALER_CONFIG", BOOTSTRAP_CONFIG))))
+    if not p.is_file():
+        return None
+    try:
+        return yaml.safe_load(p.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def autoscaler_node_types(path: str | os.PathLike | None = None) -> dict[str, dict[str, float]] | None:
+    """The resources of one node of each type the autoscaler may launch; None without a launcher
+    config."""
+    cfg = _launcher_config(path)
+    if cfg is None:
+        return None
+    return {name: {k: float(v) for k, v in ((spec or {}).get("resources") or {}).items()}
+            for name, spec in (cfg.get("available_node_types") or {}).items()}
+
+
 def autoscaler_capacity(path: str | os.PathLike | None = None) -> dict[str, float] | None:
     """The most resources the autoscaler may bring up (head included), from the cluster launcher's
     config; None without one (local mode, or machines joined by hand). Each worker type counts
     ``min(its max_workers, the cluster's max_workers)`` nodes of its stated ``resources``: an upper
     bound when several worker types share the cluster's limit."""
-    p = Path(os.path.expanduser(str(path or os.environ.get("TELESWEEP_AUTOSCALER_CONFIG", BOOTSTRAP_CONFIG))))
-    if not p.is_file():
-        return None
-    try:
-        cfg = yaml.safe_load(p.read_text()) or {}
-    except (OSError, yaml.YAMLError):
+    cfg = _launcher_config(path)
+    if cfg is None:
         return None
     types = cfg.get("available_node_types") or {}
     head = cfg.get("head_node_type")

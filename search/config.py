@@ -62,6 +62,7 @@ class SweepConfig:
     search: dict = field(default_factory=dict)
     threshold: dict = field(default_factory=lambda: dict(DEFAULT_THRESHOLD))
     raw: dict = field(default_factory=dict, repr=False)  # the file as read, stored with the experiment
+    source: str = field(default="sweep", repr=False, compare=False)  # the file, for messages
 
     @property
     def max_epochs(self) -> dict[str, int]:
@@ -76,11 +77,43 @@ def load_config(path: str | os.PathLike, check_files: bool = False) -> SweepConf
     p = Path(path)
     if not p.is_file():
         raise TelemetryError(f"{p}: sweep file not found")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise TelemetryError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = load_yaml(p.read_text(), str(p))
     return parse_config(raw, base_dir=p.resolve().parent, source=str(p), check_files=check_files)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping (plain YAML keeps the last,
+    so ``seed: 7`` then ``seed: 8`` would run seed 8 without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<: *anchor' merges on purpose: its keys may be overridden
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue  # an unhashable key: the safe loader's own error follows
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, source: str):
+    """YAML text as plain data; a syntax error or a duplicate key is one line with its line and column."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = " ".join(x for x in (exc.context, exc.problem) if x)
+        what = what if what.startswith("duplicate key") else f"not valid YAML: {what}"
+        raise TelemetryError(f"{source}: {where}{what}") from None
+    except yaml.YAMLError as exc:
+        raise TelemetryError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
 
 
 def parse_config(raw: dict, base_dir: str | os.PathLike = ".", source: str = "sweep",
@@ -120,7 +153,7 @@ def parse_config(raw: dict, base_dir: str | os.PathLike = ".", source: str = "sw
         storage = str((Path(base_dir) / storage).resolve())
     return SweepConfig(name=raw["name"], data=data, architectures=archs, seed=raw.get("seed", 0),
                        storage=storage, ray=raw.get("ray") or {}, search=raw.get("search") or {},
-                       threshold=threshold, raw=raw)
+                       threshold=threshold, raw=raw, source=source)
 
 
 def check_data_files(data: DataConfig, source: str = "sweep") -> None:

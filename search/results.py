@@ -15,7 +15,8 @@ from search.finalists import read_finalist, read_finalist_scores
 from search.trainable import SCORES_FILE, TRIAL_FILE, split_config
 from telemetry.errors import TelemetryError
 
-SWEEP_FILE = "sweep.yaml"
+SWEEP_FILE = "sweep.yaml"  # the sweep as it runs (resolved paths, adapted to the data): resume reads it
+GIVEN_FILE = "sweep.given.yaml"  # the sweep as given, before the data adapts it: a rerun is compared with it
 SETS_FILE = "sets.npz"  # ids and labels of every split, for the ensemble
 LEADERBOARD = "leaderboard.csv"
 

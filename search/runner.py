@@ -19,7 +19,7 @@ import yaml
 
 from search import finalists, shapes, spaces, storage
 from search.config import SweepConfig, check_against_data, load_config, parse_config, smoke
-from search.results import SETS_FILE, SWEEP_FILE, default_storage, leaderboard
+from search.results import GIVEN_FILE, SETS_FILE, SWEEP_FILE, default_storage, leaderboard
 from search.spaces import to_tune
 from search.trainable import train_member
 from telemetry.errors import TelemetryError
@@ -75,6 +75,144 @@ def _effective_raw(cfg: SweepConfig, store: str) -> dict:
                                      **({"budget_share": a.budget_share} if a.budget_share != 1.0 else {})}
                             for a in cfg.architectures}
     return raw
+
+
+class ExperimentMismatch(TelemetryError):
+    """The experiment at ``exp`` was started from another sweep: ``key`` differs (experiment's value,
+    the new one). Continuing would mix trials of two sweeps in one experiment, so nothing runs."""
+
+    def __init__(self, exp: str, source: str, key: str, stored, given, advice: str | None = None):
+        self.exp, self.source, self.key, self.stored, self.given = exp, source, key, stored, given
+        advice = advice or f"give the sweep a new name, or continue the experiment as it was with: " \
+                           f"python -m search resume {exp}"
+        super().__init__(f"{source}: differs from the experiment {exp} at {key} (the experiment has {_brief(stored)}, "
+                         f"this file {_brief(given)}); {advice}")
+
+
+def _brief(value, limit: int = 60) -> str:
+    text = "nothing" if value is _ABSENT else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_ABSENT = object()
+NOT_COMPARED = ("storage",)  # where the experiment lives, not what it is
+
+
+def canonical(raw: dict) -> dict:
+    """The sweep as plain YAML data (what a stored file reads back as), for comparing."""
+    return yaml.safe_load(yaml.safe_dump(raw, sort_keys=False))
+
+
+def first_difference(stored, given, path: str = ""):
+    """(key path, stored value, given value) of the first place two canonical sweeps differ, or None."""
+    if isinstance(stored, dict) and isinstance(given, dict):
+        for k in [*stored, *(k for k in given if k not in stored)]:
+            if not path and k in NOT_COMPARED:
+                continue
+            found = first_difference(stored.get(k, _ABSENT), given.get(k, _ABSENT), f"{path}.{k}" if path else str(k))
+            if found:
+                return found
+        return None
+    if isinstance(stored, list) and isinstance(given, list) and len(stored) == len(given):
+        for i, (a, b) in enumerate(zip(stored, given)):
+            found = first_difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if stored == given else (path, stored, given)
+
+
+def check_same_sweep(exp: str, stored_file: str, raw: dict, source: str) -> None:
+    """Refuse to continue the experiment ``exp`` with a sweep other than the one it was started with."""
+    path = storage.join(exp, stored_file)
+    if not storage.exists(path):
+        return
+    found = first_difference(canonical(yaml.safe_load(storage.read_text(path))), canonical(raw))
+    if found:
+        raise ExperimentMismatch(exp, source, *found)
+
+
+def check_same_data(exp: str, data, source: str) -> None:
+    """The splits (their ids) are the ones the experiment's trials trained and were scored on: an
+    edited data file under the same path would otherwise mix two data sets in one experiment."""
+    path = storage.join(exp, SETS_FILE)
+    if not storage.exists(path):
+        return
+    stored = storage.read_npz(path)
+    for name, s in data.sets().items():
+        ids = stored.get(f"{name}_ids")
+        if ids is None or not np.array_equal(ids, s.ids):
+            had = "none" if ids is None else f"{len(ids)} rows, ids {ids[0]}..{ids[-1]}" if len(ids) else "0 rows"
+            raise ExperimentMismatch(exp, source, f"the {name} split", _Shown(had),
+                                     _Shown(f"{len(s.ids)} rows, ids {s.ids[0]}..{s.ids[-1]}"),
+                                     advice="its data files changed since it started; restore them, or give the "
+                                            "sweep a new name")
+
+
+class _Shown(str):
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def local_gpus() -> int | None:
+    """GPUs Ray would find on this machine (its own detection, honouring CUDA_VISIBLE_DEVICES),
+    without starting Ray; None when that cannot be told."""
+    try:
+        from ray._private.accelerators import get_accelerator_manager_for_resource
+
+        manager = get_accelerator_manager_for_resource("GPU")
+        n = int(manager.get_current_node_num_accelerators())
+        visible = manager.get_current_process_visible_accelerator_ids()
+        return min(n, len(visible)) if visible is not None else n
+    except Exception:  # a private API: if it moves, the trials' own placement is the only check left
+        return None
+
+
+def check_resources(cfg: SweepConfig, address: str | None) -> None:
+    """Local mode: a trial asking for more CPUs or GPUs than this machine gives Ray would wait
+    forever for a node that never comes, so it is refused before Ray starts."""
+    if address not in (None, "local"):
+        return
+    cpus = cfg.ray.get("num_cpus") or os.cpu_count() or 1
+    gpus = cfg.ray.get("num_gpus")
+    told = "ray.num_gpus" if gpus is not None else "found"
+    gpus = local_gpus() if gpus is None else gpus
+    for a in cfg.architectures:
+        where = f"{cfg.source}: architectures.{a.name}.resources"
+        if a.cpu > cpus:
+            raise TelemetryError(f"{where}.cpu: {a.cpu:g} CPUs per trial, but local mode has {cpus:g} "
+                                 f"({'ray.num_cpus' if cfg.ray.get('num_cpus') else 'this machine'}); lower it, "
+                                 f"or run on a cluster with --address")
+        if gpus is not None and a.gpu > gpus:
+            raise TelemetryError(f"{where}.gpu: {a.gpu:g} GPUs per trial, but local mode has {gpus} ({told} on this "
+                                 f"machine); lower it, or run on a cluster with --address")
+
+
+def check_cluster_resources(cfg: SweepConfig) -> None:
+    """On a cluster: each architecture's trial must fit on one node, present or one the autoscaler
+    may launch, else its trials would wait forever."""
+    import ray
+
+    from search.capacity import autoscaler_node_types
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    offered = nodes + list((autoscaler_node_types() or {}).values())
+    for a in cfg.architectures:
+        if not any(float(r.get("CPU", 0)) >= a.cpu and float(r.get("GPU", 0)) >= a.gpu for r in offered):
+            raise TelemetryError(f"{cfg.source}: architectures.{a.name}.resources: {a.cpu:g} CPUs and {a.gpu:g} GPUs "
+                                 f"per trial, but no node of the cluster and no worker type of its autoscaler offers "
+                                 f"them (largest: {max((float(r.get('GPU', 0)) for r in offered), default=0):g} GPUs, "
+                                 f"{max((float(r.get('CPU', 0)) for r in offered), default=0):g} CPUs)")
+
+
+def probe_storage(store: str, exp: str) -> None:
+    """Write and delete a small marker where the experiment goes (a local path or a URI, through the
+    same pyarrow filesystems Ray uses), so unwritable storage is one line before Ray or any data."""
+    try:
+        storage.probe_write(exp)
+    except (OSError, ValueError) as exc:  # pyarrow's errors are OSError subclasses (ArrowIOError)
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TelemetryError(f"storage {store}: cannot write the experiment {exp} there ({why})") from None
 
 
 def _concurrency(cfg: SweepConfig, arch, resources: dict[str, float]) -> int:
@@ -166,13 +304,18 @@ def budget_shares(cfg: SweepConfig, left_s: float, done: set[str]) -> dict[str, 
 
 def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | None = None,
               smoke_test: bool = False, shared_storage: bool = False, time_budget_s: float | None = None,
-              verbose: bool = False) -> dict:
+              verbose: bool = False, resuming: bool = False) -> dict:
     """Run (or continue) every architecture's sweep; returns a summary per architecture.
 
     ``time_budget_s`` (or the sweep file's ``search.time_budget_s``): wall-clock seconds for the
     whole sweep, split across architectures (:func:`budget_shares`); an architecture whose share
     runs out keeps the trials it finished (Tune's ``time_budget_s`` stops the rest), and the
-    ensemble is built from those."""
+    ensemble is built from those.
+
+    An experiment is bound to the sweep that started it: run again under the same name, the sweep
+    (as given, and as adapted to the data) and the splits must be the stored ones, else
+    :class:`ExperimentMismatch`. ``resuming``: the sweep is the stored one (:func:`resume`), so only
+    the data is compared."""
     # Everything that can be wrong with the inputs is checked before Ray starts.
     # Tune's newer console output prints each experiment's configuration table even at verbose=0.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
@@ -189,17 +332,28 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
     if not storage.is_uri(store):
         store = os.path.abspath(store)
     exp = storage.join(store, cfg.name)
+    check_resources(cfg, address)
+    probe_storage(store, exp)
+    given = _effective_raw(cfg, store)  # as the file says, before the data adapts it
+    if not resuming:
+        check_same_sweep(exp, GIVEN_FILE, given, cfg.source)
     data = prepare(cfg.data)
     cfg = shapes.adapt(cfg, data)  # unlabelled: loss objective, unsupervised thresholds; many series: windows fit
     objective = shapes.objective(data.labelled)
     check_against_data(cfg, {k: len(v) for k, v in data.sets().items()})  # test too: it is scored
+    if not resuming:  # experiments stored before GIVEN_FILE existed are compared here
+        check_same_sweep(exp, SWEEP_FILE, _effective_raw(cfg, store), cfg.source)
+    check_same_data(exp, data, cfg.source)
 
     connect(address, cfg.ray, verbose)
     import ray
     from ray import tune
 
     nodes = check_storage_for_cluster(store, shared_storage)
+    if address not in (None, "local"):
+        check_cluster_resources(cfg)
     if not storage.exists(storage.join(exp, SWEEP_FILE)):
+        storage.write_text(storage.join(exp, GIVEN_FILE), yaml.safe_dump(given, sort_keys=False))
         storage.write_text(storage.join(exp, SWEEP_FILE), yaml.safe_dump(_effective_raw(cfg, store), sort_keys=False))
         sets = {}
         for name, s in data.sets().items():
@@ -269,7 +423,8 @@ def resume(exp: str, address: str | None = None, shared_storage: bool = False, v
     raw = yaml.safe_load(storage.read_text(storage.join(exp, SWEEP_FILE)))
     cfg = parse_config(raw, base_dir="/", source=f"{exp}/{SWEEP_FILE}")
     parent = exp.rstrip("/").rsplit("/", 1)[0]
-    return run_sweep(cfg, address=address, storage_path=parent, shared_storage=shared_storage, verbose=verbose)
+    return run_sweep(cfg, address=address, storage_path=parent, shared_storage=shared_storage, verbose=verbose,
+                     resuming=True)
 
 
 __all__ = ["run_sweep", "resume", "load_config", "param_space"]

@@ -14,17 +14,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import types
 import typing
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
                       WithJsonSchema, WrapValidator, create_model, model_validator)
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from search.finalists import DEFAULT as DEFAULT_FINALISTS
+from telemetry.bounds import Check
 from telemetry.prepare import DataConfig
-from telemetry.thresholds import METHODS, SMOOTHERS, Threshold
+from telemetry.thresholds import Threshold
 
 STRICT = ConfigDict(strict=True, extra="forbid")
 SPEC_KINDS = ("choice", "int", "float")
@@ -62,6 +65,8 @@ def _describe(hint) -> str:
 
 def _alternatives(hint) -> list:
     """The members of a union, each with its own Annotated bounds kept."""
+    if typing.get_origin(hint) is Annotated and typing.get_origin(typing.get_args(hint)[0]) in (Union, types.UnionType):
+        return _alternatives(typing.get_args(hint)[0])  # a union with its one message (bounded)
     if typing.get_origin(hint) in (Union, types.UnionType):
         return [m for a in typing.get_args(hint) for m in _alternatives(a)]
     return [hint]
@@ -74,6 +79,8 @@ def _admits(hint, *kinds) -> bool:
 def typed(hint):
     """``hint`` as a field type; a union of plain types fails with one message ("should be a string
     or a list") instead of one error per member."""
+    if typing.get_origin(hint) is Annotated and any(isinstance(a, WrapValidator) for a in typing.get_args(hint)[1:]):
+        return hint  # already has its one message (bounded: a union of rules)
     plain = [m for m in _members(hint) if m is not type(None)]
     if len(plain) <= 1:
         return hint
@@ -156,11 +163,40 @@ def _spec_of(hint, title: str):
 
 
 def _bound_of(hint, number):
-    """The range items' type: ``number`` with the bounds ``hint`` carries (Annotated Field metadata)."""
-    for m in _alternatives(hint):
-        if typing.get_origin(m) is Annotated and typing.get_args(m)[0] in (int, float):
-            return Annotated[(number, *typing.get_args(m)[1:])]
+    """The range items' type: ``number`` with the bounds ``hint`` carries (Annotated Field metadata),
+    those of the alternative of that very type first (n_components: an int >= 1 or a float in (0, 1))."""
+    annotated = [m for m in _alternatives(hint)
+                 if typing.get_origin(m) is Annotated and typing.get_args(m)[0] in (int, float)]
+    for m in sorted(annotated, key=lambda m: typing.get_args(m)[0] is not number):
+        meta = typing.get_args(m)[1:]
+        if number is int:
+            meta = tuple(_integer_bounds(a) for a in meta)
+        return Annotated[(number, *meta)]
     return number
+
+
+def _integer_bounds(field):
+    """An {int: [...]} range of a real parameter: its bounds as the integers they admit (hysteresis
+    < 1: <= 0), since an integer validator takes integer bounds only."""
+    if not isinstance(field, FieldInfo):
+        return field
+    b = {}
+    for m in field.metadata:
+        for k in ("ge", "gt", "le", "lt"):
+            if getattr(m, k, None) is not None:
+                b[k] = getattr(m, k)
+    if all(float(v).is_integer() for v in b.values()):
+        return field
+    out = {}
+    if "ge" in b:
+        out["ge"] = math.ceil(b["ge"])
+    if "gt" in b:
+        out["ge"] = max(out.get("ge", -math.inf), math.floor(b["gt"]) + 1)
+    if "le" in b:
+        out["le"] = math.floor(b["le"])
+    if "lt" in b:
+        out["le"] = min(out.get("le", math.inf), math.ceil(b["lt"]) - 1)
+    return Field(**out)
 
 
 # -- sections -------------------------------------------------------------------------------------
@@ -210,16 +246,53 @@ class SearchSection(Section):
                        "the architecture's trials; the others score validation only), or all: every trial")
 
 
-# Bounds a threshold rule checks itself (Threshold.__post_init__), here so they fail before any trial.
-THRESHOLD_BOUNDS = {
-    "method": Literal[METHODS],
-    "smoothing": Literal[SMOOTHERS],
-    "smooth": Annotated[int, Field(ge=1)],
-    "min_length": Annotated[int, Field(ge=1)],
-    "max_gap": Annotated[int, Field(ge=0)],
-    "hysteresis": Annotated[float, Field(ge=0, lt=1)],
-    "percentile": Optional[Annotated[float, Field(ge=0, le=100)]],
-}
+# -- bounds: the rules the code declares (telemetry.bounds.Check), as pydantic types -----------------
+
+def _numbers_of(hint) -> list:
+    return [t for t in (int, float) if _admits(hint, t)]
+
+
+def bounded(hint, check: Check | None):
+    """``hint`` narrowed by ``check``: the parameter's own rule (a model's ``_checks``, the threshold
+    rule's ``CHECKS``) becomes Field bounds or a Literal, so a value the code would refuse inside a
+    trial is refused here, and the exported JSON Schema shows the bound."""
+    if check is None:
+        return hint
+    if check.either:
+        phrase = check.phrase
+
+        def one_message(value, handler):
+            try:
+                return handler(value)
+            except ValidationError:
+                raise PydanticCustomError("bounded_union", "should be {what}", {"what": phrase}) from None
+
+        inner = Annotated[Union[tuple(bounded(hint, dataclasses.replace(c, nullable=False)) for c in check.either)],
+                          WrapValidator(one_message)]
+    elif check.kind == "choice":
+        values = tuple(c for c in check.choices if c is not None)
+        if set(values) == {True, False} and all(isinstance(c, bool) for c in values):
+            inner = bool  # "should be a valid boolean" rather than a two-value enumeration
+        else:
+            inner = Literal[values]
+    else:
+        numbers = _numbers_of(hint)
+        base = int if check.kind == "int" or numbers == [int] else float
+        inner = Annotated[base, Field(**check.bounds())]
+    nullable = check.nullable or None in check.choices
+    return Optional[inner] if nullable and _admits(hint, type(None)) else inner
+
+
+def _check_title(hint, check: Check | None) -> str:
+    """A model-name part per (type, rule), so parameters with the same rule share their spec models."""
+    if check is None:
+        return _type_title(hint)
+    parts = [_type_title(hint)]
+    for c in check.either or (check,):
+        if c.kind == "choice":
+            parts.append("".join(_camel(str(v)) for v in c.choices))
+        parts += [f"{k.title()}{v:g}".replace(".", "p").replace("-", "m") for k, v in c.bounds().items()]
+    return "".join(parts)
 
 
 def _default(f: dataclasses.Field):
@@ -231,17 +304,40 @@ def _default(f: dataclasses.Field):
 
 
 def _threshold_model():
+    """Threshold's fields, each bounded by the rule the threshold itself checks (Threshold.CHECKS)."""
     hints = typing.get_type_hints(Threshold)
     return create_model("ThresholdRule", __base__=Section, __doc__=_first_line(Threshold), **{
-        f.name: (spec_of(THRESHOLD_BOUNDS.get(f.name, hints[f.name]), f"Threshold{_camel(f.name)}"), _default(f))
+        f.name: (spec_of(bounded(hints[f.name], Threshold.CHECKS.get(f.name)), f"Threshold{_camel(f.name)}"),
+                 _default(f))
         for f in dataclasses.fields(Threshold)})
 
 
+def _rule(problem):
+    """A DataConfig.FIELD_RULES function (value -> what is wrong, or None) as a pydantic validator."""
+    def check(value):
+        found = problem(value)
+        if found:
+            raise ValueError(found)
+        return value
+    return AfterValidator(check)
+
+
 def _data_model():
-    """DataConfig's own fields and annotations: a field added there is checked here too."""
+    """DataConfig's own fields and annotations (and its FIELD_RULES): a field added there is checked
+    here too."""
     hints = typing.get_type_hints(DataConfig)
+    rules = DataConfig.FIELD_RULES
     return create_model("Data", __base__=Section, __doc__="Paths are relative to the sweep file.", **{
-        f.name: (typed(hints[f.name]), _default(f)) for f in dataclasses.fields(DataConfig)})
+        f.name: (Annotated[typed(hints[f.name]), _rule(rules[f.name])] if f.name in rules else typed(hints[f.name]),
+                 _default(f)) for f in dataclasses.fields(DataConfig)})
+
+
+def _plain_name(name: str) -> str:
+    """The experiment's folder under storage: one plain name, so it can never land elsewhere."""
+    if "/" in name or "\\" in name or name in (".", "..") or name != name.strip() or not name.isprintable():
+        raise ValueError(f"an experiment name is a plain folder name (no '/', '\\', '..', surrounding spaces "
+                         f"or control characters), got {name!r}")
+    return name
 
 
 def _both_searched_and_fixed(m):
@@ -253,13 +349,18 @@ def _both_searched_and_fixed(m):
 
 
 def _architecture_model(name: str, cls: type):
+    """The estimator's parameters, each bounded by the rule the estimator checks in fit (its
+    ``_checks``, merged along the class hierarchy)."""
     hints = typing.get_type_hints(cls)
+    checks = cls.param_checks()
     params = [f for f in dataclasses.fields(cls) if f.init]
     title = _camel(name)
+    types_ = {f.name: bounded(hints[f.name], checks.get(f.name)) for f in params}
     space = create_model(f"{title}Space", __base__=Section, **{
-        f.name: (spec_of(hints[f.name], f"{_type_title(hints[f.name])}"), _default(f)) for f in params})
+        f.name: (spec_of(types_[f.name], _check_title(hints[f.name], checks.get(f.name))), _default(f))
+        for f in params})
     fixed = create_model(f"{title}Fixed", __base__=Section, **{
-        f.name: (typed(hints[f.name]), _default(f)) for f in params})
+        f.name: (typed(types_[f.name]), _default(f)) for f in params})
     return create_model(
         title, __base__=Section, __doc__=_first_line(cls),
         __validators__={"disjoint": model_validator(mode="after")(_both_searched_and_fixed)},
@@ -294,7 +395,8 @@ def _sweep_model(names: tuple[str, ...]):
         **{n: (Optional[_architecture_model(n, registry.get(n))], None) for n in names})
     return create_model(
         "Sweep", __base__=Section, __doc__="A telesweep sweep file (python -m search run --config FILE).",
-        name=(Annotated[str, Field(min_length=1, description="experiment name (its folder in storage)")], ...),
+        name=(Annotated[str, Field(min_length=1, description="experiment name (its folder in storage)"),
+                        AfterValidator(_plain_name)], ...),
         seed=(Annotated[int, Field(ge=0)], 0),
         storage=(Optional[str], Field(None, description="a path (relative to this file), s3://... or gs://...")),
         data=(_data_model(), ...),

@@ -46,6 +46,38 @@ def exists(path: str) -> bool:
     return fs.get_file_info(p).type != pafs.FileType.NotFound
 
 
+def delete(path: str) -> None:
+    fs, p = _fs(path)
+    fs.delete_file(p)
+
+
+def probe_write(folder: str) -> None:
+    """Write and delete a small marker in ``folder`` (created if missing) through the filesystem Ray
+    will use; raises pyarrow's error (an OSError) where that fails. Folders it had to create are
+    removed again, so a probe alone leaves nothing behind."""
+    fs, p = _fs(folder)
+    p = p.rstrip("/")
+    top = None  # the outermost folder the probe creates
+    parent = p
+    while parent and fs.get_file_info(parent).type == pafs.FileType.NotFound:
+        top = parent
+        if "/" not in parent.strip("/"):
+            break
+        parent = parent.rsplit("/", 1)[0]
+    marker = f"{p}/.telesweep-probe-{uuid.uuid4().hex}"
+    try:
+        fs.create_dir(p, recursive=True)
+        with fs.open_output_stream(marker) as fh:
+            fh.write(b"telesweep storage probe\n")
+        fs.delete_file(marker)
+    finally:
+        if top is not None:
+            try:
+                fs.delete_dir(top)
+            except OSError:
+                pass  # never created (the probe failed there): nothing to remove
+
+
 def list_names(path: str) -> list[str]:
     """Names of the files directly in folder ``path`` (empty when it does not exist)."""
     fs, p = _fs(path)

@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 
+from telemetry.cli import OneLineParser, fractions, non_negative_int, positive_float, positive_int, unit_interval
 from telemetry.errors import TelemetryError
 
 
@@ -60,8 +61,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from telemetry.events import events
     from telemetry.prepare import DataConfig, load_sets
 
-    fractions = [float(x) for x in args.fractions.split(",")]
-    cfg = DataConfig(train=args.train, test=args.test, channels=args.channels, fractions=fractions,
+    cfg = DataConfig(train=args.train, test=args.test, channels=args.channels, fractions=args.fractions,
                      labels=args.labels, series=args.series)
     cfg.check()
     splits, test, _ = load_sets(cfg)
@@ -78,17 +78,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m telemetry", description="Telemetry data tools.")
+    parser = OneLineParser(prog="python -m telemetry", description="Telemetry data tools.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     synth = sub.add_parser("synth", help="write a synthetic mission (train/test parquet in the ESA-ADB schema)",
                            description="Write train.parquet, test.parquet, test_labels.parquet and mission.json.")
     synth.add_argument("--out", required=True, help="output directory (created if missing)")
-    synth.add_argument("--rows", type=int, required=True, help="training rows (the challenge has 14700000)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    synth.add_argument("--test-rows", type=int, default=None,
+    synth.add_argument("--rows", type=positive_int, required=True, help="training rows (the challenge has 14700000)")
+    synth.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    synth.add_argument("--test-rows", type=positive_int, default=None,
                        help="test rows (default: rows/4, at least 1000, at most 521280)")
-    synth.add_argument("--chunk-rows", type=int, default=500_000,
+    synth.add_argument("--chunk-rows", type=positive_int, default=500_000,
                        help="rows generated and written per step, also the parquet row-group size (default 500000)")
     # No argparse choices: an unknown value gets the generator's one-line error (exit 2) like any other.
     synth.add_argument("--command-response", default="smooth", metavar="{smooth,transient,switch}",
@@ -100,27 +100,27 @@ def _parser() -> argparse.ArgumentParser:
     fleet = sub.add_parser("synth-fleet", help="write a wide unlabelled CSV of devices, some drifting in the second half",
                            description="Write train.csv, test.csv (device1..deviceN, no id, no labels) and fleet.json.")
     fleet.add_argument("--out", required=True, help="output directory (created if missing)")
-    fleet.add_argument("--rows", type=int, default=9000, help="rows over train and test (default 9000; test the last third)")
-    fleet.add_argument("--devices", type=int, default=30, help="devices, one column each (default 30)")
-    fleet.add_argument("--drifting", type=int, default=3, help="devices drifting from the middle row on (default 3)")
-    fleet.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    fleet.add_argument("--rows", type=positive_int, default=9000, help="rows over train and test (default 9000; test the last third)")
+    fleet.add_argument("--devices", type=positive_int, default=30, help="devices, one column each (default 30)")
+    fleet.add_argument("--drifting", type=non_negative_int, default=3, help="devices drifting from the middle row on (default 3)")
+    fleet.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     fleet.set_defaults(func=_cmd_synth_fleet)
 
     disc = sub.add_parser("synth-discharges", help="write discharge JSON (seed-002 format), some discharges disrupting",
                           description="Write train.json and test.json: 7 signals per discharge, anomalyTime on disruptions.")
     disc.add_argument("--out", required=True, help="output directory (created if missing)")
-    disc.add_argument("--discharges", type=int, default=40, help="train discharges (default 40)")
-    disc.add_argument("--test-discharges", type=int, default=10, help="test discharges (default 10)")
-    disc.add_argument("--disrupting", type=float, default=0.4, help="fraction of disrupting discharges (default 0.4)")
-    disc.add_argument("--dt", type=float, default=1e-3, help="sampling step of the odd sensors, seconds (default 0.001)")
-    disc.add_argument("--seed", type=int, default=0, help="random seed (default 0; the test file uses seed + 1)")
+    disc.add_argument("--discharges", type=positive_int, default=40, help="train discharges (default 40)")
+    disc.add_argument("--test-discharges", type=positive_int, default=10, help="test discharges (default 10)")
+    disc.add_argument("--disrupting", type=unit_interval, default=0.4, help="fraction of disrupting discharges (default 0.4)")
+    disc.add_argument("--dt", type=positive_float, default=1e-3, help="sampling step of the odd sensors, seconds (default 0.001)")
+    disc.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0; the test file uses seed + 1)")
     disc.set_defaults(func=_cmd_synth_discharges)
 
     check = sub.add_parser("check", help="validate train/test files and the fit/validation/holdout splits")
     check.add_argument("--train", required=True, help="training data (parquet or CSV, or a discharge JSON)")
     check.add_argument("--test", default=None, help="unlabelled test series")
     check.add_argument("--channels", default=None, help="e.g. 41-46 (default), channel_1,channel_5, or a pattern such as 'device*'")
-    check.add_argument("--fractions", default="0.6,0.2,0.2", help="fit,validation,holdout fractions (of the series, "
+    check.add_argument("--fractions", type=fractions, default="0.6,0.2,0.2", help="fit,validation,holdout fractions (of the series, "
                                                                    "with many series)")
     check.add_argument("--labels", default="auto", choices=["auto", "none"], help="none: ignore is_anomaly (unlabelled)")
     check.add_argument("--series", default=None, help="series-id column of a file holding many series")

@@ -21,7 +21,7 @@ from telemetry.errors import TelemetryError
 from telemetry.loading import load, load_labels, made_up_ids
 from telemetry.scaling import StandardScaler
 from telemetry.series import Series
-from telemetry.splits import SPLIT_NAMES, split_series
+from telemetry.splits import SPLIT_NAMES, fractions_problem, split_series
 from telemetry.wavelets import WaveletDenoiser
 
 log = logging.getLogger("telemetry.prepare")
@@ -72,8 +72,16 @@ class DataConfig:
         cfg.check()
         return cfg
 
+    # Rules on one field's value, shared with the sweep file's schema (search/schema.py), which
+    # reports them at the key in the file: a function of the value -> what is wrong, or None.
+    FIELD_RULES = {"fractions": fractions_problem}
+
     def check(self) -> None:
         """The new shape keys, one line each (paths and channels are checked when loading)."""
+        for key, rule in self.FIELD_RULES.items():
+            problem = rule(getattr(self, key))
+            if problem:
+                raise TelemetryError(f"data.{key}: {problem}")
         if self.labels not in LABEL_MODES:
             raise TelemetryError(f"data.labels must be one of {', '.join(LABEL_MODES)}, got {self.labels!r}")
         if self.series is not None and (not isinstance(self.series, str) or not self.series):
@@ -127,8 +135,11 @@ def load_sets(cfg: DataConfig):
                  series=cfg.series, warning_rows=cfg.warning_rows)
     test = None
     if cfg.test:
-        test = load(cfg.test, cfg.channels, labels=False, telecommands=train.telecommand_names or None,
-                    series=cfg.series, warning_rows=cfg.warning_rows)
+        try:
+            test = load(cfg.test, cfg.channels, labels=False, telecommands=train.telecommand_names or None,
+                        series=cfg.series, warning_rows=cfg.warning_rows)
+        except TelemetryError as exc:  # say which of the two files: the train file has loaded
+            raise TelemetryError(f"data.test: {exc}") from None
         if made_up_ids(cfg.test):
             # Row numbers of a file without ids (a wide CSV, a discharge JSON) continue after the
             # train file's, so that both can be told apart (the submission uses them).

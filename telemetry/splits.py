@@ -44,11 +44,26 @@ class Splits:
         return {n: len(s) for n, s in self.items()}
 
 
+def fractions_problem(fractions) -> str | None:
+    """What is wrong with split ``fractions`` (None: nothing). They must sum to 1: [0.5, 0.5, 0.5] is
+    a typo, not a request to normalise, and the sweep file's schema refuses it with this rule."""
+    try:
+        fr = np.asarray(fractions, dtype=float)
+    except (TypeError, ValueError):
+        return f"split fractions must be three numbers, got {fractions!r}"
+    if fr.shape != (3,) or not np.isfinite(fr).all() or (fr <= 0).any():
+        return f"split fractions must be three positive numbers (fit, validation, holdout), got {list(fractions)!r}"
+    if abs(fr.sum() - 1.0) > 1e-6:
+        return f"split fractions must sum to 1, got {list(fractions)!r} (sum {fr.sum():g})"
+    return None
+
+
 def _fraction_cuts(fractions, n: int) -> list[int]:
+    problem = fractions_problem(fractions)
+    if problem:
+        raise TelemetryError(problem)
     fr = np.asarray(fractions, dtype=float)
-    if fr.shape != (3,) or (fr <= 0).any():
-        raise TelemetryError(f"split fractions must be three positive numbers, got {list(fractions)!r}")
-    c = np.cumsum(fr / fr.sum())
+    c = np.cumsum(fr / fr.sum())  # exactly 1 up to rounding
     return [int(round(c[0] * n)), int(round(c[1] * n))]
 
 
@@ -56,7 +71,7 @@ def split_series(series: Series, fractions=(0.6, 0.2, 0.2), boundaries=None, *, 
                  within_series: bool = False) -> Splits:
     """Cut the training series into fit / validation / holdout (see the module docstring).
 
-    ``fractions``: three positive numbers (normalised), of rows (one series, or ``within_series``)
+    ``fractions``: three positive numbers summing to 1, of rows (one series, or ``within_series``)
     or of series (many series). ``boundaries``: the first id of validation and of holdout, one
     series only, overriding fractions. ``series_lists``: ``{"validation": [names], "holdout":
     [names]}`` for many series. Validation and holdout must each contain at least one anomaly event
@@ -162,6 +177,9 @@ def _within_series(series: Series, fractions) -> Splits:
 
 
 def _check_labelled(series: Series, parts: Splits, what: str) -> None:
+    if len(events(series.labels)) == 0:  # no split choice can help: say what can
+        raise TelemetryError(f"{series.source}: is_anomaly is 0 on every row, so no threshold or F0.5 can be chosen; "
+                             f"label the anomalies, or set data.labels: none for an unlabelled sweep")
     if parts.fit.nominal.sum() == 0:
         raise TelemetryError(f"{series.source}: the fit split has no nominal row to train on")
     s = parts.validation

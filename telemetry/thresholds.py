@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from telemetry.bounds import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, integer, one_of, optional, real
 from telemetry.errors import TelemetryError
 from telemetry.events import events, from_events, hysteresis, postprocess
 from telemetry.metrics import _f05_from_counts, corrected_event_f05
@@ -352,20 +353,26 @@ class Threshold:
 
     LABELLED = ("best_f05", "plateau", "bootstrap")
 
+    # Each parameter's rule, declared once: __post_init__ applies them and the sweep file's schema
+    # (search/schema.py) bounds the threshold block with them.
+    CHECKS = {
+        "method": one_of(*METHODS), "smooth": integer("a span >= 1", ge=1), "smoothing": one_of(*SMOOTHERS),
+        "hysteresis": real("in [0, 1)", ge=0, lt=1), "min_length": POSITIVE_INT, "max_gap": NON_NEGATIVE_INT,
+        "tolerance": real("in [0, 1]", ge=0, le=1), "resamples": POSITIVE_INT, "risk": real("in (0, 1)", gt=0, lt=1),
+        "percentile": optional(real("in [0, 100]", ge=0, le=100)), "multiple": POSITIVE,
+        "prune": real("in [0, 1)", ge=0, lt=1),
+        "floor_risk": optional(real("in (0, 0.02)", gt=0, lt=0.02), phrase="in (0, 0.02) or null"),
+        "seed": NON_NEGATIVE_INT,
+    }
+
     def __post_init__(self):
         if self.method not in METHODS:
             raise TelemetryError(f"unknown threshold method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.method == "percentile" and not (self.percentile is not None and 0 <= self.percentile <= 100):
             raise TelemetryError(f"percentile threshold needs a percentile in [0, 100], got {self.percentile!r}")
-        if self.min_length < 1 or self.max_gap < 0:
-            raise TelemetryError(f"min_length must be >= 1 and max_gap >= 0, got {self.min_length}, {self.max_gap}")
-        if int(self.smooth) < 1 or self.smoothing not in SMOOTHERS:
-            raise TelemetryError(f"smooth must be a span >= 1 and smoothing one of {', '.join(SMOOTHERS)}, "
-                                 f"got {self.smooth!r}, {self.smoothing!r}")
-        if not 0.0 <= float(self.hysteresis) < 1.0:
-            raise TelemetryError(f"hysteresis must be in [0, 1), got {self.hysteresis!r}")
-        if self.floor_risk is not None and not 0.0 < float(self.floor_risk) < 0.02:
-            raise TelemetryError(f"floor_risk must be in (0, 0.02) or null, got {self.floor_risk!r}")
+        for name, check in self.CHECKS.items():
+            if not check.ok(getattr(self, name)):
+                raise TelemetryError(f"threshold {name} must be {check.phrase}, got {getattr(self, name)!r}")
 
     def smoothed(self, scores: np.ndarray, segments=None) -> np.ndarray:
         return smooth(scores, int(self.smooth), self.smoothing, segments)

@@ -37,8 +37,9 @@ ray = pytest.importorskip("ray")
 
 TRAIN_ROWS, TEST_ROWS = 8_000, 2_000  # fractions [0.5, 0.25, 0.25]: fit 4,000, validation 2,000, holdout 2,000
 TINY = {"window": 8, "units": 4, "batch_size": 256, "train_stride": 4, "score_stride": 4}
-# Every trial of it fails in fit (dropout must be in [0, 1)); the sweep file itself is valid.
-BROKEN_DENSE_AE = {"trials": 1, "fixed": {**TINY, "latent": 2, "epochs": 1, "dropout": 1.5}}
+# Every trial of it fails in fit (scikit-learn refuses max_samples 'many'); the sweep file itself passes
+# the schema, which leaves that parameter's checks to scikit-learn.
+BROKEN_FOREST = {"trials": 1, "fixed": {"max_samples": "many", "n_estimators": 2}}
 # The leaderboard's columns that the ensemble and the CLI rely on (it may carry more).
 BOARD_COLUMNS = ["arch", "rank", "trial_id", "status", "completed", "epochs", "val_f05", "holdout_f05", "val_loss",
                  "holdout_event_recall", "holdout_auc_pr", "train_seconds", "time_total_s", "threshold", "params",
@@ -378,11 +379,11 @@ class TestLocal:
                                                          ["global_std", "1"]]
 
     def test_failing_trials_counted_and_cli_exit_status(self, mission, tmp_path, local_ray, capsys):
-        # global_std: min_std -1 fails in fit; the seed makes the 3 sequential trials draw both values.
-        # dense_ae: dropout 1.5 fails in fit for every trial.
+        # global_std: ddof beyond the fit rows fails in fit (the data decides, so no schema can); the
+        # seed makes the 3 sequential trials draw both values. isolation_forest: fails for every trial.
         raw = sweep(mission, "some_fail", seed=1, search={"max_concurrent_trials": 1, "max_failures": 0},
-                    architectures={"global_std": {"trials": 3, "space": {"min_std": {"choice": [1.0e-6, -1.0]}}},
-                                   "dense_ae": BROKEN_DENSE_AE})
+                    architectures={"global_std": {"trials": 3, "space": {"ddof": {"choice": [0, 10**9]}}},
+                                   "isolation_forest": BROKEN_FOREST})
         path = write_sweep(tmp_path / "some_fail.yaml", raw)
         assert main(["run", "--config", str(path), "--storage", str(tmp_path / "sweeps")]) == 0
         out = capsys.readouterr().out
@@ -390,20 +391,20 @@ class TestLocal:
         assert counts, out
         completed, failed = int(counts[1]), int(counts[2])
         assert completed >= 1 and failed >= 1 and completed + failed == 3
-        assert "dense_ae: 0/1 trials completed, 1 failed" in out
+        assert "isolation_forest: 0/1 trials completed, 1 failed" in out
 
         exp = tmp_path / "sweeps" / "some_fail"
         table = trial_table(str(exp))
         assert len(table) == 4
         for row in table.itertuples():
             params = json.loads(row.params)
-            bad = row.arch == "dense_ae" or params["min_std"] < 0
+            bad = row.arch == "isolation_forest" or params["ddof"] > 0
             assert row.status == ("ERROR" if bad else "TERMINATED")
             assert bool(row.completed) == (not bad)
             if bad:  # the traceback, kept with the experiment (not in Ray's temporary session directory)
                 assert Path(row.error).is_relative_to(exp) and Path(row.error).name == "error.txt"
                 text = Path(row.error).read_text()
-                assert ("dropout must be in [0, 1)" if row.arch == "dense_ae" else "min_std must be > 0") in text
+                assert ("'max_samples' parameter" if row.arch == "isolation_forest" else "too few for ddof=") in text
             else:
                 assert pd.isna(row.error)
         board = pd.read_csv(exp / LEADERBOARD)
@@ -422,10 +423,10 @@ class TestLocal:
 
         # Nothing succeeded: exit status 1.
         raw = sweep(mission, "all_fail", search={"max_failures": 0},
-                    architectures={"dense_ae": BROKEN_DENSE_AE})
+                    architectures={"isolation_forest": BROKEN_FOREST})
         path = write_sweep(tmp_path / "all_fail.yaml", raw)
         assert main(["run", "--config", str(path), "--storage", str(tmp_path / "sweeps")]) == 1
-        assert "dense_ae: 0/1 trials completed, 1 failed" in capsys.readouterr().out
+        assert "isolation_forest: 0/1 trials completed, 1 failed" in capsys.readouterr().out
 
 
     def test_smoke_test_random_searcher_and_log_int_space(self, mission, tmp_path, local_ray, capsys):

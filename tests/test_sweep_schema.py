@@ -146,8 +146,8 @@ BAD = {
                                        "valid integer, got 6.5"),
     "unknown spec key": (lambda r: arch(r)["space"].update(latent={"int": [2, 4], "step": 2}),
                          "architectures.dense_ae.space.latent: unknown key 'step' (known: int, log)"),
-    "log range from 0": (lambda r: arch(r)["space"].update(learning_rate={"float": [0, 0.01], "log": True}),
-                         "architectures.dense_ae.space.learning_rate: a log range needs low > 0"),
+    "log range from 0": (lambda r: arch(r)["space"].update(dropout={"float": [0, 0.5], "log": True}),
+                         "architectures.dense_ae.space.dropout: a log range needs low > 0"),
     # fixed
     "unknown parameter fixed": (lambda r: arch(r)["fixed"].update(filters=8),
                                 "architectures.dense_ae.fixed: unknown key 'filters'"),
@@ -159,6 +159,40 @@ BAD = {
                             "architectures.dense_ae.fixed.telecommands: input should be a valid boolean, got 'yes'"),
     "searched and fixed": (lambda r: arch(r)["fixed"].update(latent=3),
                            "architectures.dense_ae: 'latent' is both searched and fixed"),
+    # a member's own bounds (its _checks), which the schema reads: they fail here, not inside a trial
+    "dropout 1.5": (lambda r: arch(r)["fixed"].update(dropout=1.5),
+                    "architectures.dense_ae.fixed.dropout: input should be less than 1, got 1.5"),
+    "batch_size 0": (lambda r: arch(r)["fixed"].update(batch_size=0),
+                     "architectures.dense_ae.fixed.batch_size: input should be greater than or equal to 1, got 0"),
+    "units -3 searched": (lambda r: arch(r)["space"].update(units=-3),
+                          "architectures.dense_ae.space.units: input should be greater than or equal to 1, got -3"),
+    "window 0 in a choice": (lambda r: arch(r)["space"].update(window={"choice": [0, 8]}),
+                             "architectures.dense_ae.space.window.choice[0]: input should be greater than or equal "
+                             "to 1, got 0"),
+    "dropout range past 1": (lambda r: arch(r)["space"].update(dropout={"float": [0.1, 1.5]}),
+                             "architectures.dense_ae.space.dropout.float[1]: input should be less than 1, got 1.5"),
+    "row_reduction unknown": (lambda r: arch(r)["fixed"].update(row_reduction="median"),
+                              "architectures.dense_ae.fixed.row_reduction: input should be 'mean' or 'max', "
+                              "got 'median'"),
+    "n_components 0": (lambda r: r["architectures"].update(pca={"fixed": {"n_components": 0}}),
+                       "architectures.pca.fixed.n_components: should be an integer >= 1 or a fraction in (0, 1), got 0"),
+    "n_components range from 0": (lambda r: r["architectures"].update(pca={"space": {"n_components": {"int": [0, 4]}}}),
+                                  "architectures.pca.space.n_components.int[0]: input should be greater than or "
+                                  "equal to 1, got 0"),
+    "threshold floor_risk 0.5": (lambda r: r["threshold"].update(floor_risk=0.5),
+                                 "threshold.floor_risk: input should be less than 0.02, got 0.5"),
+    # fractions sum to 1 (no normalisation); names are plain folder names
+    "fractions summing to 1.5": (lambda r: r["data"].update(fractions=[0.5, 0.5, 0.5]),
+                                 "data.fractions: split fractions must sum to 1, got [0.5, 0.5, 0.5] (sum 1.5)"),
+    "fractions summing to 1.3": (lambda r: r["data"].update(fractions=[0.5, 0.6, 0.2]),
+                                 "data.fractions: split fractions must sum to 1, got [0.5, 0.6, 0.2] (sum 1.3)"),
+    "a zero fraction": (lambda r: r["data"].update(fractions=[1.0, 0.0, 0.0]),
+                        "data.fractions: split fractions must be three positive numbers"),
+    "name escaping storage": (lambda r: r.update(name="../escaped"),
+                              "name: an experiment name is a plain folder name (no '/', '\\', '..', surrounding "
+                              "spaces or control characters), got '../escaped'"),
+    "name with a slash": (lambda r: r.update(name="a/b"), "name: an experiment name is a plain folder name"),
+    "name ..": (lambda r: r.update(name=".."), "name: an experiment name is a plain folder name"),
 }
 
 
@@ -188,6 +222,31 @@ def test_a_bad_sweep_file_exits_2_with_one_line_before_ray(files, tmp_path, caps
     assert err.count("\n") == 1  # one line, no traceback
     assert not ray.is_initialized() and not store.exists()
     assert elapsed < 30  # a check, not a sweep (Ray's start alone takes longer on the CI machine)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seed: 7\nseed: 8\n", "line 3, column 1: duplicate key 'seed' (first at line 2)"),
+    ("architectures:\n  dense_ae: {trials: 1}\n  dense_ae: {trials: 2}\n",
+     "line 4, column 3: duplicate key 'dense_ae' (first at line 3)"),
+    ("data: {train: a.parquet, train: b.parquet}\n", "line 2, column 26: duplicate key 'train' (first at line 2)"),
+    ("seed: [1, 2\n", "line 3, column 1: not valid YAML: while parsing a flow sequence expected ',' or ']', but got "
+                      "'<stream end>'"),
+    ("seed: 1\n\tstorage: x\n", "line 3, column 1: not valid YAML: while scanning for the next token found "
+                                 "character '\\t' that cannot start any token"),
+])
+def test_duplicate_keys_and_yaml_errors_name_line_and_column(files, tmp_path, capsys, text, message):
+    path = files / "dup.yaml"
+    path.write_text("name: dup\n" + text)
+    rc = main(["run", "--config", str(path), "--storage", str(tmp_path / "sweeps")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == f"error: {path}: {message}\n", err
+    assert not ray.is_initialized() and not (tmp_path / "sweeps").exists()
+
+
+def test_yaml_merge_keys_may_override():
+    from search.config import load_yaml
+
+    assert load_yaml("a: &x {b: 1}\nc:\n  <<: *x\n  b: 2\n", "s") == {"a": {"b": 1}, "c": {"b": 2}}
 
 
 def test_twenty_bad_files_at_least_and_every_level_has_an_unknown_key():
