@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from search import storage
+from search.spaces import matches
 from search.finalists import read_finalist, read_finalist_scores
 from search.trainable import SCORES_FILE, TRIAL_FILE, split_config
 from telemetry.errors import TelemetryError
@@ -62,17 +63,6 @@ def start_points(exp: str) -> dict[str, list[dict]]:
 
     raw = yaml.safe_load(storage.read_text(storage.join(exp, SWEEP_FILE)))
     return {a: list((spec or {}).get("start") or []) for a, spec in raw["architectures"].items()}
-
-
-def matches(config: dict, point: dict) -> bool:
-    """Whether a trial's config has every value a start point names (``threshold: {...}`` nested)."""
-    for key, value in point.items():
-        if key == "threshold":
-            if not matches(dict(config.get("threshold") or {}), value):
-                return False
-        elif key not in config or config[key] != value or isinstance(config[key], bool) != isinstance(value, bool):
-            return False
-    return True
 
 
 def trial_table(exp: str, archs: list[str] | None = None) -> pd.DataFrame:

@@ -70,7 +70,7 @@ def _effective_raw(cfg: SweepConfig, store: str) -> dict:
     raw = {k: v for k, v in cfg.raw.items() if k in ("ray", "search")}
     raw.update(name=cfg.name, seed=cfg.seed, storage=store, data=asdict(cfg.data), threshold=cfg.threshold)
     raw["architectures"] = {a.name: {"trials": a.trials, "resources": {"cpu": a.cpu, "gpu": a.gpu},
-                                     "space": a.space, "fixed": a.fixed, **({"start": a.start} if a.start else {}),
+                                     "space": a.space, "fixed": a.fixed, **_start_of(cfg, a),
                                      **({"max_concurrent_trials": a.max_concurrent_trials} if a.max_concurrent_trials else {}),
                                      **({"budget_share": a.budget_share} if a.budget_share != 1.0 else {})}
                             for a in cfg.architectures}
@@ -215,6 +215,12 @@ def probe_storage(store: str, exp: str) -> None:
         raise TelemetryError(f"storage {store}: cannot write the experiment {exp} there ({why})") from None
 
 
+def _start_of(cfg: SweepConfig, arch) -> dict:
+    """The start points as this data runs them (a space narrowed for the data drops what it no longer holds)."""
+    points = [spaces.unflatten(p) for p in spaces.check_start(arch.name, arch.start, arch.space, cfg.threshold, strict=False)]
+    return {"start": points} if points else {}
+
+
 def _concurrency(cfg: SweepConfig, arch, resources: dict[str, float]) -> int:
     """Enough trials at once to use the machine (or the cluster as large as its autoscaler may grow
     it: search.capacity), few enough that most suggestions come from TPE's model of finished trials
@@ -246,6 +252,7 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_b
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from search.progress import Progress
+    from search.searcher import BudgetStopper
     from search.searcher import FinalMetricOptunaSearch as OptunaSearch  # see search/searcher.py
 
     path = storage.join(exp, arch.name)
@@ -261,6 +268,7 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_b
     # Known-good configurations first, as far as the space (narrowed for this data) still holds them.
     start = spaces.check_start(arch.name, arch.start, arch.space, cfg.threshold, strict=False)
     searched = bool(parse_spec_vars(space)[1])  # any sampled domain, nested ones included
+    deadline = None
     if cfg.search.get("searcher", "tpe") == "random" or not searched:
         # Nothing to search (all constants) or asked for: seeded random sampling.
         searcher = BasicVariantGenerator(random_state=cfg.seed, max_concurrent=concurrency,
@@ -269,8 +277,10 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_b
         sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, arch.trials // 3)))
         # study named after the architecture: its copy in <exp>/<arch>/optuna.db is for optuna-dashboard;
         # TPE learns from the final objective: F0.5, or the validation loss on unlabelled data (search/shapes.py)
+        if time_budget_s is not None and start:  # the known-good trials finish; the rest stops at the budget
+            deadline, time_budget_s = time.time() + float(time_budget_s), None
         searcher = OptunaSearch(metric=objective[0], mode=objective[1], sampler=sampler, study_name=arch.name,
-                                start=start)
+                                start=start, deadline=deadline)
     if cfg.search.get("scheduler", "asha") == "fifo" or max_t == 1:
         # One epoch (every member without epochs): ASHA would have nothing to stop early, and with
         # no val_loss to compare (NaN) its rung's cut-off only warns about an all-NaN slice.
@@ -280,6 +290,7 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_b
         scheduler = ASHAScheduler(time_attr="epoch", metric="val_loss", mode="min", max_t=max_t,
                                   grace_period=min(int(cfg.search.get("grace_period", 1)), max_t),
                                   reduction_factor=float(cfg.search.get("reduction_factor", 3)))
+    stopper = None if deadline is None else BudgetStopper(deadline, [spaces.unflatten(p) for p in start])
     return tune.Tuner(
         trainable,
         param_space=space,
@@ -289,7 +300,7 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_b
             name=arch.name, storage_path=exp,
             failure_config=tune.FailureConfig(max_failures=int(cfg.search.get("max_failures", 2))),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[Progress(arch.name, arch.trials, exp)],
+            callbacks=[Progress(arch.name, arch.trials, exp)], stop=stopper,
             verbose=1 if verbose else 0),
     )
 

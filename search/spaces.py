@@ -161,3 +161,14 @@ def unflatten(point: dict) -> dict:
         else:
             out[head] = value
     return out
+
+
+def matches(config: dict, point: dict) -> bool:
+    """Whether a trial's config has every value a start point names (``threshold: {...}`` nested)."""
+    for key, value in point.items():
+        if key == "threshold":
+            if not matches(dict(config.get("threshold") or {}), value):
+                return False
+        elif key not in config or config[key] != value or isinstance(config[key], bool) != isinstance(value, bool):
+            return False
+    return True
