@@ -7,6 +7,7 @@ Selections (which trials become members; all through ``ensemble.combine``'s defa
 - ``ranked_ap``: the same by the validation event-wise average precision (threshold-free);
 - ``anchored``: the known-good configurations (each architecture's start trial) alone, ``ensemble.members``'
   anchored selection; ``anchored+1``: with each architecture's best searched trial beside them;
+- ``anchored_fast``: the known-good pca and bilstm_ae (the ``fast`` preset's architectures) alone;
 - ``*_pot``: the same with the label-free guard (equal weights, the POT level) where the layer finds no
   validation event, instead of the member validation picks with its own rule;
 - ``notebook+layer`` / ``pca+layer``: one known-good member alone through the layer;
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 log = logging.getLogger("bench.auto")
-SELECTIONS = ("anchored", "anchored_pot", "anchored+1", "ranked", "ranked_pot", "ranked_ap", "notebook+layer",
+SELECTIONS = ("anchored", "anchored_pot", "anchored+1", "anchored_fast", "ranked", "ranked_pot", "ranked_ap", "notebook+layer",
               "pca+layer")
 REFERENCES = ("picked", "hindsight", "plain_pca")
 
@@ -75,6 +76,7 @@ def evaluate_dataset(ds, exp: str) -> dict:
     through_layer(select_members(board, 2, anchored=True), "anchored")
     through_layer(select_members(board, 2, anchored=True), "anchored_pot", guard="pot")
     through_layer(select_members(board, 2, anchored=True, searched=1), "anchored+1")
+    through_layer(anchors[anchors["arch"].isin(["pca", "bilstm_ae"])], "anchored_fast")
     through_layer(anchors[anchors["arch"] == "bilstm_ae"], "notebook+layer")
     through_layer(anchors[anchors["arch"] == "pca"], "pca+layer")
     best = done["val_f05"].to_numpy(float)
