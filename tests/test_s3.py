@@ -56,7 +56,9 @@ def s3_env(s3):
 
 
 def _pca(mission, name: str, trials: int, **search) -> dict:  # noqa: F811
-    return sweep(mission, name, search={"searcher": "random", "max_concurrent_trials": 1, "finalists": 2, **search},
+    """``trials`` of pca, one at a time, the top 2 finalists; TPE (the default searcher: its study's
+    copy, optuna.db, goes to the experiment folder too)."""
+    return sweep(mission, name, search={"max_concurrent_trials": 1, "finalists": 2, **search},
                  architectures={"pca": {"trials": trials, "fixed": {"n_components": 0.9},
                                         "space": {"lags": {"int": [1, 30]}}}})
 
@@ -187,10 +189,10 @@ def test_sweep_killed_mid_trial_resumes_through_an_outage_and_builds_all_on_s3(
     kept = {d: e for d, e in result_files(s3, prefix).items() if any(t in d for t in finished["trial_id"])}
     assert len(kept) == len(finished)
 
-    # Resume (`python -m search resume s3://...`); the server freezes for 5 s once the resumed sweep
+    # Resume (`python -m search resume s3://...`); the server freezes for 4 s once the resumed sweep
     # has saved a state of its own with a trial running.
     states_before = {k for k in s3.keys(prefix) if "experiment_state-" in k}
-    outage = Outage(s3, prefix, lambda state, st: state not in states_before and "RUNNING" in st.values())
+    outage = Outage(s3, prefix, lambda state, st: state not in states_before and "RUNNING" in st.values(), seconds=4)
     outage.start()
     try:
         assert search_main(["resume", uri]) == 0
@@ -212,6 +214,7 @@ def test_sweep_killed_mid_trial_resumes_through_an_outage_and_builds_all_on_s3(
     assert {k.rsplit("/", 2)[-2] for k in s3.keys(prefix) if k.endswith("/finalist.json")} == \
         {c.rstrip("/").rsplit("/", 2)[-2] for c in top["checkpoint"]}
 
+    assert f"{prefix}optuna.db" in s3.keys(prefix)  # the study's copy, rebuilt by the resumed searcher
     assert search_main(["leaderboard", uri]) == 0
     assert capsys.readouterr().out.count("TERMINATED") == 3
 
