@@ -350,6 +350,45 @@ def test_misspelt_docker_key_fails_validation(cluster_config):
         _prepared(cfg)
 
 
+def test_rays_bootstrap_on_a_mocked_aws_creates_no_role_and_opens_no_port(cluster_config, tmp_path, monkeypatch):
+    """What ``ray up`` does to the account before launching the head (Ray 2.60's ``bootstrap_aws``),
+    run against moto's mocked AWS: with the security group created by docker/README.md's commands,
+    it creates no IAM role or instance profile (no ray-autoscaler-v1), no security group of its own,
+    and every node gets the user's group, whose only rule from outside is SSH from the user's CIDR."""
+    moto = pytest.importorskip("moto")
+    import boto3
+    from ray.autoscaler._private.aws.config import bootstrap_aws
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # Ray writes the cluster's SSH key to ~/.ssh
+    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": cluster_config["provider"]["region"]}.items():
+        monkeypatch.setenv(var, value)
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    cidr = "203.0.113.7/32"
+    with moto.mock_aws():
+        ec2 = boto3.client("ec2")
+        vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        sg = ec2.create_security_group(GroupName="telesweep", Description="telesweep", VpcId=vpc)["GroupId"]
+        rules = (REPO / "docker" / "security-group-ingress.json").read_text()
+        ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=json.loads(
+            rules.replace("YOUR_SECURITY_GROUP_ID", sg).replace("YOUR_SSH_CIDR", cidr)))
+        text = yaml.safe_dump(cluster_config).replace("YOUR_SECURITY_GROUP_ID", sg)
+        out = bootstrap_aws(_prepared(yaml.safe_load(text.replace("YOUR_AWS_ACCOUNT_ID", "123456789012"))))
+
+        iam = boto3.client("iam")
+        assert iam.list_roles()["Roles"] == [] and iam.list_instance_profiles()["InstanceProfiles"] == []
+        groups = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["SecurityGroups"]
+        assert sorted(g["GroupName"] for g in groups) == ["default", "telesweep"]
+        (ours,) = [g for g in groups if g["GroupId"] == sg]
+        outside = [(p.get("FromPort"), p.get("ToPort"), r["CidrIp"]) for p in ours["IpPermissions"] for r in p["IpRanges"]]
+        assert outside == [(22, 22, cidr)] and not any(p["Ipv6Ranges"] for p in ours["IpPermissions"])
+    for name, node_type in out["available_node_types"].items():
+        assert node_type["node_config"]["SecurityGroupIds"] == [sg], name
+        assert node_type["node_config"]["IamInstanceProfile"]["Arn"].endswith(
+            "/telesweep-head" if name == out["head_node_type"] else "/telesweep-worker")
+
+
 # -- the GPU image ------------------------------------------------------------------------------
 
 def _dockerfile_args() -> dict[str, str]:
