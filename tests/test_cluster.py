@@ -178,7 +178,7 @@ def test_the_head_has_a_least_privilege_role_not_ray_autoscaler_v1(cluster_confi
     Its own profile instead, which Ray 2.60's bootstrap then uses as it is (checked with Ray's code),
     and a policy with what the autoscaler and the driver need: EC2 only on instances tagged for this
     cluster, the workers' role to pass, the experiment bucket."""
-    pytest.importorskip("boto3")  # Ray's AWS provider module imports it (the test and cluster extras)
+    # Ray's AWS provider module imports boto3 (the cluster extra; moto in the test extra brings it)
     from ray.autoscaler._private.aws import config as aws_config
 
     cfg = _prepared(cluster_config)
@@ -227,7 +227,6 @@ def test_no_port_is_open_to_the_internet_and_ssh_only_from_the_users_cidr(cluste
     provider.security_group adds to it): every node type names the user's group instead, whose
     rules (docker/security-group-ingress.json) are SSH from the user's CIDR and the cluster's nodes
     to each other, nothing else."""
-    pytest.importorskip("boto3")
     from ray.autoscaler._private.aws import config as aws_config
 
     assert "0.0.0.0/0" in json.dumps(aws_config._create_default_inbound_rules(set()))  # why: Ray's own group
@@ -355,8 +354,8 @@ def test_rays_bootstrap_on_a_mocked_aws_creates_no_role_and_opens_no_port(cluste
     run against moto's mocked AWS: with the security group created by docker/README.md's commands,
     it creates no IAM role or instance profile (no ray-autoscaler-v1), no security group of its own,
     and every node gets the user's group, whose only rule from outside is SSH from the user's CIDR."""
-    moto = pytest.importorskip("moto")
     import boto3
+    import moto  # the test extra
     from ray.autoscaler._private.aws.config import bootstrap_aws
 
     monkeypatch.setenv("HOME", str(tmp_path))  # Ray writes the cluster's SSH key to ~/.ssh

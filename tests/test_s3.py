@@ -29,8 +29,9 @@ from conftest import local_ray_started
 from s3server import s3_server
 from test_search import mission, subprocess_env, sweep, write_sweep  # noqa: F401 - mission is a fixture
 
+import moto.server  # noqa: F401,E402 - the test extra's moto[server]: missing, these tests fail, never skip
+
 ray = pytest.importorskip("ray")
-pytest.importorskip("moto")
 
 
 @pytest.fixture(scope="module")
@@ -158,11 +159,14 @@ def test_sweep_killed_mid_trial_resumes_through_an_outage_and_builds_all_on_s3(
     name = "killed"
     path = write_sweep(tmp_path / "sweep.yaml", _pca(mission, name, 3, max_failures=2))
     uri, prefix = s3.uri("sweeps", name), f"sweeps/{name}/pca/"
-    # The driver reaches the server through its environment alone (no AWS, no local storage).
+    # The driver reaches the server through its environment alone (no AWS, no local storage). It joins
+    # this test's Ray, as a job's driver joins the cluster: when it dies, Ray ends its trials, and the
+    # cluster (here the local Ray) lives on for the resume.
     env = {**subprocess_env(), **s3.env}
     driver = subprocess.Popen([sys.executable, "-m", "search", "run", "--config", str(path), "--storage",
-                               s3.uri("sweeps")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env, cwd=tmp_path, start_new_session=True)
+                               s3.uri("sweeps"), "--address", ray.get_runtime_context().gcs_address],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                              start_new_session=True)
     ray_processes = []
     try:
         deadline = time.monotonic() + 120
@@ -172,7 +176,7 @@ def test_sweep_killed_mid_trial_resumes_through_an_outage_and_builds_all_on_s3(
                 break
             time.sleep(0.1)
         assert driver.poll() is None, "the sweep ended before it could be killed: " + driver.stderr.read()[-2000:]
-        ray_processes = _descendants(driver.pid)  # its local Ray, stopped by us after it
+        ray_processes = _descendants(driver.pid)  # anything it started, stopped by us after it
         driver.send_signal(signal.SIGKILL)  # no handler runs, nothing more is saved: as when the head dies
         driver.communicate(timeout=30)
     finally:
@@ -215,8 +219,12 @@ def test_sweep_killed_mid_trial_resumes_through_an_outage_and_builds_all_on_s3(
         {c.rstrip("/").rsplit("/", 2)[-2] for c in top["checkpoint"]}
 
     assert f"{prefix}optuna.db" in s3.keys(prefix)  # the study's copy, rebuilt by the resumed searcher
+    assert search_main(["finalize", uri, "--top", "3"]) == 0  # the third: loaded from and written to S3
+    assert "pca: 3 trials with holdout and test scores (1 scored now)" in capsys.readouterr().out
     assert search_main(["leaderboard", uri]) == 0
     assert capsys.readouterr().out.count("TERMINATED") == 3
+    board = pd.read_csv(io.BytesIO(s3.read(f"sweeps/{name}/leaderboard.csv")))  # written again
+    assert board["finalist"].all() and board["holdout_f05"].notna().all()
 
     out = tmp_path / "ensemble"
     res = build(uri, out, weight_trials=5)  # what `python -m ensemble build s3://...` runs
@@ -228,8 +236,10 @@ def test_sweep_killed_mid_trial_resumes_through_an_outage_and_builds_all_on_s3(
 @pytest.mark.slow
 def test_server_frozen_during_a_fresh_sweep_loses_no_finished_trial_and_resumes(
         mission, s3, save_state_every_step, local_ray, tmp_path):  # noqa: F811
-    """The outage during the first run of a sweep (its first checkpoints, its stored sweep file and
-    split ids just written): whatever the driver makes of it, the experiment resumes complete."""
+    """A longer outage during the first run of a sweep: 20 s, long enough for pyarrow's S3 requests
+    to time out (a 4 s one, as in the default test, only delays them), so the trial starting then
+    fails and is retried (search.max_failures). Whatever the driver makes of it, no finished trial
+    is lost and the experiment resumes complete."""
     from ensemble.build import build
     from search import results
     from search.config import parse_config
@@ -237,7 +247,7 @@ def test_server_frozen_during_a_fresh_sweep_loses_no_finished_trial_and_resumes(
 
     name = "frozen"
     uri, prefix = s3.uri("sweeps", name), f"sweeps/{name}/pca/"
-    outage = Outage(s3, prefix, lambda state, st: "TERMINATED" in st.values(), seconds=6)
+    outage = Outage(s3, prefix, lambda state, st: "TERMINATED" in st.values(), seconds=20)
     outage.start()
     error = None
     try:
