@@ -7,8 +7,9 @@ given address, with one bucket, stopped again by its PID.
         with s3.frozen():                  # unreachable for a while, state kept
             ...
 
-Everything that talks S3 here finds the endpoint in the environment: pyarrow (Ray Tune's storage,
-search/storage.py) and boto3 both read ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, so an
+Everything that talks S3 here finds the endpoint in the environment: pyarrow when it opens a URI
+(``FileSystem.from_uri``: Ray Tune's storage, search/storage.py; not ``S3FileSystem()`` built by
+hand) and boto3 both read ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, so an
 ``s3://bucket/path`` URI stays a plain URI (no ``?endpoint_override=`` query, which every path
 joined onto the experiment would have to carry). A process started with ``s3.env`` (a sweep's
 driver, and through it Ray's workers) reaches the same server; so does a Ray node on another

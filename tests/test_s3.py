@@ -1,10 +1,12 @@
 """Experiments on S3 for real: an S3-protocol server on 127.0.0.1 (moto's server mode, started and
-stopped here: tests/s3server.py) is the experiment storage of tiny pca sweeps.
+stopped here: tests/s3server.py) is the experiment storage of tiny pca sweeps (3 trials, about a
+minute on 2 cores, most of it Ray starting processes).
 
-1. sweep -> SIGKILL of the driver while a trial runs -> resume -> finalists -> leaderboard ->
-   ``ensemble build``, all through ``s3://``, with the finished trials kept as they were;
-2. the server frozen for some seconds during the trials and continued: no trial that had finished
-   is lost, and the experiment resumes to a complete one that the ensemble builds from.
+1. sweep -> SIGKILL of the driver while a trial runs -> resume, with the server frozen for 4 s while
+   a resumed trial runs -> finalists -> leaderboard -> ``ensemble build``, all through ``s3://``:
+   no finished trial is lost or run again;
+2. (slow) a 20 s outage during a fresh sweep, long enough to fail a trial: the experiment resumes
+   complete and the ensemble builds from it.
 
 Every process reaches the server through the environment (endpoint, credentials: ``s3.env``), as a
 cluster node reaches AWS through its instance profile; nothing here touches the local disk's
