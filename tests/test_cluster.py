@@ -620,6 +620,8 @@ def test_dockerignore_is_an_allow_list_that_sends_no_secret(tmp_path):
     real = {str(p.relative_to(REPO)) for pkg in ("telemetry", "models", "search", "ensemble")
             for p in (REPO / pkg).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert all(f.endswith(".py") for f in real), "a package file the allow-list would leave out of the image"
+    project = _pyproject()["project"]  # the files pip's build of the project reads
+    assert {project["readme"], project["license"]["file"], "pyproject.toml"} <= sent
 
 
 def test_the_cluster_sync_leaves_secrets_on_the_users_machine(cluster_config):
