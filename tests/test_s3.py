@@ -24,14 +24,13 @@ import threading
 import time
 from pathlib import Path
 
+import moto.server  # noqa: F401 - the test extra's moto[server]: missing, these tests fail, never skip
 import pandas as pd
 import pytest
 
 from conftest import local_ray_started
 from s3server import s3_server
 from test_search import mission, subprocess_env, sweep, write_sweep  # noqa: F401 - mission is a fixture
-
-import moto.server  # noqa: F401,E402 - the test extra's moto[server]: missing, these tests fail, never skip
 
 ray = pytest.importorskip("ray")
 
