@@ -147,30 +147,107 @@ def _policy(name: str) -> dict:
     return json.loads((REPO / "docker" / name).read_text())
 
 
+def _grants(policy: dict) -> list[tuple[str, str, dict]]:
+    """(action, resource, condition) for every Allow of a policy; a Deny, NotAction or NotResource
+    (which a reader would have to invert) fails."""
+    out = []
+    for st in policy["Statement"]:
+        assert st["Effect"] == "Allow" and "NotAction" not in st and "NotResource" not in st, st
+        actions = [st["Action"]] if isinstance(st["Action"], str) else st["Action"]
+        resources = [st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"]
+        out += [(a, r, st.get("Condition", {})) for a in actions for r in resources]
+    return out
+
+
+BUCKET_GRANTS = {("s3:ListBucket", "arn:aws:s3:::YOUR_BUCKET"), ("s3:GetObject", "arn:aws:s3:::YOUR_BUCKET/*"),
+                 ("s3:PutObject", "arn:aws:s3:::YOUR_BUCKET/*"), ("s3:DeleteObject", "arn:aws:s3:::YOUR_BUCKET/*")}
+
+
 def test_workers_get_a_role_limited_to_the_experiment_bucket(cluster_config):
     cfg = _prepared(cluster_config)
-    head, worker = _node_types(cfg)
-    # The head keeps Ray's default profile (ray-autoscaler-v1: it launches and terminates workers).
-    assert "IamInstanceProfile" not in head["node_config"]
+    _, worker = _node_types(cfg)
     arn = worker["node_config"]["IamInstanceProfile"]["Arn"]
-    assert re.fullmatch(r"arn:aws:iam::[^:]+:instance-profile/[\w+=,.@-]+", arn), arn
-    profile = arn.rsplit("/", 1)[1]
-    assert profile != "ray-autoscaler-v1"
-    # The worker's policy: objects of one bucket and its listing, nothing else, no wildcard resource.
-    statements = _policy("worker-role-policy.json")["Statement"]
-    granted = {}
-    for st in statements:
-        assert st["Effect"] == "Allow"
-        for action in [st["Action"]] if isinstance(st["Action"], str) else st["Action"]:
-            resources = [st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"]
-            granted.setdefault(action, set()).update(resources)
-    assert granted == {"s3:ListBucket": {"arn:aws:s3:::YOUR_BUCKET"},
-                       "s3:GetObject": {"arn:aws:s3:::YOUR_BUCKET/*"},
-                       "s3:PutObject": {"arn:aws:s3:::YOUR_BUCKET/*"},
-                       "s3:DeleteObject": {"arn:aws:s3:::YOUR_BUCKET/*"}}
-    # The head may hand exactly that role (named like its instance profile) to the workers it launches.
-    (passrole,) = _policy("head-passrole-policy.json")["Statement"]
-    assert passrole["Action"] == "iam:PassRole" and passrole["Resource"].endswith(f":role/{profile}")
+    assert re.fullmatch(r"arn:aws:iam::[^:]+:instance-profile/telesweep-worker", arn), arn
+    # The worker's policy: objects of one bucket and its listing, nothing else, no condition needed.
+    assert {(a, r) for a, r, _ in _grants(_policy("worker-role-policy.json"))} == BUCKET_GRANTS
+
+
+def test_the_head_has_a_least_privilege_role_not_ray_autoscaler_v1(cluster_config):
+    """The head runs the autoscaler AND every submitted job's driver: with Ray's default profile
+    (ray-autoscaler-v1, EC2 and S3 full access) the Ray token would be the keys to the AWS account.
+    Its own profile instead, which Ray 2.60's bootstrap then uses as it is (checked with Ray's code),
+    and a policy with what the autoscaler and the driver need: EC2 only on instances tagged for this
+    cluster, the workers' role to pass, the experiment bucket."""
+    # Ray's AWS provider module imports boto3 (the cluster extra; moto in the test extra brings it)
+    from ray.autoscaler._private.aws import config as aws_config
+
+    cfg = _prepared(cluster_config)
+    head, _ = _node_types(cfg)
+    arn = head["node_config"]["IamInstanceProfile"]["Arn"]
+    assert re.fullmatch(r"arn:aws:iam::[^:]+:instance-profile/telesweep-head", arn), arn
+    assert "ray-autoscaler-v1" not in json.dumps(cfg)  # no profile, role or policy of that name configured
+    # Ray's bootstrap takes the configured profile and creates none (it returns before any AWS call).
+    assert aws_config._configure_iam_role(copy.deepcopy(cfg)) is not None
+    assert aws_config._log_info.get("head_instance_profile_src") == "config"
+
+    grants = _grants(_policy("head-role-policy.json"))
+    cluster_tag = {"ray-cluster-name": cfg["cluster_name"]}
+    for action, resource, condition in grants:
+        service, verb = action.split(":")
+        assert "*" not in action, action  # no ec2:*, s3:*, iam:* ...
+        if resource == "*":  # only what has no resource-level permissions in IAM: reading instance state
+            assert action == "ec2:DescribeInstances", (action, resource)
+        if service == "s3":
+            assert (action, resource) in BUCKET_GRANTS and not condition
+        elif service == "iam":  # handing the workers their role when launching them, and nothing else
+            assert action == "iam:PassRole" and resource.endswith(":role/telesweep-worker")
+            assert condition == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+        else:
+            assert service == "ec2" and verb in {"DescribeInstances", "RunInstances", "CreateTags", "TerminateInstances"}
+        if action in ("ec2:TerminateInstances",) or (action == "ec2:CreateTags" and "ec2:CreateAction" not in json.dumps(condition)):
+            # only instances that already carry this cluster's tag (Ray tags every node it launches)
+            assert resource.endswith(":instance/*") and condition == {"StringEquals": {
+                f"ec2:ResourceTag/{k}": v for k, v in cluster_tag.items()}}, (action, condition)
+        if action == "ec2:CreateTags" and "ec2:CreateAction" in json.dumps(condition):
+            assert condition == {"StringEquals": {"ec2:CreateAction": "RunInstances"}}  # tags on launch only
+        if action == "ec2:RunInstances" and resource.endswith(":instance/*"):
+            # an instance is launched only with the cluster's tag in the request
+            assert condition == {"StringEquals": {f"aws:RequestTag/{k}": v for k, v in cluster_tag.items()}}
+        if action == "ec2:RunInstances" and not resource.endswith(":instance/*"):
+            assert re.fullmatch(r"arn:aws:ec2:\*:[^:]*:(image|subnet|network-interface|security-group|volume|"
+                                r"key-pair|spot-instances-request)/\*", resource), resource
+    assert {a for a, _, _ in grants} == {"ec2:DescribeInstances", "ec2:RunInstances", "ec2:CreateTags",
+                                         "ec2:TerminateInstances", "iam:PassRole", *(a for a, _ in BUCKET_GRANTS)}
+    # cache_stopped_nodes: false, so the autoscaler terminates idle workers and never stops/starts them
+    assert cfg["provider"]["cache_stopped_nodes"] is False
+
+
+def test_no_port_is_open_to_the_internet_and_ssh_only_from_the_users_cidr(cluster_config):
+    """Without SecurityGroupIds, Ray 2.60 creates a security group with SSH from 0.0.0.0/0 (whatever
+    provider.security_group adds to it): every node type names the user's group instead, whose
+    rules (docker/security-group-ingress.json) are SSH from the user's CIDR and the cluster's nodes
+    to each other, nothing else."""
+    from ray.autoscaler._private.aws import config as aws_config
+
+    assert "0.0.0.0/0" in json.dumps(aws_config._create_default_inbound_rules(set()))  # why: Ray's own group
+    cfg = _prepared(cluster_config)
+    groups = [t["node_config"].get("SecurityGroupIds") for t in cfg["available_node_types"].values()]
+    assert all(groups) and len({tuple(g) for g in groups}) == 1, groups
+    # Ray's bootstrap then creates no group of its own (it returns before any AWS call).
+    assert aws_config._configure_security_group(copy.deepcopy(cfg))["available_node_types"] == cfg["available_node_types"]
+    assert "security_group" not in cfg["provider"]  # rules that Ray would add to a group it creates
+
+    rules = json.loads((REPO / "docker" / "security-group-ingress.json").read_text())
+    text = json.dumps(rules)
+    assert "0.0.0.0/0" not in text and "::/0" not in text and "0.0.0.0/0" not in json.dumps(cfg)
+    for rule in rules:
+        assert not rule.get("Ipv6Ranges") and not rule.get("PrefixListIds")
+        if rule.get("IpRanges"):  # from outside the cluster: SSH, from the user's CIDR only
+            assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 22, 22)
+            assert [r["CidrIp"] for r in rule["IpRanges"]] == ["YOUR_SSH_CIDR"]
+        else:  # the nodes to each other: the group itself
+            assert [p["GroupId"] for p in rule["UserIdGroupPairs"]] == ["YOUR_SECURITY_GROUP_ID"]
+    assert sum(bool(r.get("IpRanges")) for r in rules) == 1
 
 
 def test_ray_token_authentication_is_on_for_every_node(cluster_config):
@@ -272,20 +349,64 @@ def test_misspelt_docker_key_fails_validation(cluster_config):
         _prepared(cfg)
 
 
+def test_rays_bootstrap_on_a_mocked_aws_creates_no_role_and_opens_no_port(cluster_config, tmp_path, monkeypatch):
+    """What ``ray up`` does to the account before launching the head (Ray 2.60's ``bootstrap_aws``),
+    run against moto's mocked AWS: with the security group created by docker/README.md's commands,
+    it creates no IAM role or instance profile (no ray-autoscaler-v1), no security group of its own,
+    and every node gets the user's group, whose only rule from outside is SSH from the user's CIDR."""
+    import boto3
+    import moto  # the test extra
+    from ray.autoscaler._private.aws.config import bootstrap_aws
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # Ray writes the cluster's SSH key to ~/.ssh
+    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": cluster_config["provider"]["region"]}.items():
+        monkeypatch.setenv(var, value)
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    cidr = "203.0.113.7/32"
+    with moto.mock_aws():
+        ec2 = boto3.client("ec2")
+        vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        sg = ec2.create_security_group(GroupName="telesweep", Description="telesweep", VpcId=vpc)["GroupId"]
+        rules = (REPO / "docker" / "security-group-ingress.json").read_text()
+        ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=json.loads(
+            rules.replace("YOUR_SECURITY_GROUP_ID", sg).replace("YOUR_SSH_CIDR", cidr)))
+        text = yaml.safe_dump(cluster_config).replace("YOUR_SECURITY_GROUP_ID", sg)
+        out = bootstrap_aws(_prepared(yaml.safe_load(text.replace("YOUR_AWS_ACCOUNT_ID", "123456789012"))))
+
+        iam = boto3.client("iam")
+        assert iam.list_roles()["Roles"] == [] and iam.list_instance_profiles()["InstanceProfiles"] == []
+        groups = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["SecurityGroups"]
+        assert sorted(g["GroupName"] for g in groups) == ["default", "telesweep"]
+        (ours,) = [g for g in groups if g["GroupId"] == sg]
+        outside = [(p.get("FromPort"), p.get("ToPort"), r["CidrIp"]) for p in ours["IpPermissions"] for r in p["IpRanges"]]
+        assert outside == [(22, 22, cidr)] and not any(p["Ipv6Ranges"] for p in ours["IpPermissions"])
+    for name, node_type in out["available_node_types"].items():
+        assert node_type["node_config"]["SecurityGroupIds"] == [sg], name
+        assert node_type["node_config"]["IamInstanceProfile"]["Arn"].endswith(
+            "/telesweep-head" if name == out["head_node_type"] else "/telesweep-worker")
+
+
 # -- the GPU image ------------------------------------------------------------------------------
 
 def _dockerfile_args() -> dict[str, str]:
     return dict(re.findall(r"^ARG\s+([A-Z_]+)=(\S+)", DOCKERFILE.read_text(), flags=re.M))
 
 
+def _dockerfile_steps(keyword: str) -> list[str]:
+    """The Dockerfile's ``keyword`` (RUN, COPY, ...) steps with continuation lines joined, without
+    the keyword."""
+    joined = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    return [line[len(keyword) + 1:] for line in joined.splitlines() if line.startswith(keyword + " ")]
+
+
 def _dockerfile_runs() -> list[str]:
-    """The RUN steps of the Dockerfile as the shell sees them: continuation lines joined and the
-    build ARGs substituted, as ``docker build`` does with the defaults."""
-    text = DOCKERFILE.read_text()
+    """The RUN steps of the Dockerfile as the shell sees them: build ARGs substituted, as ``docker
+    build`` does with the defaults, and without their ``--mount=...`` options (what they mount is
+    where the tests put it)."""
     args = _dockerfile_args()
-    args["BASE_IMAGE"] = args["BASE_IMAGE"].replace("${RAY_VERSION}", args["RAY_VERSION"])
-    joined = re.sub(r"\\\n", " ", text)
-    runs = [line[4:] for line in joined.splitlines() if line.startswith("RUN ")]
+    runs = [re.sub(r"^(\s*--mount=\S+\s+)+", "", r) for r in _dockerfile_steps("RUN")]
     return [re.sub(r"\$\{([A-Z_]+)\}", lambda m: args[m.group(1)], r) for r in runs]
 
 
@@ -297,7 +418,51 @@ def test_dockerfile_pins_match_pyproject():
     args = _dockerfile_args()
     assert args["RAY_VERSION"] == base["ray"] == RAY_VERSION
     assert args["TF_VERSION"] == tf["tensorflow-cpu"] == tf["tensorflow"] == gpu["tensorflow"] == TF_VERSION
-    assert args["BASE_IMAGE"].replace("${RAY_VERSION}", args["RAY_VERSION"]) == f"rayproject/ray:{RAY_VERSION}-py311-gpu"
+    assert args["BASE_IMAGE"].replace("${RAY_VERSION}", args["RAY_VERSION"]) == f"rayproject/ray:{RAY_VERSION}-py311-gpu@${{BASE_DIGEST}}"
+
+
+def test_the_base_image_is_pinned_by_digest():
+    """A tag can be moved to other content; the FROM line names a digest. Its value is looked up
+    once (docker/README.md "Base image"): until then a placeholder, which fails the build at FROM."""
+    args = _dockerfile_args()
+    assert _dockerfile_steps("FROM") == ["${BASE_IMAGE}"] and "@${BASE_DIGEST}" in args["BASE_IMAGE"]
+    assert re.fullmatch(r"sha256:([0-9a-f]{64}|YOUR_BASE_IMAGE_DIGEST)", args["BASE_DIGEST"]), args["BASE_DIGEST"]
+
+
+def test_the_image_copies_nothing_from_the_build_context_into_a_layer():
+    """No COPY/ADD of the context (what a later ``rm`` deletes stays in the image's history): the
+    steps that read the sources bind-mount them for that step only."""
+    assert not _dockerfile_steps("COPY") and not _dockerfile_steps("ADD")
+    mounts = [re.findall(r"--mount=(\S+)", r) for r in _dockerfile_steps("RUN")]
+    assert all(m.startswith("type=bind,") for step in mounts for m in step)
+    assert sum(bool(step) for step in mounts) == 2  # the requirements step and the project's install
+
+
+def test_the_image_gives_the_ray_user_no_passwordless_sudo(tmp_path):
+    """Run the Dockerfile's sudo step on a copy of the base image's sudoers (``ray ALL=NOPASSWD:
+    ALL``), then its self-check with a sudo that still lets ``ray`` in: the build fails."""
+    step = next(r for r in _dockerfile_runs() if "/etc/sudoers" in r)
+    etc = tmp_path / "etc"
+    (etc / "sudoers.d").mkdir(parents=True)
+    (etc / "sudoers").write_text("root ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL\nray ALL=NOPASSWD: ALL\n")
+    (etc / "sudoers.d" / "90-ray").write_text("ray ALL=(ALL) NOPASSWD:ALL\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gpasswd").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "gpasswd").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "-c", step.replace("/etc/", f"{etc}/")], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "NOPASSWD" not in (etc / "sudoers").read_text() + (etc / "sudoers.d" / "90-ray").read_text()
+    assert "root ALL=(ALL:ALL) ALL" in (etc / "sudoers").read_text()
+
+    check = _dockerfile_runs()[-1].split(" && ")[0]  # the self-check's sudo clause
+    (bin_dir / "sudo").write_text("#!/bin/sh\nexit 0\n")  # passwordless sudo still there
+    (bin_dir / "sudo").chmod(0o755)
+    still = subprocess.run(["bash", "-c", check], env=env, capture_output=True, text=True)
+    assert still.returncode != 0 and "must not have passwordless sudo" in still.stderr
+    (bin_dir / "sudo").write_text("#!/bin/sh\necho 'sudo: a password is required' >&2\nexit 1\n")
+    assert subprocess.run(["bash", "-c", check], env=env, capture_output=True, text=True).returncode == 0
 
 
 def test_base_dependencies_carry_no_keras_backend():
@@ -337,12 +502,13 @@ def test_the_images_requirements_step_installs_the_gpu_tensorflow_and_never_the_
     (bin_dir / "python").symlink_to(sys.executable)
     (bin_dir / "pip").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/pip.log\n")
     (bin_dir / "pip").chmod(0o755)
+    # the step's bind mounts, where the tests put the files
     step = next(r for r in _dockerfile_runs() if "requirements.py" in r).replace("/tmp/telesweep", str(tmp_path / "telesweep"))
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     proc = subprocess.run(["bash", "-c", step], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "pip.log").read_text().split()[:2] == ["install", "-r"]
-    reqs = (tmp_path / "telesweep" / "requirements.txt").read_text().splitlines()
+    reqs = proc.stdout.splitlines()  # the step prints the list it installs (and then removes it)
     pins = _pins(reqs)
     assert pins["tensorflow"] == TF_VERSION and pins["ray"] == RAY_VERSION and "tensorflow-cpu" not in pins
 
@@ -405,37 +571,76 @@ def test_gpu_requirements_are_what_pyproject_declares(tmp_path):
 
 
 def _docker_context(root: Path) -> set[str]:
-    """The files ``docker build`` sends from ``root`` under its .dockerignore, by Docker's rules:
-    patterns are relative to the context root, ``*`` does not cross '/', ``**`` matches any number
-    of directories, and a pattern that matches a directory excludes everything below it."""
-    patterns = [p.strip().strip("/") for p in (root / ".dockerignore").read_text().splitlines()
+    """The files ``docker build`` sends from ``root`` under its .dockerignore, by Docker's rules
+    (moby's patternmatcher): patterns are relative to the context root, ``*`` does not cross '/',
+    ``**`` matches any number of directories (none too), a pattern that matches a directory matches
+    everything below it, ``!`` lets back in what an earlier pattern left out, and the last pattern
+    that matches a path decides."""
+    patterns = [p.strip() for p in (root / ".dockerignore").read_text().splitlines()
                 if p.strip() and not p.startswith("#")]
 
     def ignored(rel: str) -> bool:
         parts = rel.split("/")
         prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        out = False
         for pat in patterns:
+            keep = pat.startswith("!")
+            pat = pat.lstrip("!").strip("/")
             rx = re.escape(pat).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
             if any(re.fullmatch(rx, p) for p in prefixes):
-                return True
-        return False
+                out = not keep
+        return out
 
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not ignored(str(p.relative_to(root)))}
 
 
-def test_dockerignore_sends_code_and_metadata_only(tmp_path):
+# Secrets a checkout may hold, at the top and inside the folders that the image does need.
+SECRETS = [".env", ".env.production", "deploy.pem", "tls.key", ".aws/credentials", ".aws/config", ".ray/auth_token",
+           ".ssh/id_rsa", "search/.env", "models/private.key", "ensemble/.aws/credentials", "telemetry/creds.pem",
+           ".netrc", "docker/.env"]
+
+
+def test_dockerignore_is_an_allow_list_that_sends_no_secret(tmp_path):
     ctx = tmp_path / "ctx"
-    files = ["pyproject.toml", "README.md", "docker/Dockerfile", "docker/requirements.py", "models/base.py",
-             "search/runner.py", "data/esa/train.parquet", "results/sweeps/demo/sets.npz", ".git/HEAD",
-             ".venv/bin/python", ".venv-jax/bin/python", "models/__pycache__/base.cpython-311.pyc", "telesweep.egg-info/PKG-INFO",
-             ".pytest_cache/v/cache"]
+    files = ["pyproject.toml", "README.md", "LICENSE", "docker/Dockerfile", "docker/requirements.py", "models/base.py",
+             "search/runner.py", "telemetry/schema.py", "ensemble/build.py", "configs/esa.yaml", "cluster.yaml",
+             "data/esa/train.parquet", "results/sweeps/demo/sets.npz", ".git/HEAD", ".venv/bin/python",
+             ".venv-jax/bin/python", "models/__pycache__/base.cpython-311.pyc", "telesweep.egg-info/PKG-INFO",
+             ".pytest_cache/v/cache", "notes.txt", "search/scratch.ipynb", *SECRETS]
     for f in files:
         (ctx / f).parent.mkdir(parents=True, exist_ok=True)
         (ctx / f).write_text("x")
     (ctx / ".dockerignore").write_text((REPO / ".dockerignore").read_text())
+    patterns = [p for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")]
+    assert patterns[0] == "*" and all(p.startswith("!") for p in patterns[1:])  # deny all, then allow
     sent = _docker_context(ctx)
-    assert sent == {"pyproject.toml", "README.md", "docker/Dockerfile", "docker/requirements.py", "models/base.py",
-                    "search/runner.py", ".dockerignore"}
+    assert sent == {"pyproject.toml", "README.md", "LICENSE", "docker/requirements.py", "models/base.py",
+                    "search/runner.py", "telemetry/schema.py", "ensemble/build.py"}
+    # and what the image installs is all there: every package's modules, the metadata pip reads
+    real = {str(p.relative_to(REPO)) for pkg in ("telemetry", "models", "search", "ensemble")
+            for p in (REPO / pkg).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert all(f.endswith(".py") for f in real), "a package file the allow-list would leave out of the image"
+    project = _pyproject()["project"]  # the files pip's build of the project reads
+    assert {project["readme"], project["license"]["file"], "pyproject.toml"} <= sent
+
+
+def test_the_cluster_sync_leaves_secrets_on_the_users_machine(cluster_config):
+    """``ray up`` rsyncs the checkout to every node with cluster.yaml's exclusions (rsync takes
+    no allow-list): every secret pattern is among them, and none matches the token it mounts."""
+    import fnmatch
+
+    excluded = cluster_config["rsync_exclude"]
+
+    def rsync_excludes(rel: str) -> bool:  # rsync: a pattern without '/' matches any path component
+        return any(fnmatch.fnmatch(part, pat) for pat in excluded if "/" not in pat.strip("/")
+                   for part in rel.split("/"))
+
+    for secret in SECRETS:
+        assert rsync_excludes(secret), secret
+    for needed in ("search/runner.py", "configs/esa.yaml", "docker/gpu_check.py", "pyproject.toml"):
+        assert not rsync_excludes(needed), needed
+    token = next(local for remote, local in cluster_config["file_mounts"].items() if remote.endswith("auth_token"))
+    assert not any(fnmatch.fnmatch(Path(token).name, pat) for pat in excluded)
 
 
 # -- the ESA sweep file -------------------------------------------------------------------------
