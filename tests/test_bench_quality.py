@@ -53,3 +53,20 @@ def test_quick_benchmark_runs_every_decision_layer_end_to_end(tmp_path):
     assert np.isfinite(values).all() and ((values >= 0) & (values <= 1)).all()
     assert (table["hindsight"] >= table["picked"]).all()
     assert "Mean test F0.5 over data sets" in proc.stdout and "| mean-plateau |" in proc.stdout
+
+
+def test_gutentag_configs_are_drawn_from_the_seed_within_the_generators_rules():
+    a, b, c = qd.gutentag_config(3), qd.gutentag_config(3), qd.gutentag_config(4)
+    assert a == b and a != c  # the seed alone decides the data set
+    ts = a["timeseries"][0]
+    assert ts["length"] == 50_000 and ts["supervised"] and len(ts["base-oscillations"]) == 6
+    anomalies = ts["anomalies"]
+    assert len(anomalies) == 12
+    starts = [x["exact-position"] for x in anomalies]
+    assert starts == sorted(starts) and all(0 <= s and s + x["length"] < 50_000 for s, x in zip(starts, anomalies))
+    assert all(e["exact-position"] > s["exact-position"] + s["length"] for s, e in zip(anomalies, anomalies[1:]))
+    admits = {base["kind"]: set(qd.GT_GENERIC) | set(extra) for base, extra in qd.GT_BASES}
+    for x in anomalies:
+        kind = x["kinds"][0]["kind"]
+        assert kind in admits[ts["base-oscillations"][x["channel"]]["kind"]]
+        assert (x["length"] == 1) == (kind == "extremum")  # GutenTAG's rule for extrema
