@@ -38,6 +38,14 @@ def run_auto(train: str, test: str | None, out: str | Path, time_budget_s: float
                              series=series, seed=seed, measure=measure, architectures=architectures)
     cfg = parse_config(raw, source="auto")  # the schema every sweep file passes
     text = yaml.safe_dump(raw, sort_keys=False)
+    if (out / CONFIG_FILE).is_file():  # an earlier run into this folder: the same settings only
+        from search.runner import ExperimentMismatch, canonical, first_difference
+
+        found = first_difference(canonical(yaml.safe_load((out / CONFIG_FILE).read_text())), canonical(raw))
+        if found:
+            raise ExperimentMismatch(str(out), f"telesweep auto --out {out}", *found,
+                                     advice=f"use another --out, or continue that run as it was with: python -m search "
+                                            f"resume {raw['storage']}/{raw['name']}")
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / CONFIG_FILE, text)
     if write_config:

@@ -278,3 +278,18 @@ def test_auto_s_decision_never_sees_holdout_or_test(auto_run, tmp_path):
     assert a["ensemble"]["rule"] == b["ensemble"]["rule"]
     assert [(m["weight"], m["calibration"]) for m in a["ensemble"]["members"]] == \
         [(m["weight"], m["calibration"]) for m in b["ensemble"]["members"]]
+
+
+def test_auto_into_a_folder_of_another_auto_run_is_refused_before_anything_runs(tmp_path, capsys):
+    from ensemble.__main__ import main
+
+    train, test = _challenge(tmp_path)
+    args = ["auto", "--train", str(train), "--test", str(test), "--out", str(tmp_path / "o"), "--plan", "--architectures", "pca"]
+    assert main([*args, "--time-budget", "60s"]) == 0
+    assert main([*args, "--time-budget", "60s"]) == 0  # the same settings: fine (a rerun resumes)
+    capsys.readouterr()
+    assert main([*args, "--time-budget", "90s"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "at search.time_budget_s (the experiment has 60.0, this file 90.0)" in err
+    assert err.endswith(f"use another --out, or continue that run as it was with: python -m search resume "
+                        f"{tmp_path / 'o' / 'sweeps' / 'auto'}")
