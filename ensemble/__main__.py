@@ -95,8 +95,8 @@ def main(argv=None) -> int:
     a.add_argument("--out", required=True)
     a.add_argument("--time-budget", default="5m", help="search time: 300, 90s, 5m, 1h (default 5m); scoring and the "
                                                        "ensemble take a little more")
-    a.add_argument("--preset", default="medium", choices=["fast", "medium", "best"],
-                   help="architectures: fast (pca, bilstm_ae), medium (+ lstm_forecaster, conv_ae; default), best (+ lstm_ae, dense_ae)")
+    a.add_argument("--preset", default="fast", choices=["fast", "medium", "best"],
+                   help="architectures: fast (pca, bilstm_ae; default), medium (+ lstm_forecaster, conv_ae), best (+ lstm_ae, dense_ae)")
     a.add_argument("--architectures", default=None, metavar="A,B",
                    help="these architectures instead of the preset's (of pca, bilstm_ae, lstm_forecaster, conv_ae, lstm_ae, dense_ae)")
     a.add_argument("--channels", default=None, help="channels: '41-46', names or patterns such as 'sensor*' (default: "

@@ -21,7 +21,7 @@ log = logging.getLogger("ensemble.auto")
 CONFIG_FILE = "auto.yaml"
 
 
-def run_auto(train: str, test: str | None, out: str | Path, time_budget_s: float, preset: str = "medium",
+def run_auto(train: str, test: str | None, out: str | Path, time_budget_s: float, preset: str = "fast",
              channels=None, labels: str = "auto", series: str | None = None, write_config: str | None = None,
              plan_only: bool = False, seed: int = 0, verbose: bool = False, measure: bool = True,
              architectures: list[str] | None = None) -> dict:

@@ -176,12 +176,16 @@ def _without_twins(exp: str, ranked: pd.DataFrame, k: int) -> tuple[list, list, 
 
 
 SELECTIONS = ("anchored", "ranked")  # member selection: ``anchored`` keeps the known-good start trials
+# Validation events from which a searched configuration may join the known-good ones (anchored): its
+# lead is then decided by more than a handful of events.
+SEARCHED_FROM_EVENTS = 10
 
 
 def load_members(experiment: str, k: int = 2, include: tuple[str, ...] = (), selection: str = "anchored") -> Members:
     """The chosen trials of ``experiment`` with their scores. ``selection``: ``anchored`` (the default:
-    an architecture's known-good start trials, where the sweep ran some) or ``ranked`` (the best ``k``
-    by validation F0.5 in every architecture); see :func:`select_members`."""
+    an architecture's known-good start trials, where the sweep ran some, joined by its best searched
+    trial when validation holds SEARCHED_FROM_EVENTS events or more) or ``ranked`` (the best ``k`` by
+    validation F0.5 in every architecture); see :func:`select_members`."""
     if selection not in SELECTIONS:
         raise TelemetryError(f"unknown member selection {selection!r}; choose one of {', '.join(SELECTIONS)}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -190,7 +194,13 @@ def load_members(experiment: str, k: int = 2, include: tuple[str, ...] = (), sel
     board = results.leaderboard(exp, write=False)
     if board.empty:
         raise TelemetryError(f"{exp}: no trials found")
-    chosen = select_members(board, k, include, spares=1, anchored=selection == "anchored")
+    searched = 0
+    if selection == "anchored":
+        from telemetry.events import events
+
+        labels = results.load_sets(exp).get("validation_labels")
+        searched = int(labels is not None and len(events(labels)) >= SEARCHED_FROM_EVENTS)
+    chosen = select_members(board, k, include, spares=1, anchored=selection == "anchored", searched=searched)
     rows, loaded, twins = _without_twins(exp, chosen, k)
     if not rows:
         raise TelemetryError(f"{exp}: no completed trial to build an ensemble from (include: "
