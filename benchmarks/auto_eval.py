@@ -148,8 +148,10 @@ def summary_markdown(t: pd.DataFrame, budget: float, preset: str) -> str:
         if c not in t:
             continue
         d = (t[c] - t["notebook+layer"]).to_numpy(float)
-        lo, hi = paired_interval(d[np.isfinite(d)])
-        below_p = int((t[c] - t["picked"] < -1e-9).sum())
-        lines.append(f"| {c} | {t[c].mean():.3f} | {t.loc[scarce, c].mean():.3f} | {np.nanmean(d):+.3f} [{lo:+.3f}, {hi:+.3f}] | "
-                     f"{int((d < -1e-9).sum())} of {len(d)} | {below_p} of {len(d)} |")
+        ok = np.isfinite(d)  # a data set where either has no figure (a member that did not finish) is left out
+        lo, hi = paired_interval(d[ok])
+        dp = (t[c] - t["picked"]).to_numpy(float)
+        lines.append(f"| {c} | {t[c].mean():.3f} | {t.loc[scarce, c].mean():.3f} | {d[ok].mean():+.3f} [{lo:+.3f}, {hi:+.3f}] "
+                     f"| {int((d[ok] < -1e-9).sum())} of {int(ok.sum())} | {int((dp[np.isfinite(dp)] < -1e-9).sum())} of "
+                     f"{int(np.isfinite(dp).sum())} |")
     return "\n".join(lines)

@@ -250,9 +250,8 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_b
            verbose: bool = False, objective: tuple[str, str] = ("f05", "max")):
     import optuna
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
     from search.progress import Progress
-    from search.searcher import BudgetStopper
+    from search.searcher import BudgetStopper, StartKeepingASHA
     from search.searcher import FinalMetricOptunaSearch as OptunaSearch  # see search/searcher.py
 
     path = storage.join(exp, arch.name)
@@ -287,9 +286,10 @@ def _tuner(cfg: SweepConfig, arch, trainable, exp: str, concurrency: int, time_b
         scheduler = FIFOScheduler()
     else:
         # ASHA decides on the per-epoch validation loss; TPE learns from the final event-wise F0.5.
-        scheduler = ASHAScheduler(time_attr="epoch", metric="val_loss", mode="min", max_t=max_t,
-                                  grace_period=min(int(cfg.search.get("grace_period", 1)), max_t),
-                                  reduction_factor=float(cfg.search.get("reduction_factor", 3)))
+        scheduler = StartKeepingASHA(time_attr="epoch", metric="val_loss", mode="min", max_t=max_t,
+                                     grace_period=min(int(cfg.search.get("grace_period", 1)), max_t),
+                                     reduction_factor=float(cfg.search.get("reduction_factor", 3)),
+                                     start=[spaces.unflatten(p) for p in start])
     stopper = None if deadline is None else BudgetStopper(deadline, [spaces.unflatten(p) for p in start])
     return tune.Tuner(
         trainable,

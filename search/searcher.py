@@ -39,6 +39,7 @@ import tempfile
 import time
 import weakref
 
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
@@ -184,3 +185,20 @@ class BudgetStopper(Stopper):
 
     def stop_all(self) -> bool:
         return False
+
+
+class StartKeepingASHA(ASHAScheduler):
+    """ASHA that never stops a known-good start trial early (``start``: nested points as in the sweep
+    file): a first epoch's loss says little about the configuration the anchored ensemble keeps, and
+    a start trial stopped at its first rung would leave its architecture without one."""
+
+    def __init__(self, *args, start: list[dict] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._start = [dict(p) for p in (start or [])]
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP and result.get(self._time_attr, 0) < self._max_t \
+                and any(matches(trial.config, p) for p in self._start):
+            return TrialScheduler.CONTINUE
+        return decision

@@ -100,3 +100,28 @@ def test_the_control_plain_optuna_search_runs_one_configuration_twice_at_once():
     """Without the check, some of the same seeds start with one configuration run twice at the same time."""
     pairs = [first_pair(make_two(OptunaSearch, seed)) for seed in range(6)]
     assert any(a == b for a, b in pairs), pairs
+
+
+def test_asha_never_stops_a_start_trial_early():
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from search.searcher import StartKeepingASHA
+
+    def run(start):
+        asha = StartKeepingASHA(time_attr="epoch", metric="val_loss", mode="min", max_t=4, grace_period=1,
+                                reduction_factor=2, start=start)
+        trials = [SimpleNamespace(trial_id=f"t{i}", config={"arch": "pca", "lags": i}) for i in range(4)]
+        for t in trials:
+            asha.on_trial_add(None, t)
+        decide = lambda t, loss, epoch=1: asha.on_trial_result(None, t, {"epoch": epoch, "val_loss": loss})  # noqa: E731
+        decisions = [decide(trials[i], loss) for i, loss in ((1, 0.1), (2, 0.2), (0, 9.0))]
+        return decisions, decide(trials[0], 9.0, epoch=4)
+
+    plain, _ = run([])
+    assert plain[-1] == TrialScheduler.STOP  # the worst first-rung loss: ASHA stops it
+    kept, last = run([{"lags": 0}])
+    assert kept[-1] == TrialScheduler.CONTINUE and kept[:2] == plain[:2]  # only the start trial is spared
+    assert last == TrialScheduler.STOP  # at max_t it ends as any trial does
+    assert run([{"lags": 3}])[0][-1] == TrialScheduler.STOP  # another start point spares nothing here
