@@ -293,3 +293,19 @@ def test_auto_into_a_folder_of_another_auto_run_is_refused_before_anything_runs(
     assert len(err.splitlines()) == 1 and "at search.time_budget_s (the experiment has 60.0, this file 90.0)" in err
     assert err.endswith(f"use another --out, or continue that run as it was with: python -m search resume "
                         f"{tmp_path / 'o' / 'sweeps' / 'auto'}")
+
+
+def test_auto_on_an_unlabelled_wide_csv_writes_a_submission(tmp_path):
+    """Another shape end to end (pca only, for time): no id column, no labels used."""
+    from ensemble.__main__ import main
+
+    train, test = _wide_csv(tmp_path)
+    with local_ray_started():
+        rc = main(["auto", "--train", str(train), "--test", str(test), "--out", str(tmp_path / "o"), "--labels", "none",
+                   "--architectures", "pca", "--time-budget", "40s"])
+    assert rc == 0
+    sub = pd.read_csv(tmp_path / "o" / "submission.csv")
+    assert sub["id"].tolist() == list(range(3000, 6000)) and set(sub["is_anomaly"]) <= {0, 1}  # ids after train's rows
+    ens = yaml.safe_load((tmp_path / "o" / "ensemble.yaml").read_text())
+    assert ens["labelled"] is False and ens["members"][0]["arch"] == "pca"
+    assert "no labelled figure" in (tmp_path / "o" / "report.md").read_text().lower()
