@@ -113,8 +113,10 @@ def _checkpoints(s3, prefix: str) -> dict[str, int]:
 
 
 def _trial_on(net: netns.Hosts, name: str) -> bool:
-    """A Tune trial's actor process runs on that host."""
-    return any("ray::" in cmd and ".train" in cmd for cmd in net.processes(name))
+    """A Tune trial's actor process runs on that host (``ray::ImplicitFunc``, ``.train`` while it
+    trains; Ray's idle workers and agents are not trials)."""
+    return any(cmd.startswith("ray::") and not cmd.startswith(("ray::IDLE", "ray::DashboardAgent", "ray::RuntimeEnvAgent"))
+               for cmd in net.processes(name))
 
 
 def _results(s3, prefix: str) -> dict[str, list[dict]]:
@@ -225,11 +227,9 @@ def _scenario(net, s3, root, laptop, tmp_path, times, generate_mission, TINY, sw
             ckpts = _checkpoints(s3, prefix)
             if len(ckpts) == 2 and min(ckpts.values()) >= 1:
                 victim = next((n for n in ("w1", "w2") if _trial_on(net, n)), None)
-                if victim is None:
-                    break
             time.sleep(0.5)
         assert victim is not None, f"no worker with a checkpointed trial: {_checkpoints(s3, prefix)}, " + \
-            f"{_job_logs(ray, job, dashboard, launcher)}"
+            f"{ {n: [c[:60] for c in net.processes(n)] for n in ('w1', 'w2')} }, {_job_logs(ray, job, dashboard, launcher)}"
         cut_at = dict(ckpts)
         t = _timed(times, "to both trials checkpointed", t)
         cut_wall = time.time()  # results carry wall-clock timestamps
@@ -282,7 +282,25 @@ def _scenario(net, s3, root, laptop, tmp_path, times, generate_mission, TINY, sw
             break
         time.sleep(1)
     assert not left, f"processes left after ray down: {left}"
-    _timed(times, "workers' Ray gone after ray down", t)
+    _timed(times, "workers' Ray gone, from ray down's start", t)
+    if os.environ.get("TELESWEEP_ONPREM_RESULTS"):  # e.g. benchmarks/RESULTS.md: the steps' times, appended
+        _record(Path(os.environ["TELESWEEP_ONPREM_RESULTS"]), times)
+
+
+def _record(out: Path, times: dict) -> None:
+    sys.path.insert(0, str(REPO))
+    from benchmarks.common import machine
+
+    rows = "".join(f"| {step} | {sec} |\n" for step, sec in times.items())
+    out.open("a").write(
+        f"\n## On-premises cluster: `ray up cluster-onprem.yaml` on three network namespaces, a worker cut off\n\n"
+        f"- date: {time.strftime('%Y-%m-%d %H:%M')}\n- machine: {machine()}\n"
+        f"- command: `TELESWEEP_ONPREM_RESULTS={out.relative_to(REPO) if out.is_relative_to(REPO) else out} "
+        "python -m pytest -q -s -m cluster tests/test_onprem.py`\n\n"
+        "Two dense_ae trials (1 CPU each; head, w1 and w2 1 CPU each), 40 epochs, S3 (moto) on the bridge; the cut: "
+        "the worker's link down, then every process on it killed. Every figure is seconds from the step before "
+        "(the resumed trial's: from the cut to its first epoch reported from another node).\n\n"
+        f"| step | seconds |\n|---|---|\n{rows}")
 
 
 def _job_logs(ray, job, dashboard, env) -> str:
