@@ -624,23 +624,65 @@ def test_dockerignore_is_an_allow_list_that_sends_no_secret(tmp_path):
     assert {project["readme"], project["license"]["file"], "pyproject.toml"} <= sent
 
 
-def test_the_cluster_sync_leaves_secrets_on_the_users_machine(cluster_config):
-    """``ray up`` rsyncs the checkout to every node with cluster.yaml's exclusions (rsync takes
-    no allow-list): every secret pattern is among them, and none matches the token it mounts."""
-    import fnmatch
+def _rsync(src: str, dst: Path, cfg: dict) -> None:
+    """The rsync of a file mount, with the options Ray 2.60 adds (command_runner.py,
+    ``_create_rsync_filter_args``): ``--exclude`` per rsync_exclude, ``dir-merge`` per rsync_filter."""
+    args = [a for pat in cfg.get("rsync_exclude") or [] for a in ("--exclude", pat)]
+    args += [a for f in cfg.get("rsync_filter") or [] for a in ("--filter", f"dir-merge,- {f}")]
+    subprocess.run(["rsync", "-a", *args, src, str(dst)], check=True, capture_output=True)
 
-    excluded = cluster_config["rsync_exclude"]
 
-    def rsync_excludes(rel: str) -> bool:  # rsync: a pattern without '/' matches any path component
-        return any(fnmatch.fnmatch(part, pat) for pat in excluded if "/" not in pat.strip("/")
-                   for part in rel.split("/"))
+@pytest.mark.parametrize("cluster_file", ["cluster.yaml", "cluster-onprem.yaml"])
+def test_the_cluster_sync_leaves_secrets_on_the_users_machine_and_mounts_the_keys(cluster_file, tmp_path):
+    """``ray up`` rsyncs the checkout to every node with the file's exclusions (rsync takes no
+    allow-list): no secret of a checkout arrives. The same exclusions apply to the single-file
+    mounts: the token and the SSH key that Ray mounts on the head for its autoscaler
+    (~/ray_bootstrap_key.pem, from auth.ssh_private_key or Ray's generated ray-autoscaler_*.pem)
+    must arrive, or the head starts no worker (the first `ray up` of cluster-onprem.yaml did that)."""
+    if subprocess.run(["which", "rsync"], capture_output=True).returncode != 0:
+        pytest.skip("rsync not installed (the cluster launcher needs it too)")
+    cfg = yaml.safe_load((REPO / cluster_file).read_text())
+    checkout = tmp_path / "checkout"
+    for rel in [*SECRETS, "search/runner.py", "configs/esa.yaml", "docker/gpu_check.py", "pyproject.toml"]:
+        (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / rel).write_text("x")
+    (checkout / ".gitignore").write_text((REPO / ".gitignore").read_text())
+    _rsync(f"{checkout}/", tmp_path / "node", cfg)
+    arrived = {str(p.relative_to(tmp_path / "node")) for p in (tmp_path / "node").rglob("*") if p.is_file()}
+    assert not [s for s in SECRETS if s in arrived or any(a.startswith(s + "/") for a in arrived)]
+    assert {"search/runner.py", "configs/esa.yaml", "docker/gpu_check.py", "pyproject.toml"} <= arrived
+    home = tmp_path / "home"
+    for name in ("auth_token", "id_ed25519", "id_rsa", "ray-autoscaler_us-west-2.pem", "key.pem"):
+        (home / ".ssh").mkdir(parents=True, exist_ok=True)
+        (home / ".ssh" / name).write_text("x")
+        _rsync(str(home / ".ssh" / name), tmp_path / f"mounted-{name}", cfg)
+        assert (tmp_path / f"mounted-{name}").is_file(), f"{name}: a single-file mount left out by rsync_exclude"
 
-    for secret in SECRETS:
-        assert rsync_excludes(secret), secret
-    for needed in ("search/runner.py", "configs/esa.yaml", "docker/gpu_check.py", "pyproject.toml"):
-        assert not rsync_excludes(needed), needed
-    token = next(local for remote, local in cluster_config["file_mounts"].items() if remote.endswith("auth_token"))
-    assert not any(fnmatch.fnmatch(Path(token).name, pat) for pat in excluded)
+
+# -- cluster-onprem.yaml ------------------------------------------------------------------------
+
+def test_onprem_yaml_passes_rays_own_validation():
+    cfg = _prepared(yaml.safe_load((REPO / "cluster-onprem.yaml").read_text()))
+    assert cfg["provider"]["type"] == "local" and cfg["provider"]["head_ip"]
+    node_type = cfg["available_node_types"]["local.cluster.node"]  # the provider's own single type
+    assert node_type["min_workers"] == node_type["max_workers"] == len(cfg["provider"]["worker_ips"])
+
+
+def test_onprem_yaml_shares_cluster_yamls_sync_token_and_start_commands(cluster_config):
+    """Ray has no include of one cluster file in another: the parts the two share are written out in
+    both, and kept equal here."""
+    onprem = yaml.safe_load((REPO / "cluster-onprem.yaml").read_text())
+    for key in ("rsync_exclude", "rsync_filter", "cluster_synced_files", "file_mounts_sync_continuously"):
+        assert onprem[key] == cluster_config[key], key
+    assert onprem["file_mounts"]["~/.ray/auth_token"] == cluster_config["file_mounts"]["/home/ray/.ray/auth_token"]
+
+    def starts(cfg, key):  # the `ray start` commands, less what only the on-premises file needs
+        return [c.replace("RAY_enable_autoscaler_v2=0 ", "") for c in cfg[key] if "ray start" in c]
+
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        assert starts(onprem, key) == starts(cluster_config, key), key
+        assert onprem[key][0] == cluster_config[key][0] == "ray stop"
+    assert "RAY_enable_autoscaler_v2=0 " in onprem["head_start_ray_commands"][1]  # see the file: v2 skips a worker
 
 
 # -- the ESA sweep file -------------------------------------------------------------------------
