@@ -31,7 +31,7 @@ REFERENCES = ("picked", "hindsight", "plain_pca")
 def _layer_f05(names, scores_v, scores_t, yv, yt, rules, **over) -> tuple[float, dict]:
     from ensemble.build import ensemble_params
     from ensemble.combine import Ensemble
-    from telemetry.metrics import corrected_event_f05
+    from detection.metrics import corrected_event_f05
 
     ens = Ensemble(seed=0, **{**ensemble_params(), **over}).fit(scores_v, yv, names, member_rules=rules)
     return corrected_event_f05(yt, ens.predict(scores_t)), {"val_f05": ens.val_f05_,
@@ -41,8 +41,8 @@ def _layer_f05(names, scores_v, scores_t, yv, yt, rules, **over) -> tuple[float,
 def evaluate_dataset(ds, exp: str) -> dict:
     from ensemble.members import select_members
     from search import results
-    from telemetry.metrics import corrected_event_f05
-    from telemetry.thresholds import Threshold, event_average_precision
+    from detection.metrics import corrected_event_f05
+    from detection.thresholds import Threshold, event_average_precision
 
     board = results.leaderboard(exp, write=False)
     done = board[board["completed"].fillna(False).astype(bool)].reset_index(drop=True)
@@ -105,9 +105,9 @@ def _plain_pca(exp: str, yv, yt) -> float:
 
     from models import registry
     from search import results
-    from telemetry.metrics import corrected_event_f05
+    from detection.metrics import corrected_event_f05
     from telemetry.prepare import DataConfig, prepare
-    from telemetry.thresholds import Threshold
+    from detection.thresholds import Threshold
 
     raw = yaml.safe_load((Path(exp) / results.SWEEP_FILE).read_text())
     data = prepare(DataConfig(**{**raw["data"], "telecommands": None}))

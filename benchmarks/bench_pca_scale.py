@@ -27,10 +27,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from models import registry
-    from telemetry.metrics import corrected_event_f05
+    from detection.metrics import corrected_event_f05
     from telemetry.prepare import DataConfig, prepare
-    from telemetry.synth import generate_mission
-    from telemetry.thresholds import Threshold
+    from telemetry.synthetic.mission import generate_mission
+    from detection.thresholds import Threshold
 
     data = Path(args.data)
     if not (data / "mission.json").is_file():

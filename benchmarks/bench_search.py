@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     from search.config import parse_config
     from search.results import trial_table
     from search.runner import run_sweep
-    from telemetry.synth import generate_mission
+    from telemetry.synthetic.mission import generate_mission
 
     root = Path(tempfile.mkdtemp(prefix="telesweep-bench-search-"))
     generate_mission(root / "mission", rows=args.rows, seed=args.seed)

@@ -9,7 +9,7 @@ are read by default and the test series must be long to hold a few), each member
 default decision layer on validation; on the test series we count false events (predicted runs
 touching no true event) that start within ``--after`` rows of a telecommand pulse, all false
 events, and the test F0.5. ``--command-response transient`` generates missions whose commands make
-a step plus a decaying surge per telecommand (telemetry.synth.COMMAND_RESPONSES): false events a
+a step plus a decaying surge per telecommand (telemetry.synthetic.mission.COMMAND_RESPONSES): false events a
 channel-only member should raise and a member reading telecommands could avoid.
 
 ``--channels seen-modes``: per mission, only the channel groups whose operating modes in the test
@@ -77,16 +77,16 @@ def main(argv=None) -> int:
     ap.add_argument("--channels", default="1-76", help="a channel spec, or seen-modes (see above)")
     ap.add_argument("--after", type=int, default=700, help="rows after a pulse that count as its mode change")
     ap.add_argument("--command-response", default="smooth", choices=["smooth", "transient", "switch"],
-                    help="how the missions' commanded mode changes look (telemetry.synth)")
+                    help="how the missions' commanded mode changes look (telemetry.synthetic.mission)")
     ap.add_argument("--members", nargs="+", default=list(DEFAULT_MEMBERS), choices=sorted(MEMBERS))
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args(argv)
 
     from ensemble.combine import Ensemble
     from models import registry
-    from telemetry.metrics import corrected_event_f05
+    from detection.metrics import corrected_event_f05
     from telemetry.prepare import DataConfig, prepare
-    from telemetry.synth import generate_mission
+    from telemetry.synthetic.mission import generate_mission
 
     lines = ["| mission | member | telecommands | false events after a pulse | all false events | test F0.5 |",
              "|---|---|---|---|---|---|"]

@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     from telemetry import telecommands
     from telemetry.loading import load_parquet
     from telemetry.scaling import StandardScaler
-    from telemetry.synth import generate_mission
+    from telemetry.synthetic.mission import generate_mission
     from telemetry.wavelets import WaveletDenoiser
     from telemetry.windows import WindowBatches, window_starts
 

@@ -54,7 +54,7 @@ def _write_parquet(path: Path, df: pd.DataFrame) -> None:
 
 
 def synthetic(work: Path, rows: int, seed: int) -> Dataset:
-    from telemetry.synth import generate_mission
+    from telemetry.synthetic.mission import generate_mission
 
     d = work / "data" / f"synth-{rows}-s{seed}"
     if not (d / "mission.json").is_file():

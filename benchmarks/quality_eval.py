@@ -59,8 +59,8 @@ def evaluate_dataset(ds, exp: str, quick: bool, layers=None) -> dict:
     from ensemble.combine import VARIANTS, Ensemble
     from ensemble.members import load_members
     from search import results
-    from telemetry.metrics import corrected_event_f05
-    from telemetry.thresholds import Threshold
+    from detection.metrics import corrected_event_f05
+    from detection.thresholds import Threshold
 
     m = load_members(exp)
     yv, yt = m.sets["validation_labels"], m.sets["test_true_labels"]

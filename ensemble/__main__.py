@@ -45,7 +45,7 @@ def demo(out: Path, rows: int, seed: int, smoke_test: bool = False, verbose: boo
     from ensemble.build import build
     from search.config import load_config
     from search.runner import ExperimentMismatch, run_sweep
-    from telemetry.synth import generate_mission
+    from telemetry.synthetic.mission import generate_mission
 
     log = logging.getLogger("ensemble.demo")
     check_demo_options(out, {"rows": rows, "seed": seed, "smoke_test": smoke_test})

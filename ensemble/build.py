@@ -19,7 +19,7 @@ from ensemble.members import Members, load_members
 from ensemble.report import event_table, plot_trace, series_section, verdict_text, write_report
 from ensemble.submission import read_test_ids, write_submission
 from search import storage
-from telemetry import metrics
+from detection import metrics
 from telemetry.atomic import atomic_path, write_text
 from telemetry.errors import TelemetryError
 from telemetry.threads import in_background
@@ -181,7 +181,7 @@ def split_segments(members: Members, data) -> dict[str, np.ndarray | None]:
 def drift_check(members: Members, data=None) -> tuple[pd.DataFrame, str] | None:
     """Per-channel drift of validation, holdout and test against the fit split, from the sweep's data
     files (``data``: :func:`reload_data`'s, loaded here if not given); None when they are not reachable."""
-    from telemetry.drift import describe_drift, splits_drift
+    from detection.drift import describe_drift, splits_drift
 
     data = reload_data(members) if data is None else data
     if data is None:
@@ -193,9 +193,9 @@ def drift_check(members: Members, data=None) -> tuple[pd.DataFrame, str] | None:
 
 def series_tables(members: Members, ens_out: dict, data) -> tuple[dict[str, pd.DataFrame], str, str]:
     """Per-series detection and warning time of the ensemble on validation and holdout, when those
-    splits are made of many series (telemetry.series_metrics). Discharges: times in seconds from the
+    splits are made of many series (detection.series_metrics). Discharges: times in seconds from the
     file, onsets at each anomalyTime; other series: rows, onsets at the first labelled row."""
-    from telemetry.series_metrics import split_detection_table
+    from detection.series_metrics import split_detection_table
 
     if data is None:
         return {}, "rows", "series"
@@ -224,7 +224,7 @@ def build_unlabelled(members: Members, out: Path, seed: int = 0) -> dict:
     no labelled figure exists."""
     from ensemble.report import write_unlabelled_report
     from ensemble.unsupervised import UnsupervisedEnsemble
-    from telemetry.drift import plot_score_splits
+    from ensemble.plots import plot_score_splits
     from telemetry.events import events
 
     log.info("unlabelled sweep: ensemble of %d members by validation-loss rank (%s), mean of robust-z scores, "
@@ -319,7 +319,7 @@ def write_outputs(out: Path, members: Members, ens: Ensemble, ens_out: dict, hol
                    ens_out[split]["pred"], ens.threshold_, f"{split} split",
                    members={n: cal[:, j] for j, n in enumerate(members.names)})
         plots.append(name)
-    from telemetry.drift import plot_score_splits
+    from ensemble.plots import plot_score_splits
 
     parts = [(split, sets[f"{split}_ids"], ens_out[split]["decision"]) for split in ("validation", "holdout", "test")]
     plot_score_splits(out / "score_over_time.png", parts, title="ensemble score over time (as thresholded)",

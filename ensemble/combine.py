@@ -30,7 +30,7 @@ from ensemble.calibration import Calibrator
 from telemetry.errors import TelemetryError
 from telemetry.series import checked_offsets
 from telemetry.threads import thread_map
-from telemetry.thresholds import Threshold, f05_curve
+from detection.thresholds import Threshold, f05_curve
 
 STACK_ROWS = 500_000  # rows the stacking regression sees at most (every k-th row beyond that)
 COMBINATIONS = ("mean", "median", "max", "weighted", "shrunk", "stack")
@@ -494,7 +494,7 @@ def channel_margins(rules, channel_ensemble_scores: np.ndarray, segments=None) -
 
 
 def _f05(labels: np.ndarray, predictions: np.ndarray, segments=None) -> float:
-    from telemetry.metrics import corrected_event_f05
+    from detection.metrics import corrected_event_f05
 
     return corrected_event_f05(labels, predictions, segments)
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from telemetry import metrics
+from detection import metrics
 
 
 def fold_edges(n_rows: int, n_folds: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from search import results, storage
 from search.trainable import CHANNEL_SUFFIX
 from telemetry.errors import TelemetryError
 from telemetry.threads import thread_map
-from telemetry.thresholds import Threshold
+from detection.thresholds import Threshold
 
 log = logging.getLogger("ensemble")
 SUPERVISED, BASELINES = "supervised", "baselines"

@@ -227,8 +227,8 @@ def _fallback_lines(fb: dict | None) -> list[str]:
 
 
 def series_section(tables: dict[str, pd.DataFrame], unit: str, what: str = "series") -> list[str]:
-    """Per-series detection and warning time (telemetry.series_metrics), one table per split."""
-    from telemetry.series_metrics import detection_summary
+    """Per-series detection and warning time (detection.series_metrics), one table per split."""
+    from detection.series_metrics import detection_summary
 
     if not tables:
         return []
@@ -362,7 +362,7 @@ def twin_lines(twins: list[dict] | None) -> list[str]:
 
 
 def _floor_text(rule: dict) -> str:
-    """Where the threshold's extreme-value floor stands (telemetry.thresholds.Threshold.floor_risk)."""
+    """Where the threshold's extreme-value floor stands (detection.thresholds.Threshold.floor_risk)."""
     if rule.get("floor") is None:
         return ""
     how = "it set the threshold" if rule["floor"] >= rule["threshold"] else "below the threshold"

@@ -26,7 +26,7 @@ from ensemble.calibration import Calibrator
 from ensemble.combine import channel_margins
 from telemetry.errors import TelemetryError
 from telemetry.series import checked_offsets
-from telemetry.thresholds import Threshold
+from detection.thresholds import Threshold
 
 DEFAULT_RULE = {"method": "pot", "risk": 1e-3}
 

@@ -9,7 +9,7 @@ configs/sweep.schema.json by ``python -m search schema``):
            finalists: K | all}                    holdout/test scored for the top K trials per
                                                  architecture only (search/finalists.py), default 3
   threshold: {method, smooth, min_length, max_gap, ...}  a space shared by every architecture
-                                                 (the fields of telemetry.thresholds.Threshold)
+                                                 (the fields of detection.thresholds.Threshold)
   architectures: {<registry name>: {trials, resources: {cpu, gpu}, space: {...}, fixed: {...},
                                     start: [{...}, ...], max_concurrent_trials, budget_share}}
                                                  start: configurations (searched parameters'

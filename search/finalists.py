@@ -102,7 +102,7 @@ def score_finalist(checkpoint: str, data, cpus: float, gpus: float) -> dict:
     from models import registry
     from models.base import Detector
     from search.backend import configure_backend
-    from telemetry.thresholds import Threshold
+    from detection.thresholds import Threshold
 
     meta = json.loads(storage.read_text(storage.join(checkpoint, TRIAL_FILE)))
     configure_backend(cpus, gpus, deep_learning=bool(registry.get(meta["arch"]).tags["keras"]))

@@ -1,7 +1,7 @@
 """The sweep file's typed schema (pydantic v2), built from the code it configures.
 
 Nothing here is a second copy of the code's parameter lists: the ``data`` section is
-telemetry.prepare.DataConfig's fields, ``threshold`` telemetry.thresholds.Threshold's, and each
+telemetry.prepare.DataConfig's fields, ``threshold`` detection.thresholds.Threshold's, and each
 architecture's ``space``/``fixed`` its estimator's dataclass fields (models.registry), so a field
 added there is accepted here (and appears in the exported JSON Schema) without an edit.
 
@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 from search.finalists import DEFAULT as DEFAULT_FINALISTS
 from telemetry.bounds import Check
 from telemetry.prepare import DataConfig
-from telemetry.thresholds import Threshold
+from detection.thresholds import Threshold
 
 STRICT = ConfigDict(strict=True, extra="forbid")
 SPEC_KINDS = ("choice", "int", "float")

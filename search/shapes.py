@@ -25,7 +25,7 @@ import logging
 from models import registry
 from search import spaces
 from telemetry.errors import TelemetryError
-from telemetry.thresholds import Threshold
+from detection.thresholds import Threshold
 
 log = logging.getLogger("search")
 UNSUPERVISED_THRESHOLD = "pot"

@@ -148,7 +148,7 @@ def holdout_metrics(est, rule, holdout, scores: np.ndarray, labelled: bool) -> d
     many series is predicted and counted per series (its ``segments``), as the ensemble does."""
     pred = rule.predict(scores, holdout.segments)
     if labelled:
-        from telemetry import metrics
+        from detection import metrics
 
         return metrics.scores(holdout.labels, pred, scores, holdout.segments)
     return {"loss": est.loss(holdout), "alarm_rate": float(pred.mean())}
@@ -159,8 +159,8 @@ def _evaluate(est, data, thr: dict, score_all: bool = True) -> tuple[dict, objec
     split, the fitted rule, validation metrics, holdout metrics or None, seconds). Validation made of
     many series is thresholded, predicted and counted per series (its ``segments``): the objective is
     the figure the ensemble's decision layer sees."""
-    from telemetry import metrics
-    from telemetry.thresholds import Threshold
+    from detection import metrics
+    from detection.thresholds import Threshold
 
     t0 = time.perf_counter()
     rule = Threshold(**thr)
@@ -181,7 +181,7 @@ def _evaluate_unlabelled(est, data, thr: dict, last_logs: dict,
                          score_all: bool = True) -> tuple[dict, object, dict, dict | None, float]:
     """No labels: an unsupervised threshold on the validation scores; the figures are the member's
     loss (validation: the objective; holdout: honest) and the share of rows its rule flags."""
-    from telemetry.thresholds import Threshold
+    from detection.thresholds import Threshold
 
     t0 = time.perf_counter()
     rule = Threshold(**thr)

@@ -16,7 +16,7 @@ from telemetry.errors import TelemetryError
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from telemetry.synth import generate_mission
+    from telemetry.synthetic.mission import generate_mission
 
     summary = generate_mission(args.out, rows=args.rows, seed=args.seed, test_rows=args.test_rows,
                                chunk_rows=args.chunk_rows, command_response=args.command_response)
@@ -29,7 +29,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth_fleet(args: argparse.Namespace) -> int:
-    from telemetry.fleet import write_synthetic_fleet
+    from telemetry.synthetic.fleet import write_synthetic_fleet
 
     info = write_synthetic_fleet(args.out, rows=args.rows, devices=args.devices, drifting=args.drifting, seed=args.seed)
     print(f"{info['paths']['train']}: {info['train_rows']:,} rows x {info['devices']} devices, no labels")
@@ -42,7 +42,7 @@ def _cmd_synth_fleet(args: argparse.Namespace) -> int:
 def _cmd_synth_discharges(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from telemetry.discharges import write_synthetic_discharges
+    from telemetry.synthetic.discharges import write_synthetic_discharges
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ schema (search/schema.py) both read, so a bound lives in one place.
 A :class:`Check` is a kind (``int``, ``real`` or ``choice``) with optional bounds, or a union of
 checks (``either``), optionally admitting None. ``ok(value)`` applies it; ``phrase`` is what an
 error says ("must be <phrase>"). It lives in ``telemetry`` because the threshold rule
-(telemetry.thresholds) declares its bounds with it too, and models and search sit above.
+(detection.thresholds) declares its bounds with it too, and models and search sit above.
 """
 from __future__ import annotations
 

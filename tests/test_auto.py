@@ -129,7 +129,7 @@ def _many_series(d: Path) -> tuple[Path, Path]:
 
 
 def _discharges(d: Path) -> tuple[Path, Path]:
-    from telemetry.discharges import write_synthetic_discharges
+    from telemetry.synthetic.discharges import write_synthetic_discharges
 
     write_synthetic_discharges(d / "train.json", n_discharges=12, seed=0, dt=5e-3, disrupting_fraction=0.5)
     write_synthetic_discharges(d / "test.json", n_discharges=4, seed=1, dt=5e-3, first_shot=80_000)

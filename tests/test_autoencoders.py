@@ -106,8 +106,8 @@ def test_keras_example_conv_ae_detects_the_nab_jump(nab_dir):
 
     from telemetry.events import events
     from telemetry.loading import load_nab
-    from telemetry.metrics import event_counts
-    from telemetry.thresholds import Threshold
+    from detection.metrics import event_counts
+    from detection.thresholds import Threshold
 
     files = [nab_dir / f for f in ("art_daily_small_noise.csv", "art_daily_jumpsup.csv", "combined_windows.json")]
     train = load_nab(files[0])

@@ -603,7 +603,7 @@ SECRETS = [".env", ".env.production", "deploy.pem", "tls.key", ".aws/credentials
 def test_dockerignore_is_an_allow_list_that_sends_no_secret(tmp_path):
     ctx = tmp_path / "ctx"
     files = ["pyproject.toml", "README.md", "LICENSE", "docker/Dockerfile", "docker/requirements.py", "models/base.py",
-             "search/runner.py", "telemetry/schema.py", "ensemble/build.py", "configs/esa.yaml", "cluster.yaml",
+             "search/runner.py", "telemetry/schema.py", "detection/metrics.py", "ensemble/build.py", "configs/esa.yaml", "cluster.yaml",
              "data/esa/train.parquet", "results/sweeps/demo/sets.npz", ".git/HEAD", ".venv/bin/python",
              ".venv-jax/bin/python", "models/__pycache__/base.cpython-311.pyc", "telesweep.egg-info/PKG-INFO",
              ".pytest_cache/v/cache", "notes.txt", "search/scratch.ipynb", *SECRETS]
@@ -615,9 +615,9 @@ def test_dockerignore_is_an_allow_list_that_sends_no_secret(tmp_path):
     assert patterns[0] == "*" and all(p.startswith("!") for p in patterns[1:])  # deny all, then allow
     sent = _docker_context(ctx)
     assert sent == {"pyproject.toml", "README.md", "LICENSE", "docker/requirements.py", "models/base.py",
-                    "search/runner.py", "telemetry/schema.py", "ensemble/build.py"}
+                    "search/runner.py", "telemetry/schema.py", "detection/metrics.py", "ensemble/build.py"}
     # and what the image installs is all there: every package's modules, the metadata pip reads
-    real = {str(p.relative_to(REPO)) for pkg in ("telemetry", "models", "search", "ensemble")
+    real = {str(p.relative_to(REPO)) for pkg in ("telemetry", "detection", "models", "search", "ensemble")
             for p in (REPO / pkg).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert all(f.endswith(".py") for f in real), "a package file the allow-list would leave out of the image"
     project = _pyproject()["project"]  # the files pip's build of the project reads
@@ -801,7 +801,7 @@ def fake_gpu_cluster():
 
 @pytest.fixture(scope="module")
 def tiny_mission(tmp_path_factory):
-    from telemetry.synth import generate_mission
+    from telemetry.synthetic.mission import generate_mission
 
     d = tmp_path_factory.mktemp("mission")
     generate_mission(d, rows=6_000, seed=3, test_rows=2_000)

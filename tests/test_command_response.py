@@ -13,7 +13,7 @@ import pytest
 from telemetry.__main__ import main
 from telemetry.errors import TelemetryError
 from telemetry.schema import DEFAULT_CHANNELS
-from telemetry.synth import _Mission, generate_mission
+from telemetry.synthetic.mission import _Mission, generate_mission
 
 # Seed 0 with one telecommand: it acts on channels 41-46 (never quantised) and fires four times.
 ROWS, TEST_ROWS, CHUNK, SEED, N_TC = 20_000, 5_000, 3_000, 0, 1

@@ -78,7 +78,7 @@ def test_log_calibration_keeps_one_members_spikes_from_carrying_the_mean():
     """The same two members: on robust z the spiky member's 9-std nominal runs push the mean over
     any threshold that catches the events; log-compressed, they count for little beside the clean
     member's agreement, and a fresh draw of the same data shows fewer false events."""
-    from telemetry.metrics import event_counts
+    from detection.metrics import event_counts
 
     s, y = spiky_validation()
     s_new, y_new = spiky_validation(seed=1)
@@ -129,8 +129,8 @@ def periodic_validation(seed: int = 0, n: int = 3000):
 
 
 def test_guard_uses_the_picked_members_own_rule_when_the_combination_finds_no_validation_event():
-    from telemetry.metrics import corrected_event_f05
-    from telemetry.thresholds import Threshold
+    from detection.metrics import corrected_event_f05
+    from detection.thresholds import Threshold
 
     s, y = periodic_validation()
     # Each member's own rule, as its trial would fit it: runs under 3 rows are dropped (the peaks).
@@ -165,7 +165,7 @@ def test_guard_uses_the_picked_members_own_rule_when_the_combination_finds_no_va
 
 
 def test_label_free_guard_uses_equal_weights_and_the_pot_level_of_the_combination():
-    from telemetry.thresholds import Threshold, pot_threshold
+    from detection.thresholds import Threshold, pot_threshold
 
     s, y = periodic_validation()
     rules = [Threshold(method="best_f05", min_length=3).fit(s[:, j], y) for j in range(2)]

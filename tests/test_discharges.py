@@ -4,9 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from telemetry.discharges import load_discharges, sensor_channel, write_synthetic_discharges
+from telemetry.discharges import load_discharges, sensor_channel
+from telemetry.synthetic.discharges import write_synthetic_discharges
 from telemetry.errors import TelemetryError
-from telemetry.series_metrics import detection_summary, detection_table
+from detection.series_metrics import detection_summary, detection_table, discharge_detection_table
 
 
 def sig(name, times, values):
@@ -147,8 +148,8 @@ def test_discharge_detection_table_from_concatenated_alarms(tmp_path):
     n = {"id": "B", "signals": [sig("DES_2_01.txt", [0, 1, 2], [0, 0, 0])]}
     ds = load_discharges(write(tmp_path / "d.json", [d, n]))
     alarms = np.array([0, 0, 1, 1, 1, 0, 0, 0], np.uint8)  # 5 rows of A, 3 of B
-    tab = ds.detection_table(alarms)
+    tab = discharge_detection_table(ds, alarms)
     assert tab["series"].tolist() == ["A", "B"] and tab["outcome"].tolist() == ["in time", "quiet"]
     assert tab["warning_time"].iloc[0] == 0.5
     with pytest.raises(TelemetryError, match="7 rows given for 8 discharge rows"):
-        ds.detection_table(alarms[:7])
+        discharge_detection_table(ds, alarms[:7])

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
-from telemetry.drift import DriftRules, describe_drift, drift_table, plot_score_splits, splits_drift
+from detection.drift import DriftRules, describe_drift, drift_table, splits_drift
+from ensemble.plots import plot_score_splits
 from telemetry.errors import TelemetryError
 from telemetry.series import Series
 

@@ -172,7 +172,7 @@ def events_across_boundaries(seed=0):
                                     {}])
 def test_validation_f05_counts_events_per_series(params):
     from ensemble.combine import best_f05
-    from telemetry.metrics import corrected_event_f05
+    from detection.metrics import corrected_event_f05
 
     s, y, seg = events_across_boundaries()
     ens = Ensemble(seed=0, **params).fit(s, y, ["good", "noise"], segments=seg)
@@ -186,7 +186,7 @@ def test_validation_f05_counts_events_per_series(params):
 
 
 def test_channel_union_f05_counts_events_per_series():
-    from telemetry.metrics import corrected_event_f05
+    from detection.metrics import corrected_event_f05
 
     s, y, seg = events_across_boundaries()
     cs = np.repeat(s[:, :, None], 2, axis=2)
@@ -287,7 +287,7 @@ def experiment(tmp_path_factory):
 
     from search.config import parse_config
     from search.runner import run_sweep
-    from telemetry.synth import generate_mission
+    from telemetry.synthetic.mission import generate_mission
 
     root = tmp_path_factory.mktemp("ens")
     generate_mission(root / "m", rows=8000, seed=5, test_rows=2000)
@@ -430,7 +430,7 @@ def test_verdict_follows_the_paired_interval(lo, hi, events, words):
 
 def test_holdout_evaluation_intervals_are_paired():
     from ensemble.build import evaluate
-    from telemetry.metrics import corrected_event_f05
+    from detection.metrics import corrected_event_f05
 
     y = np.zeros(2000, np.uint8)
     for a in range(100, 2000, 200):

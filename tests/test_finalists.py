@@ -24,7 +24,7 @@ from search.config import parse_config
 from search.runner import resume, run_sweep
 from telemetry.errors import TelemetryError
 from telemetry.prepare import prepare
-from telemetry.thresholds import PARAMS
+from detection.thresholds import PARAMS
 from conftest import local_ray_started
 from test_search import TINY, mission, sweep  # noqa: F401 - mission is a fixture used here
 

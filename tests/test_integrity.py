@@ -142,7 +142,7 @@ def test_a_demo_folder_refuses_other_options(tmp_path, capsys, monkeypatch):
     out = tmp_path / "demo"
     out.mkdir()
     (out / "demo.json").write_text(json.dumps({"rows": 200_000, "seed": 7, "smoke_test": False}))
-    monkeypatch.setattr("telemetry.synth.generate_mission", lambda *a, **k: pytest.fail("mission generated"))
+    monkeypatch.setattr("telemetry.synthetic.mission.generate_mission", lambda *a, **k: pytest.fail("mission generated"))
     assert ensemble_main.main(["demo", "--out", str(out), "--rows", "5000"]) == 2
     assert one_error_line(capsys) == (f"error: {out}: made with --rows 200000, not 5000; use another --out, or the "
                                       f"options it was made with")

@@ -201,7 +201,8 @@ def test_a_window_model_scores_each_series_as_if_it_were_alone():
 
 
 def test_discharge_json_is_one_series_per_discharge_and_test_ids_follow_train(tmp_path):
-    from telemetry.discharges import load_discharges, write_synthetic_discharges
+    from telemetry.discharges import load_discharges
+    from telemetry.synthetic.discharges import write_synthetic_discharges
 
     write_synthetic_discharges(tmp_path / "train.json", n_discharges=10, seed=0, dt=5e-3, disrupting_fraction=0.5)
     write_synthetic_discharges(tmp_path / "test.json", n_discharges=2, seed=1, dt=5e-3, first_shot=70_010)
@@ -221,7 +222,7 @@ def test_discharge_json_is_one_series_per_discharge_and_test_ids_follow_train(tm
 
 
 def test_per_series_detection_on_a_hand_made_split():
-    from telemetry.series_metrics import split_detection_table
+    from detection.series_metrics import split_detection_table
 
     lab = np.zeros(20, np.uint8)
     lab[7:10] = 1  # series "a" (rows 0-9) turns anomalous at its row 7; "b" (rows 10-19) stays normal
@@ -245,8 +246,8 @@ def test_a_trial_thresholds_and_scores_many_series_per_series():
     from models import registry
     from search import trainable
     from telemetry.events import events
-    from telemetry.metrics import corrected_event_f05
-    from telemetry.thresholds import Threshold
+    from detection.metrics import corrected_event_f05
+    from detection.thresholds import Threshold
 
     rng = np.random.default_rng(0)
     seg = np.arange(0, 201, 50)

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from telemetry.errors import TelemetryError
-from telemetry.events import drop_short, event_labels, events, merge_gaps, postprocess
-from telemetry.metrics import auc_pr, corrected_event_f05, event_counts, scores
+from telemetry.events import event_labels, events
+from detection.postprocess import drop_short, merge_gaps, postprocess
+from detection.metrics import auc_pr, corrected_event_f05, event_counts, scores
 
 A = np.array
 
@@ -146,7 +147,7 @@ def test_events_and_postprocessing():
 
 
 def test_block_counts_add_up_to_the_whole_series_counts():
-    from telemetry.metrics import _f05_rows, block_counts, bootstrap_f05, event_counts
+    from detection.metrics import _f05_rows, block_counts, bootstrap_f05, event_counts
 
     rng = np.random.default_rng(4)
     y = (rng.random(3000) < 0.02).astype(np.uint8)
@@ -220,7 +221,7 @@ def test_metric_segments_are_checked():
 
 
 def test_block_counts_with_segments_add_up_to_the_per_series_counts():
-    from telemetry.metrics import block_counts, bootstrap_f05
+    from detection.metrics import block_counts, bootstrap_f05
 
     rng = np.random.default_rng(5)
     y = np.convolve(rng.random(3000) < 0.02, np.ones(7), "same").clip(0, 1).astype(np.uint8)

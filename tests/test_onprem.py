@@ -131,7 +131,7 @@ def test_ray_up_sweep_node_loss_ray_down(tmp_path):
     why = netns.missing()
     if why:
         pytest.fail(f"the on-premises cluster test {why}", pytrace=False)
-    from telemetry.synth import generate_mission
+    from telemetry.synthetic.mission import generate_mission
 
     from test_search import TINY, sweep, write_sweep
 

@@ -65,7 +65,8 @@ def test_calibration_times_a_real_epoch_and_estimates_hours(tmp_path):
 
 
 def test_split_rows_of_a_discharge_file_count_resampled_rows_not_lines(tmp_path):
-    from telemetry.discharges import load_discharges, write_synthetic_discharges
+    from telemetry.discharges import load_discharges
+    from telemetry.synthetic.discharges import write_synthetic_discharges
 
     path = tmp_path / "d.json"
     write_synthetic_discharges(path, n_discharges=4, seed=0)

@@ -29,7 +29,7 @@ from search.config import load_config, parse_config
 from search.results import LEADERBOARD, SETS_FILE, SWEEP_FILE, load_sets, load_trial, trial_table
 from search.runner import check_storage_for_cluster, run_sweep
 from telemetry.errors import TelemetryError
-from telemetry.synth import generate_mission
+from telemetry.synthetic.mission import generate_mission
 
 from conftest import ctrl_c_when, local_ray_started, write_challenge_parquet
 

@@ -29,7 +29,7 @@ import yaml
 from search.config import load_config, parse_config
 from search.results import LEADERBOARD, trial_table
 from telemetry.errors import TelemetryError
-from telemetry.fleet import write_synthetic_fleet
+from telemetry.synthetic.fleet import write_synthetic_fleet
 
 ray = pytest.importorskip("ray")
 REPO = Path(__file__).resolve().parents[1]
@@ -230,7 +230,7 @@ def test_fleet_csv_sweep_build_names_the_drifting_devices(tmp_path):
 def test_discharge_json_sweep_with_classifier_and_autoencoder_gives_warning_times(tmp_path):
     from ensemble.build import build
     from search.runner import run_sweep
-    from telemetry.discharges import write_synthetic_discharges
+    from telemetry.synthetic.discharges import write_synthetic_discharges
 
     d = tmp_path / "disc"
     train = write_synthetic_discharges(d / "train.json", n_discharges=12, seed=0, dt=4e-3, disrupting_fraction=0.5)

@@ -14,7 +14,7 @@ import pytest
 from telemetry.__main__ import main
 from telemetry.errors import TelemetryError
 from telemetry.schema import DEFAULT_CHANNELS
-from telemetry.synth import ANOMALY_KINDS, generate_mission
+from telemetry.synthetic.mission import ANOMALY_KINDS, generate_mission
 
 ROWS, TEST_ROWS, CHUNK, SEED = 20_000, 5_000, 3_000, 7
 CHANNELS = [f"channel_{i}" for i in range(1, 77)]

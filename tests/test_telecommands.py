@@ -37,7 +37,7 @@ def test_column_specs():
 
 def test_prepare_loads_telecommands_as_features_sliced_with_the_splits(tmp_path):
     from telemetry.prepare import DataConfig, prepare
-    from telemetry.synth import generate_mission
+    from telemetry.synthetic.mission import generate_mission
 
     generate_mission(tmp_path, rows=20_000, seed=1, test_rows=5_000)
     cfg = DataConfig(train=str(tmp_path / "train.parquet"), test=str(tmp_path / "test.parquet"), channels="41-46",

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 
 from telemetry.errors import TelemetryError
-from telemetry.metrics import corrected_event_f05
-from telemetry.events import drop_short, events, from_events, hysteresis, merge_gaps, postprocess
-from telemetry.thresholds import (Threshold, best_f05_threshold, block_resamples, bootstrap_threshold, f05_curve,
+from detection.metrics import corrected_event_f05
+from telemetry.events import events, from_events
+from detection.postprocess import drop_short, hysteresis, merge_gaps, postprocess
+from detection.thresholds import (Threshold, best_f05_threshold, block_resamples, bootstrap_threshold, f05_curve,
                                   plateau_threshold, pot_threshold, prune_min_peak, smooth)
 
 
@@ -20,7 +21,7 @@ def test_f05_curve_is_exact_at_every_threshold(seed):
 
 
 def test_f05_curve_beyond_the_exact_limit_sweeps_a_grid_plus_every_event_maximum(monkeypatch):
-    import telemetry.thresholds as th
+    import detection.thresholds as th
 
     rng = np.random.default_rng(0)
     y = np.zeros(3000, np.uint8)
@@ -391,7 +392,7 @@ def test_labelled_rules_fit_the_per_series_metric():
 
 
 def test_replicate_offsets_cut_where_series_change_or_restart():
-    from telemetry.thresholds import replicate_offsets
+    from detection.thresholds import replicate_offsets
 
     seg = np.array([0, 3, 10])
     idx = np.array([5, 6, 7, 1, 2, 3, 4, 0, 1, 8, 9, 3])

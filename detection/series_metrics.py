@@ -119,3 +119,12 @@ def split_detection_table(split, alarms: np.ndarray, row_times: np.ndarray | Non
         else:
             onset.append(np.nan)
     return detection_table(parts, times, onset, names, required_warning=required_warning)
+
+
+def discharge_detection_table(discharges, alarms, required_warning: float = 0.0) -> pd.DataFrame:
+    """:func:`detection_table` for a telemetry.discharges.Discharges: alarms either one array per
+    discharge or one over their concatenation, warning times in seconds of the file's time axis."""
+    if not isinstance(alarms, (list, tuple)):
+        alarms = discharges.split_rows(alarms)
+    return detection_table(alarms, discharges.times, discharges.anomaly_times, discharges.names,
+                           required_warning=required_warning)

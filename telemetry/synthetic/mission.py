@@ -44,7 +44,7 @@ from telemetry.atomic import atomic_path, write_text
 from telemetry.errors import TelemetryError
 from telemetry.schema import CHANNEL_PREFIX, ID, LABEL, TELECOMMAND_PREFIX
 
-log = logging.getLogger("telemetry.synth")
+log = logging.getLogger("telemetry.synthetic.mission")
 
 GENERATOR_VERSION = 1
 ANOMALY_KINDS = ("spike", "level_shift", "drift", "flatline", "noise_burst", "frequency_change")
@@ -608,7 +608,7 @@ def _mission_record(m: _Mission, summary: dict, chunk_rows: int) -> dict:
     """mission.json: parameters, summary and the event list (for per-kind evaluation)."""
     name = lambda i: f"{CHANNEL_PREFIX}{int(i) + 1}"  # noqa: E731
     return {
-        "generator": "telemetry.synth", "version": GENERATOR_VERSION,
+        "generator": "telemetry.synthetic.mission", "version": GENERATOR_VERSION,
         "parameters": {"rows": m.rows, "test_rows": m.test_rows, "seed": m.seed, "chunk_rows": chunk_rows,
                        "n_channels": m.n_channels, "n_telecommands": m.n_telecommands,
                        "orbit_rows": round(m.orbit, 3), "season_rows": SEASON_ROWS,

@@ -11,8 +11,9 @@ import numpy as np
 
 from telemetry.bounds import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, integer, one_of, optional, real
 from telemetry.errors import TelemetryError
-from telemetry.events import events, from_events, hysteresis, postprocess
-from telemetry.metrics import _f05_from_counts, corrected_event_f05
+from telemetry.events import events, from_events
+from detection.postprocess import hysteresis, postprocess
+from detection.metrics import _f05_from_counts, corrected_event_f05
 from telemetry.series import checked_offsets
 
 # Labelled (validation F0.5): best_f05 (the edge of the best), plateau (the middle of the near-best
