@@ -3,7 +3,7 @@ each ``auto`` sweep, every one through the same default decision layer, scored o
 
 Selections (which trials become members; all through ``ensemble.combine``'s default layer):
 - ``ranked``: the best 2 distinct configurations per architecture (1 forecaster) by the trials' own
-  validation F0.5 (what ``ensemble build`` did before ``auto``);
+  validation F0.5 (``ensemble build --members ranked``);
 - ``ranked_ap``: the same by the validation event-wise average precision (threshold-free);
 - ``anchored``: the known-good configurations (each architecture's start trial) alone, ``ensemble.members``'
   anchored selection; ``anchored+1``: with each architecture's best searched trial beside them;

@@ -1,7 +1,7 @@
 """False alarms at commanded mode changes, with and without telecommands as model inputs.
 
     python benchmarks/bench_telecommands.py [--rows 1000000] [--seeds 0 1] [--channels 1-76]
-        [--command-response smooth|transient] [--members pca conv_ae] [--no-record]
+        [--command-response smooth|transient|switch] [--members pca conv_ae] [--no-record]
 
 On synthetic missions (whose telecommands switch channel groups into other operating modes, never
 labelled; one pulse per ~30,000 rows, each acting on one of eight channel groups, so all 76 channels

@@ -6,7 +6,7 @@ References (never used to choose anything inside the pipeline):
 - ``notebook``: the user's notebook configuration, bilstm_ae (window 5, units 64, 2 epochs, batch 1024),
   threshold at the 98th percentile of validation scores, predicted runs under 10 rows dropped;
 - ``without_pca`` / ``pca_alone``: the default decision layer on the members other than ``pca``, and
-  on the ``pca`` trials alone (the ablation of the new member);
+  on the ``pca`` trials alone (the ablation of the pca member);
 - ``global_std``: the sweep's baseline trial with its own rule;
 - ``plain_pca``: PCA on 5 lagged copies of the scaled channels (95 % of the variance), EWMA-smoothed
   error (span 10), the best-F0.5 threshold on validation: the short script the issue measured.
@@ -69,7 +69,7 @@ def evaluate_dataset(ds, exp: str, quick: bool, layers=None) -> dict:
     rules = [m.rule(j) for j in range(len(m.names))]  # each member's own rule: the guard, as in build
     for name in (VARIANTS if layers is None else layers):
         params = ensemble_params(name)
-        if params.get("per_channel") and not m.channel_scores:  # a cached sweep from before per-channel scores
+        if params.get("per_channel") and not m.channel_scores:  # a cached sweep whose trials stored no per-channel scores
             row[name] = np.nan
             continue
         ens = Ensemble(seed=0, **params).fit(m.scores["validation"], yv, m.names, **m.channel_inputs("validation"),

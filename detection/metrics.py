@@ -1,7 +1,6 @@
 """The challenge metric (corrected event-wise F0.5) and the figures reported beside it.
 
-Definitions follow DESIGN.md section 3 and ESA-ADB's ESAScores (kplabs-pl/ESA-ADB,
-timeeval/metrics/ESA_ADB_metrics.py):
+Definitions follow ESA-ADB's ESAScores (kplabs-pl/ESA-ADB, timeeval/metrics/ESA_ADB_metrics.py):
 
 - TP_e: true events sharing at least one row with a predicted 1; FN_e: true events with none.
 - FP_e: predicted runs that touch no true event.

@@ -43,7 +43,7 @@ def test_robust_log_compresses_the_robust_z_beyond_one_unit():
     cal = Calibrator("robust_log").fit(nominal)
     z = (np.array([3.0, 3.0 + 1.4826, 3.0 - 2 * 1.4826, 3.0 + 99 * 1.4826]) - 3.0) / 1.4826  # 0, 1, -2, 99
     np.testing.assert_allclose(cal.transform(3.0 + 1.4826 * z), [0.0, np.log(2), -np.log(3), np.log(100)], rtol=1e-6)
-    # one member at z 99 and three at 0 no longer outweigh four members at z 3 (a soft vote)
+    # one member at z 99 and three at 0 do not outweigh four members at z 3 (a soft vote)
     spike = np.log1p(np.array([99.0, 0, 0, 0])).mean()
     agree = np.log1p(np.array([3.0, 3, 3, 3])).mean()
     assert spike < agree and np.array([99.0, 0, 0, 0]).mean() > np.array([3.0, 3, 3, 3]).mean()

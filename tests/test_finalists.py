@@ -1,8 +1,8 @@
 """Scoring in proportion (search/finalists.py): trials score validation only; the top K per
 architecture score holdout and test afterwards from their saved model.
 
-Unit tests (no Ray): a finalist's holdout/test scores and figures equal those of the old path
-(every split scored in the trial), labelled and unlabelled, for a row model and a Keras model.
+Unit tests (no Ray): a finalist's holdout/test scores and figures equal those of the in-trial
+path (every split scored in the trial, ``search.finalists: all``), labelled and unlabelled, for a row model and a Keras model.
 End to end (real Ray Tune, the shared tiny mission of tests/test_search.py): exactly the top K have
 holdout/test scores, the leaderboard shows empty holdout figures for the others, the ensemble builds
 with its default k, a larger k fails with the command that fixes it, ``finalize --top`` (here through

@@ -325,7 +325,7 @@ def test_build_never_carries_an_anomaly_at_one_series_end_into_the_next(tmp_path
     assert rule["smooth"] > 1  # smoothed: the end of t0 and t2 would leak into t1 and t3
     assert alarms[[0, 2], -1].all() and not alarms[[1, 3], 0].any()
     assert (tmp_path / "out" / "series_holdout.csv").is_file()
-    # Today's path, the data taken as one series: the anomalies at t0's and t2's ends run on into t1 and t3.
+    # Without the series column, the data taken as one series: the anomalies at t0's and t2's ends run on into t1 and t3.
     monkeypatch.setattr(ensemble_build, "many_series", lambda cfg: False)
     alarms, _ = build_alarms(tmp_path / "one")
     assert alarms[[1, 3], 0].all()

@@ -10,7 +10,7 @@ A = np.array
 
 
 def brute_f05(y, p, segments=None):
-    """Plain-loop reference of DESIGN.md section 3, independent of the vectorised code; with
+    """Plain-loop reference of the metric (detection/metrics.py's definitions), independent of the vectorised code; with
     ``segments`` runs are looked for in each series on its own."""
     bounds = list(segments) if segments is not None else [0, len(y)]
 

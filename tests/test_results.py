@@ -32,7 +32,7 @@ STRICT = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
 def old_trial_table(exp: str, archs=None) -> pd.DataFrame:
     """The reader this module replaces (Ray's private Trial internals, URI schemes re-attached by
     hand), kept as the reference. One line differs: a trial is scored when ``f05`` has a value,
-    since reports now carry ``f05`` (empty) from the first epoch on. And one addition: a trial that
+    since reports carry ``f05`` (empty) from the first epoch on. And one addition: a trial that
     scored validation only takes its holdout figures from its finalist file (search/finalists.py),
     read here by hand. And the rows come in the order Tune created the trials."""
     from ray.tune import ExperimentAnalysis

@@ -70,7 +70,7 @@ MAX_CHUNK_ROWS = 5_000_000  # keeps one chunk's float32 block (~20 B/row/channel
 _PLAN_STREAM, _NOISE_STREAM, _RESPONSE_STREAM = 1, 2, 3
 # How a group answers a telecommand that switches its mode:
 # "smooth": the new level and amplitude are reached over a smooth transition of up to 600 rows,
-#   which stays inside the nominal range (the default; the files are those of earlier versions);
+#   which stays inside the nominal range (the default);
 # "transient": a fast step (STEP_ROWS) at the pulse, plus a surge on every channel of the group,
 #   gain_c * exp(-rows since the pulse / RESPONSE_ROWS), with one fixed gain vector (several channel
 #   stds, a sign per channel) per telecommand: real commands (heaters, wheels, payload on) make
