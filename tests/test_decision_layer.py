@@ -13,6 +13,7 @@ from ensemble.combine import (DEFAULT_LAYER, ChannelUnionDecision, Combination, 
 from ensemble.unsupervised import UnsupervisedEnsemble
 from detection.thresholds import Threshold
 from telemetry.errors import TelemetryError
+from test_crossfit import periodic_validation as periodic  # the guard's case: member 0 alone sees the event
 
 LAYERS = load_layers(Path(__file__).resolve().parents[1] / "benchmarks" / "layers.yaml")
 
@@ -28,18 +29,6 @@ def labelled(n=2000, seed=0):
     cs = np.stack([s[:, [0]] * [1.0, 0.5, 0.1] + rng.normal(0, 0.3, (n, 3)),
                    s[:, [2]] + rng.normal(0, 0.3, (n, 3))], 1).astype(np.float32)
     return s, y, cs
-
-
-def periodic(n=3000, seed=0):
-    """Both members reproduce a periodic signal's nominal peaks; member 0 alone sees the one short
-    event, which the combination scores below the peaks (the guard's case)."""
-    rng = np.random.default_rng(seed)
-    y = np.zeros(n, np.uint8)
-    y[1500:1503] = 1
-    peaks = (np.arange(n) % 37 < 2).astype(np.float32) * 8
-    s = np.abs(rng.normal(0, 0.1, (n, 2))).astype(np.float32) + peaks[:, None]
-    s[y == 1, 0] += 4
-    return s, y
 
 
 def test_clone_copies_the_whole_layer_unfitted_and_set_params_reaches_every_component():
@@ -190,3 +179,9 @@ def test_cross_fitting_fits_clones_and_leaves_the_layer_as_given():
     layer.fit(s, y, ["a#1", "b#2", "c#3"])
     assert layer.fallback_["chosen"] in ("ensemble", "member") and layer.to_dict() == before
     assert not hasattr(layer.combination, "weights_") and not hasattr(layer.rule, "rule_")
+
+
+def test_the_auto_sweeps_trial_rule_is_the_default_layers_threshold():
+    from search.auto import RULE  # search may not import ensemble: a copy, kept equal here
+
+    assert Threshold(**RULE) == DecisionLayer().rule.threshold
