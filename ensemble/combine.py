@@ -554,6 +554,7 @@ class BaseLayer(BaseEstimator):
     and ``predict``, and the per-channel view (``channel_view_``)."""
 
     SECTIONS: dict = {}
+    NULLABLE: tuple = ()  # the sections that may be null (switched off)
 
     def to_dict(self) -> dict:
         """The layer as plain data: one mapping per section (null: switched off), and ``seed``.
@@ -568,7 +569,7 @@ class BaseLayer(BaseEstimator):
             raise TelemetryError(f"{source}: a decision layer must be a mapping of {', '.join(cls.SECTIONS)}, got {d!r}")
         unknown = [k for k in d if k not in cls.SECTIONS and k != "seed"]
         if unknown:
-            raise TelemetryError(f"{source}: unknown key {unknown[0]!r}; choose of {', '.join([*cls.SECTIONS, 'seed'])}")
+            raise TelemetryError(f"{source}: unknown key {unknown[0]!r}; choose one of {', '.join([*cls.SECTIONS, 'seed'])}")
         kwargs = {}
         for name, klass in cls.SECTIONS.items():
             if name in d:
@@ -580,8 +581,6 @@ class BaseLayer(BaseEstimator):
                 raise TelemetryError(f"{source}: seed must be an integer >= 0, got {seed!r}")
             kwargs["seed"] = seed
         return cls(**kwargs)
-
-    NULLABLE: tuple = ()
 
     # -- the fitted decision ----------------------------------------------------------------------
     def score(self, scores: np.ndarray, channel_scores: np.ndarray | None = None, segments=None) -> np.ndarray:
@@ -654,7 +653,7 @@ def _section(klass, value, where: str, nullable: bool = False, exclude=()):
     known = [k for k in klass().get_params(deep=False) if k not in exclude]
     unknown = [k for k in value if k not in known]
     if unknown:
-        raise TelemetryError(f"{where}: unknown key {unknown[0]!r}; choose of {', '.join(known)}")
+        raise TelemetryError(f"{where}: unknown key {unknown[0]!r}; choose one of {', '.join(known)}")
     kwargs = dict(value)
     try:
         if klass is Rule and "threshold" in kwargs:

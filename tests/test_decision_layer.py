@@ -105,10 +105,10 @@ def test_every_candidate_layer_is_valid_and_differs_from_the_default():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("combination: {shrinkge: 0.5}", "combination: unknown key 'shrinkge'; choose of method, "),
+    ("combination: {shrinkge: 0.5}", "combination: unknown key 'shrinkge'; choose one of method, "),
     ("combination: {shrinkage: 1.5}", "combination: shrinkage must be in [0, 1], got 1.5"),
     ("combination: stack", "combination must be a mapping, got 'stack'"),
-    ("rules: {spans: [1]}", "unknown key 'rules'; choose of calibration, combination, rule, guard, seed"),
+    ("rules: {spans: [1]}", "unknown key 'rules'; choose one of calibration, combination, rule, guard, seed"),
     ("rule: {threshold: {method: edge}}", "rule.threshold: unknown threshold method 'edge'"),
     ("rule: {threshold: {method: plateau, smooth: 5}}", "rule.threshold: unknown key 'smooth'"),
     ("rule: {spans: [0, 5]}", "rule: spans must be a list of smoothing spans >= 1, got (0, 5)"),
