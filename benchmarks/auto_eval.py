@@ -29,11 +29,11 @@ REFERENCES = ("picked", "hindsight", "plain_pca")
 
 
 def _layer_f05(names, scores_v, scores_t, yv, yt, rules, **over) -> tuple[float, dict]:
-    from ensemble.build import ensemble_params
-    from ensemble.combine import Ensemble
+    """``over``: parameters of the default layer set otherwise (DecisionLayer.set_params names)."""
+    from ensemble.combine import DecisionLayer
     from detection.metrics import corrected_event_f05
 
-    ens = Ensemble(seed=0, **{**ensemble_params(), **over}).fit(scores_v, yv, names, member_rules=rules)
+    ens = DecisionLayer().set_params(**over).fit(scores_v, yv, names, member_rules=rules)
     return corrected_event_f05(yt, ens.predict(scores_t)), {"val_f05": ens.val_f05_,
                                                              "guard": (ens.fallback_ or {}).get("chosen")}
 
@@ -70,11 +70,11 @@ def evaluate_dataset(ds, exp: str) -> dict:
             row[f"{col}_guard"] = True
 
     through_layer(_ranked(done, "val_f05"), "ranked")
-    through_layer(_ranked(done, "val_f05"), "ranked_pot", guard="pot")
+    through_layer(_ranked(done, "val_f05"), "ranked_pot", guard__no_event="pot")
     through_layer(_ranked(done, "val_ap"), "ranked_ap")
     anchors = done[done["start"].astype(bool)].drop_duplicates("arch")
     through_layer(select_members(board, 2, anchored=True), "anchored")
-    through_layer(select_members(board, 2, anchored=True), "anchored_pot", guard="pot")
+    through_layer(select_members(board, 2, anchored=True), "anchored_pot", guard__no_event="pot")
     through_layer(select_members(board, 2, anchored=True, searched=1), "anchored+1")
     through_layer(anchors[anchors["arch"].isin(["pca", "bilstm_ae"])], "anchored_fast")
     through_layer(anchors[anchors["arch"] == "bilstm_ae"], "notebook+layer")

@@ -9,7 +9,7 @@ Per data set: test F0.5 of the ensemble (``ensemble build``'s default decision l
 validation picks (its own trial rule), of the hindsight-best member (reported, never used), of the
 user's notebook configuration (bilstm_ae, window 5, 98th percentile of validation scores, runs under
 10 rows dropped), of the ``global_std`` baseline, and of a plain PCA reconstruction baseline; then
-the other decision layers of ``ensemble.combine.VARIANTS`` (``--layers``: only some of them) on the same members, so that defaults
+the candidate decision layers of ``benchmarks/layers.yaml`` (``--layers``: only some of them) on the same members, so that defaults
 are chosen on many data sets rather than one split. Means over data sets and a paired bootstrap
 interval (over data sets) of ensemble - picked member.
 
@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality_data as qd  # noqa: E402
 from common import peak_rss_mb, record  # noqa: E402
-from ensemble.combine import VARIANTS  # noqa: E402
 
 log = logging.getLogger("bench.quality")
 QUICK_ARCHS = ("pca", "global_std")  # the Keras path runs in the notebook baseline (bilstm_ae)
@@ -88,8 +87,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-registry", action="store_true", help="skip the data read from a registry package (gutentag-ecg)")
     ap.add_argument("--stage", choices=["sweep", "all"], default="all", help="sweep only, or sweep then evaluate")
     ap.add_argument("--no-record", action="store_true", help="print, do not append to benchmarks/RESULTS.md")
-    ap.add_argument("--layers", nargs="+", default=None, choices=list(VARIANTS), metavar="LAYER",
-                    help="evaluate only these decision layers (the default layer always; all when not given)")
+    from quality_eval import candidate_layers
+
+    ap.add_argument("--layers", nargs="+", default=None, choices=list(candidate_layers()), metavar="LAYER",
+                    help="evaluate only these candidate layers of benchmarks/layers.yaml (the default layer always; "
+                         "all when not given)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -105,9 +107,9 @@ def main(argv=None) -> int:
     if args.stage == "sweep":
         print(f"swept {len(exps)} data sets in {time.perf_counter() - t0:.0f} s")
         return 0
-    from quality_eval import evaluate_all, summary_markdown
+    from quality_eval import DEFAULT, evaluate_all, summary_markdown
 
-    layers = None if args.layers is None else list(dict.fromkeys([next(iter(VARIANTS)), *args.layers]))
+    layers = None if args.layers is None else list(dict.fromkeys([DEFAULT, *args.layers]))
     table = evaluate_all(work, dss, exps, quick=args.quick, layers=layers)
     body = summary_markdown(table, quick=args.quick)
     body += f"\n\nwall {time.perf_counter() - t0:.0f} s (cached sweeps reused), peak RSS {peak_rss_mb():.0f} MB\n"

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args(argv)
 
-    from ensemble.combine import Ensemble
+    from ensemble.combine import DecisionLayer
     from models import registry
     from detection.metrics import corrected_event_f05
     from telemetry.prepare import DataConfig, prepare
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 est = registry.get(arch)(**params, telecommands=with_tc).fit(data.fit, data.validation)
                 sv, st = est.score_samples(data.validation)[:, None], est.score_samples(data.test)[:, None]
-                pred = Ensemble(seed=0).fit(sv, data.validation.labels).predict(st)
+                pred = DecisionLayer().fit(sv, data.validation.labels).predict(st)
                 near, total = false_events_after_pulses(data.test_labels, pred, pulses, args.after)
                 f = corrected_event_f05(data.test_labels, pred)
                 key = (arch, with_tc)

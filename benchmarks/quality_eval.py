@@ -1,5 +1,8 @@
 """Scoring of the quality benchmark: every decision layer and reference on each data set's test labels.
 
+Layers: ``default`` (ensemble.combine.DecisionLayer(), what ``ensemble build`` fits) and the candidates
+of ``benchmarks/layers.yaml``.
+
 References (never used to choose anything inside the pipeline):
 - ``picked``: the member validation alone would pick, with its own trial rule;
 - ``hindsight``: the member with the best test F0.5 (an upper bound for picking one member);
@@ -21,6 +24,8 @@ import pandas as pd
 import yaml
 
 log = logging.getLogger("bench.quality")
+LAYERS_FILE = Path(__file__).resolve().parent / "layers.yaml"
+DEFAULT = "default"  # the default decision layer's column
 REFERENCES = ("picked", "picked+layer", "hindsight", "without_pca", "pca_alone", "notebook", "global_std", "plain_pca")
 
 
@@ -30,6 +35,20 @@ def _prepared(exp: str):
 
     raw = yaml.safe_load((Path(exp) / results.SWEEP_FILE).read_text())
     return prepare(DataConfig(**raw["data"]))
+
+
+def candidate_layers() -> dict[str, dict]:
+    """The candidate decision layers (benchmarks/layers.yaml), name -> plain-data layer."""
+    from ensemble.combine import load_layers
+
+    return load_layers(LAYERS_FILE)
+
+
+def all_layers() -> dict[str, dict]:
+    """The default layer, then the candidates."""
+    from ensemble.combine import DEFAULT_LAYER
+
+    return {DEFAULT: DEFAULT_LAYER, **candidate_layers()}
 
 
 def reference_scores(exp: str, quick: bool) -> dict[str, dict[str, np.ndarray]]:
@@ -54,9 +73,8 @@ def reference_scores(exp: str, quick: bool) -> dict[str, dict[str, np.ndarray]]:
 
 
 def evaluate_dataset(ds, exp: str, quick: bool, layers=None) -> dict:
-    """Test F0.5 of ``layers`` (names of ensemble.combine.VARIANTS; None: all) and of the references."""
-    from ensemble.build import ensemble_params
-    from ensemble.combine import VARIANTS, Ensemble
+    """Test F0.5 of ``layers`` (names of :func:`all_layers`; None: all) and of the references."""
+    from ensemble.combine import DecisionLayer
     from ensemble.members import load_members
     from search import results
     from detection.metrics import corrected_event_f05
@@ -67,28 +85,26 @@ def evaluate_dataset(ds, exp: str, quick: bool, layers=None) -> dict:
     row = {"dataset": ds.name, "kind": ds.kind, "val_events": int(_n_events(yv)), "test_events": int(_n_events(yt)),
            "members": len(m.names)}
     rules = [m.rule(j) for j in range(len(m.names))]  # each member's own rule: the guard, as in build
-    for name in (VARIANTS if layers is None else layers):
-        params = ensemble_params(name)
-        if params.get("per_channel") and not m.channel_scores:  # a cached sweep whose trials stored no per-channel scores
+    named = all_layers()
+    for name in (named if layers is None else layers):
+        layer = DecisionLayer.from_dict(named[name], source=name)
+        if layer.rule.per_channel and not m.channel_scores:  # a cached sweep whose trials stored no per-channel scores
             row[name] = np.nan
             continue
-        ens = Ensemble(seed=0, **params).fit(m.scores["validation"], yv, m.names, **m.channel_inputs("validation"),
-                                             member_rules=rules)
+        ens = layer.fit(m.scores["validation"], yv, m.names, **m.channel_inputs("validation"), member_rules=rules)
         row[name] = corrected_event_f05(yt, ens.predict(m.scores["test"], m.channel_scores.get("test")))
     member_test = [corrected_event_f05(yt, m.rule(j).predict(m.scores["test"][:, j])) for j in range(len(m.names))]
     row["picked"] = member_test[m.picked]
     row["picked_member"] = m.names[m.picked]
-    one = Ensemble(seed=0, **ensemble_params(next(iter(VARIANTS)))).fit(m.scores["validation"][:, [m.picked]], yv,
-                                                                       member_rules=[rules[m.picked]])
+    one = DecisionLayer().fit(m.scores["validation"][:, [m.picked]], yv, member_rules=[rules[m.picked]])
     row["picked+layer"] = corrected_event_f05(yt, one.predict(m.scores["test"][:, [m.picked]]))
     row["hindsight"] = max(member_test)
     # Ablation of the pca member: the default layer without the pca trials, and on them alone.
-    default = ensemble_params(next(iter(VARIANTS)))
     is_pca = np.array([n.startswith("pca#") for n in m.names])
     for col, keep in (("without_pca", ~is_pca), ("pca_alone", is_pca)):
         if keep.any():
-            ens = Ensemble(seed=0, **default).fit(m.scores["validation"][:, keep], yv,
-                                                  member_rules=[r for r, k in zip(rules, keep) if k])
+            ens = DecisionLayer().fit(m.scores["validation"][:, keep], yv,
+                                      member_rules=[r for r, k in zip(rules, keep) if k])
             row[col] = corrected_event_f05(yt, ens.predict(m.scores["test"][:, keep]))
     base = m.board[(m.board["arch"] == "global_std") & m.board["completed"].astype(bool)]
     if not base.empty:
@@ -124,10 +140,8 @@ def paired_interval(diff: np.ndarray, resamples: int = 10_000, seed: int = 0) ->
 
 
 def summary_markdown(t: pd.DataFrame, quick: bool) -> str:
-    from ensemble.combine import VARIANTS
-
-    default = next(iter(VARIANTS))
-    variants = list(VARIANTS)
+    default = DEFAULT
+    variants = list(all_layers())
     cols = ["dataset", "val_events", "test_events", default, "picked", "picked+layer", "hindsight", "without_pca",
             "pca_alone", "notebook", "global_std", "plain_pca"]
     fmt = lambda v: f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v)  # noqa: E731

@@ -335,6 +335,9 @@ class Threshold:
     fit-split score: the keras example's rule), ``ndt`` (Telemanom, pruning fraction ``prune``).
     ``floor_risk`` (None = off): whatever the method, the threshold is at least the POT level that
     the validation nominal scores exceed with that probability per row (``floor_``).
+
+    ``get_params``/``set_params`` follow scikit-learn's contract, so ``sklearn.base.clone`` copies a
+    rule unfitted.
     """
 
     method: str = "best_f05"
@@ -374,6 +377,20 @@ class Threshold:
         for name, check in self.CHECKS.items():
             if not check.ok(getattr(self, name)):
                 raise TelemetryError(f"threshold {name} must be {check.phrase}, got {getattr(self, name)!r}")
+
+    # scikit-learn's estimator contract without importing scikit-learn here: ``sklearn.base.clone``
+    # needs only these two (the ensemble's decision layer clones the rule it composes).
+    def get_params(self, deep: bool = True) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def set_params(self, **params) -> "Threshold":
+        names = {f.name for f in fields(self)}
+        for key, value in params.items():
+            if key not in names:
+                raise TelemetryError(f"threshold has no parameter {key!r}; choose one of {', '.join(sorted(names))}")
+            setattr(self, key, value)
+        self.__post_init__()
+        return self
 
     def smoothed(self, scores: np.ndarray, segments=None) -> np.ndarray:
         return smooth(scores, int(self.smooth), self.smoothing, segments)

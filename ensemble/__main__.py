@@ -1,4 +1,4 @@
-"""python -m ensemble build <experiment> --out DIR | demo --out DIR | auto --train FILE --out DIR"""
+"""python -m ensemble build <experiment> --out DIR | demo --out DIR | auto --train FILE --out DIR | decision [FILE]"""
 from __future__ import annotations
 
 import argparse
@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 from ensemble.calibration import METHODS as CALIBRATIONS
-from ensemble.combine import COMBINATIONS, VARIANTS
+from ensemble.combine import COMBINATIONS
 from telemetry.cli import OneLineParser, non_negative_int, positive_int
 from telemetry.errors import TelemetryError
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DECISION = next(iter(VARIANTS))
 
 
 DEMO_FILE = "demo.json"  # the options a demo folder was made with
@@ -79,8 +78,10 @@ def main(argv=None) -> int:
     b.add_argument("--out", required=True)
     b.add_argument("--k", type=positive_int, default=2, help="best distinct trials per autoencoder architecture")
     b.add_argument("--include", nargs="*", default=[], choices=["supervised", "baselines"], help="also use these members")
-    b.add_argument("--decision", default=DEFAULT_DECISION, choices=list(VARIANTS),
-                   help=f"decision layer (default {DEFAULT_DECISION}: chosen by benchmarks/bench_quality.py)")
+    b.add_argument("--decision", default=None, metavar="FILE.yaml",
+                   help="decision layer as YAML: sections calibration, combination, rule, guard, each left-out key "
+                        "the default's (default: the layer chosen by benchmarks/bench_quality.py; "
+                        "'python -m ensemble decision' prints it)")
     b.add_argument("--combination", default=None, choices=list(COMBINATIONS), help="override the decision layer's combination")
     b.add_argument("--calibration", default=None, choices=list(CALIBRATIONS), help="override its calibration")
     b.add_argument("--members", default="anchored", choices=["anchored", "ranked"],
@@ -107,6 +108,8 @@ def main(argv=None) -> int:
     a.add_argument("--plan", action="store_true", help="write the sweep file and show the plan; run nothing")
     a.add_argument("--seed", type=non_negative_int, default=0)
     a.add_argument("--verbose", action="store_true")
+    y = sub.add_parser("decision", help="print the default decision layer as YAML, or check FILE and print its layer")
+    y.add_argument("file", nargs="?", default=None, help="a decision-layer YAML file (as build --decision reads)")
     d = sub.add_parser("demo", help="synthetic mission -> sweep -> ensemble, end to end")
     d.add_argument("--out", default="results/demo")
     d.add_argument("--rows", type=positive_int, default=200_000, help="train rows of the synthetic mission")
@@ -116,7 +119,18 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
+        if args.cmd == "decision":
+            import yaml
+
+            from ensemble.combine import DecisionLayer, read_layer
+
+            layer = DecisionLayer() if args.file is None else read_layer(args.file)
+            print(yaml.safe_dump(layer.to_dict(), sort_keys=False, default_flow_style=None), end="")
+            return 0
         if args.cmd == "build":
+            from ensemble.build import decision_layer
+
+            decision_layer(args.decision)  # a bad decision file fails here, before the members are read
             from ensemble.build import build
 
             res = build(args.experiment, args.out, k=args.k, include=tuple(args.include), decision=args.decision,

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from sklearn.base import clone
 
-from ensemble.combine import VARIANTS, Ensemble
+from ensemble.combine import DecisionLayer, read_layer
 from ensemble.members import Members, load_members
 from ensemble.report import event_table, plot_trace, series_section, verdict_text, write_report
 from ensemble.submission import read_test_ids, write_submission
@@ -25,15 +26,27 @@ from telemetry.errors import TelemetryError
 from telemetry.threads import in_background
 
 log = logging.getLogger("ensemble")
-DEFAULT_DECISION = next(iter(VARIANTS))
 ENSEMBLE = "**ensemble**"
 
 
-def ensemble_params(decision: str = DEFAULT_DECISION, **overrides) -> dict:
-    """The Ensemble's parameters: a named decision layer (ensemble.combine.VARIANTS) plus overrides."""
-    if decision not in VARIANTS:
-        raise TelemetryError(f"unknown decision layer {decision!r}; choose one of {', '.join(VARIANTS)}")
-    return {**VARIANTS[decision], **{k: v for k, v in overrides.items() if v is not None}}
+def decision_layer(decision=None, combination: str | None = None, calibration: str | None = None,
+                   weight_trials: int | None = None, seed: int = 0) -> DecisionLayer:
+    """The decision layer ``build`` fits, unfitted: ``decision`` (None: the default layer; a YAML file's
+    path, ensemble.combine.read_layer; a mapping, DecisionLayer.from_dict; or a DecisionLayer) with
+    the overrides that are given, seeded by ``seed``. A bad file or mapping fails here, in one line."""
+    if decision is None:
+        layer = DecisionLayer()
+    elif isinstance(decision, DecisionLayer):
+        layer = clone(decision)
+    elif isinstance(decision, dict):
+        layer = DecisionLayer.from_dict(decision)
+    else:
+        layer = read_layer(decision)
+    overrides = {"combination__method": combination, "calibration__method": calibration,
+                 "combination__weight_trials": weight_trials}
+    layer.set_params(seed=seed, **{k: v for k, v in overrides.items() if v is not None})
+    layer.combination._check(), layer.calibration._check()
+    return layer
 
 
 def evaluate(y: np.ndarray, preds: dict[str, np.ndarray], raw: dict[str, np.ndarray], reference: str,
@@ -78,26 +91,29 @@ def split_predictions(members: Members, ens_out: dict, split: str) -> tuple[dict
     return preds, raw
 
 
-def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...] = (), decision: str = DEFAULT_DECISION,
+def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...] = (), decision=None,
           combination: str | None = None, calibration: str | None = None, seed: int = 0, weight_trials: int | None = None,
           members: str = "anchored") -> dict:
+    """``decision``: the decision layer (:func:`decision_layer`: None for the default, a YAML file, a
+    mapping or a DecisionLayer), checked before the members are read."""
+    layer = decision_layer(decision, combination, calibration, weight_trials, seed)
     members = load_members(experiment, k, include, selection=members)
     if "test" not in members.scores:
         raise TelemetryError(f"{members.experiment}: the sweep had no test file, so there is nothing to submit")
     if not members.labelled:  # no labels: no decision layer can be fitted against detections
         return build_unlabelled(members, Path(out), seed)
-    params = ensemble_params(decision, combination=combination, calibration=calibration, weight_trials=weight_trials)
     cfg = data_config(members)
     # The data files (for the drift check and per-series tables) load while the ensemble is fitted...
     data_loading = in_background(lambda: reload_data(members, cfg))
-    log.info("ensemble of %d members (%s): %s", len(members.names), decision, ", ".join(members.names))
+    log.info("ensemble of %d members (%s decision layer): %s", len(members.names),
+             "default" if decision is None else "given", ", ".join(members.names))
     if not members.channel_scores:
         log.info("the members hold no per-channel scores: no per-channel view")
     # ...unless the data is many series: the decision layer needs their boundaries first.
     segments = split_segments(members, data_loading.result()) if many_series(cfg) else {}
-    ens = Ensemble(seed=seed, **params).fit(members.scores["validation"], members.sets["validation_labels"], members.names,
-                                            **members.channel_inputs("validation"), segments=segments.get("validation"),
-                                            member_rules=[members.rule(j) for j in range(len(members.names))])
+    ens = layer.fit(members.scores["validation"], members.sets["validation_labels"], members.names,
+                    **members.channel_inputs("validation"), segments=segments.get("validation"),
+                    member_rules=[members.rule(j) for j in range(len(members.names))])
     picked = members.names[members.picked]
     ens_out = ensemble_outputs(members, ens, segments)
 
@@ -260,7 +276,7 @@ def build_unlabelled(members: Members, out: Path, seed: int = 0) -> dict:
     member_rows = [{"member": m["name"], "val_loss": m["validation"].get("loss"), "holdout_loss": m["holdout"].get("loss"),
                     "val_alarm_rate": m["validation"].get("alarm_rate"), "holdout_alarm_rate": m["holdout"].get("alarm_rate")}
                    for m in members.metas]
-    ens_cfg = {**ens.to_dict(), "twins": members.twins}
+    ens_cfg = {**ens.record(), "twins": members.twins}
     plain = lambda rows: [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]  # noqa: E731
     write_text(out / "ensemble.yaml", yaml.safe_dump({
         "experiment": members.experiment, "labelled": False, "ensemble": ens_cfg, "members": members.metas,
@@ -293,7 +309,7 @@ def expected_test_ids(members: Members) -> np.ndarray:
     return members.sets["test_ids"]
 
 
-def write_outputs(out: Path, members: Members, ens: Ensemble, ens_out: dict, hold_rows: list[dict], hold_cmp: dict,
+def write_outputs(out: Path, members: Members, ens: DecisionLayer, ens_out: dict, hold_rows: list[dict], hold_cmp: dict,
                   test_rows, verdict: str, data=None, series=None) -> dict:
     sets = members.sets
     # The submission is checked against the test file itself when it is reachable from here.
@@ -323,7 +339,7 @@ def write_outputs(out: Path, members: Members, ens: Ensemble, ens_out: dict, hol
 
     parts = [(split, sets[f"{split}_ids"], ens_out[split]["decision"]) for split in ("validation", "holdout", "test")]
     plot_score_splits(out / "score_over_time.png", parts, title="ensemble score over time (as thresholded)",
-                      ylabel="largest channel margin" if ens.per_channel else "ensemble score", threshold=ens.threshold_)
+                      ylabel="largest channel margin" if ens.per_channel_decision else "ensemble score", threshold=ens.threshold_)
     plots.append("score_over_time.png")
     drift = drift_check(members, data)
     if drift is not None:
@@ -331,7 +347,7 @@ def write_outputs(out: Path, members: Members, ens: Ensemble, ens_out: dict, hol
     tables, unit, what = series or ({}, "rows", "series")
     for split, t in tables.items():
         write_text(out / f"series_{split}.csv", t.to_csv(index=False))
-    ens_cfg = {**ens.to_dict(), "twins": members.twins}
+    ens_cfg = {**ens.record(), "twins": members.twins}
     hold = next(r for r in hold_rows if r["member"] == ENSEMBLE)
     plain = lambda rows: [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]  # noqa: E731
     write_text(out / "ensemble.yaml", yaml.safe_dump({

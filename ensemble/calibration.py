@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+from sklearn.base import BaseEstimator
 
 from telemetry.errors import TelemetryError
 
@@ -65,3 +66,27 @@ class Calibrator:
         if self.method == "normal":
             d["quantiles"] = self.quantiles_.tolist()
         return d
+
+
+class Calibration(BaseEstimator):
+    """The decision layer's first step: each member's column of a score matrix [rows, M] calibrated
+    by its own :class:`Calibrator` (``method``), fitted on the rows ``nominal`` marks (all rows
+    when None). scikit-learn compatible: ``fit`` returns self, fitted state ends in ``_``."""
+
+    def __init__(self, method: str = "robust_log"):
+        self.method = method
+        self._check()
+
+    def _check(self) -> None:
+        if self.method not in METHODS:
+            raise TelemetryError(f"unknown calibration {self.method!r}; choose one of {', '.join(METHODS)}")
+
+    def fit(self, scores: np.ndarray, nominal: np.ndarray | None = None) -> "Calibration":
+        self._check()
+        s = np.asarray(scores)
+        self.calibrators_ = [Calibrator(self.method).fit(s[:, j], nominal) for j in range(s.shape[1])]
+        return self
+
+    def transform(self, scores: np.ndarray) -> np.ndarray:
+        s = np.asarray(scores)
+        return np.stack([c.transform(s[:, j]) for j, c in enumerate(self.calibrators_)], axis=1)

@@ -2,7 +2,7 @@
 
     telesweep synth|check ...                        python -m telemetry synth|check ...
     telesweep sweep|resume|leaderboard|plan|schema   python -m search run|resume|leaderboard|plan|schema ...
-    telesweep build|demo|auto ...                    python -m ensemble build|demo|auto ...
+    telesweep build|demo|auto|decision ...           python -m ensemble build|demo|auto|decision ...
 
 It lives in ``ensemble`` because that package is the top of the dependency arrow (telemetry ->
 models -> search -> ensemble), so it may import the other three.
@@ -17,10 +17,11 @@ COMMANDS = {
     "sweep": ("search", "run"), "resume": ("search", "resume"), "leaderboard": ("search", "leaderboard"),
     "plan": ("search", "plan"), "schema": ("search", "schema"), "finalize": ("search", "finalize"),
     "build": ("ensemble", "build"), "demo": ("ensemble", "demo"), "auto": ("ensemble", "auto"),
+    "decision": ("ensemble", "decision"),
 }
 USAGE = ("usage: telesweep {" + ",".join(COMMANDS) + "} ...\n"
          "  synth, synth-fleet, synth-discharges, check: data (python -m telemetry); sweep, resume, finalize, leaderboard, plan, schema: search (python -m search);\n"
-         "  build, demo, auto: ensemble (python -m ensemble). 'telesweep <command> --help' for each.")
+         "  build, demo, auto, decision: ensemble (python -m ensemble). 'telesweep <command> --help' for each.")
 
 
 def main(argv=None) -> int:

@@ -3,8 +3,8 @@
 Validation is the only labelled split the decision layer may use, and everything fitted on it looks
 better there than it is. Cross-fitting cuts validation into a few contiguous time folds, fits on the
 others and predicts each fold, so the out-of-fold predictions cover validation once and are honest
-about the fitting. The ensemble uses it for one binary choice (ensemble.combine.Ensemble's
-``fallback``): keep the combination, or fall back to the single best member, only when the member is
+about the fitting. The decision layer's guard (ensemble.combine.Guard) uses it for one binary choice:
+keep the combination, or fall back to the single best member, only when the member is
 better out of fold with a block-bootstrap interval that excludes zero. With few validation events
 the interval is wide and the combination stays: the choice needs evidence, not a point figure.
 """

@@ -96,7 +96,7 @@ class Members:
     twins: list[dict] = field(default_factory=list)
 
     def channel_inputs(self, split: str = "validation") -> dict:
-        """What ``Ensemble.fit`` takes for the per-channel view ({} when there is none)."""
+        """What ``DecisionLayer.fit`` takes for the per-channel view ({} when there is none)."""
         if not self.channel_scores:
             return {}
         return {"channel_scores": self.channel_scores[split], "channel_members": self.channel_members,

@@ -21,36 +21,53 @@ series the rows are made of (telemetry.series): no rule smooths or extends an ev
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator, clone
 
-from ensemble.calibration import Calibrator
-from ensemble.combine import channel_margins
+from ensemble.calibration import Calibration
+from ensemble.combine import BaseLayer, ChannelView, CombinedDecision
 from telemetry.errors import TelemetryError
 from telemetry.series import checked_offsets
 from detection.thresholds import Threshold
 
-DEFAULT_RULE = {"method": "pot", "risk": 1e-3}
+
+class Mean(BaseEstimator):
+    """The plain mean of the calibrated members: nothing fitted on labels. Fitted: ``weights_``
+    (each member's share, for the record)."""
+
+    method = "mean"
+
+    def fit(self, calibrated: np.ndarray, *args, **kwargs) -> "Mean":
+        m = np.asarray(calibrated).shape[1]
+        self.weights_ = np.full(m, 1.0 / m)
+        return self
+
+    def transform(self, calibrated: np.ndarray) -> np.ndarray:
+        return np.asarray(calibrated).mean(axis=1).astype(np.float32)
 
 
-class UnsupervisedEnsemble:
-    def __init__(self, calibration: str = "robust_z", rule: dict | None = None, seed: int = 0):
-        self.calibration = calibration
-        self.rule = dict(DEFAULT_RULE if rule is None else rule)
-        if Threshold(**self.rule).method in Threshold.LABELLED:
-            raise TelemetryError(f"threshold method {self.rule['method']} needs labels; use pot, percentile or ndt")
+class MeanChannelView(ChannelView):
+    """Each channel's score: the mean over the members of their calibrated channel scores."""
+
+    def _combine(self, cs: np.ndarray) -> np.ndarray:
+        out = np.zeros(cs.shape[::2], dtype=np.float64)  # [rows, C]
+        for p, cal in enumerate(self.calibrations_):  # member by member: no [rows, P, C] copy
+            out += cal.transform(cs[:, p, :])
+        return (out / len(self.calibrations_)).astype(np.float32)
+
+
+class UnsupervisedEnsemble(BaseLayer):
+    """``calibration`` (on all validation rows) -> the mean -> ``rule``, a :class:`Threshold` of an
+    unlabelled method (its ``seed`` set by the layer's ``seed``)."""
+
+    SECTIONS = {"calibration": Calibration, "rule": Threshold}
+
+    def __init__(self, calibration: Calibration | None = None, rule: Threshold | None = None, seed: int = 0):
+        # None: a fresh default component (a shared default instance would be changed by set_params).
+        self.calibration = Calibration("robust_z") if calibration is None else calibration
+        self.rule = Threshold(method="pot", risk=1e-3) if rule is None else rule
+        if self.rule.method in Threshold.LABELLED:
+            raise TelemetryError(f"threshold method {self.rule.method} needs labels; use pot, percentile or ndt")
         self.seed = seed
-
-    # -- the combined score ---------------------------------------------------------------------
-    def calibrated(self, scores: np.ndarray) -> np.ndarray:
-        return np.stack([c.transform(scores[:, j]) for j, c in enumerate(self.calibrators_)], axis=1)
-
-    def score(self, scores: np.ndarray, channel_scores=None, segments=None) -> np.ndarray:
-        return self.calibrated(np.asarray(scores)).mean(axis=1).astype(np.float32)
-
-    def decision_score(self, scores: np.ndarray, channel_scores=None, segments=None) -> np.ndarray:
-        return self.rule_.smoothed(self.score(scores), segments)
-
-    def predict(self, scores: np.ndarray, channel_scores=None, segments=None) -> np.ndarray:
-        return self.rule_.predict(self.score(scores), segments)
 
     def fit(self, scores: np.ndarray, names=None, channel_scores: np.ndarray | None = None, channel_members=None,
             channels=None, segments=None) -> "UnsupervisedEnsemble":
@@ -59,43 +76,35 @@ class UnsupervisedEnsemble:
             raise TelemetryError(f"the ensemble needs validation scores [rows, members], got {list(scores.shape)}")
         segments = checked_offsets(segments, scores.shape[0], "validation scores")
         self.names_ = list(names) if names is not None else [f"member_{j}" for j in range(scores.shape[1])]
-        self.calibrators_ = [Calibrator(self.calibration).fit(scores[:, j]) for j in range(scores.shape[1])]
-        self.rule_ = Threshold(**{**self.rule, "seed": self.seed}).fit(self.score(scores), None, segments=segments)
-        self.threshold_ = self.rule_.threshold_
-        self.channels_ = None
+        calibration = clone(self.calibration).fit(scores)
+        cal = calibration.transform(scores)
+        mean = Mean().fit(cal)
+        rule = clone(self.rule).set_params(seed=self.seed)
+        rule.fit(mean.transform(cal), None, segments=segments)
+        self.decision_ = CombinedDecision(calibration, mean, rule, float("nan"))
+        self.channel_view_ = None
         if channel_scores is not None:
             cs = np.asarray(channel_scores, dtype=np.float32)
-            self.channels_ = [str(c) for c in channels] if channels is not None else [f"channel {k}" for k in range(cs.shape[2])]
-            self.channel_members_ = list(channel_members) if channel_members is not None else list(range(cs.shape[1]))
-            self.channel_calibrators_ = [[Calibrator(self.calibration).fit(cs[:, p, c]) for c in range(cs.shape[2])]
-                                         for p in range(cs.shape[1])]
-            e = self.channel_ensemble_scores(cs)
-            self.channel_rules_ = [Threshold(**{**self.rule, "seed": self.seed}).fit(e[:, c], None, segments=segments)
-                                   for c in range(cs.shape[2])]
+            names = [str(c) for c in channels] if channels is not None else [f"channel {k}" for k in range(cs.shape[2])]
+            members = list(channel_members) if channel_members is not None else list(range(cs.shape[1]))
+            view = MeanChannelView(members, names, np.full(cs.shape[1], 1.0 / cs.shape[1]),
+                                   [clone(self.calibration).fit(cs[:, p, :]) for p in range(cs.shape[1])], "mean")
+            e = view._combine(cs)
+            view.rules_ = [clone(self.rule).set_params(seed=self.seed).fit(e[:, c], None, segments=segments)
+                           for c in range(cs.shape[2])]
+            self.channel_view_ = view
         return self
 
-    # -- per channel ----------------------------------------------------------------------------
-    @property
-    def has_channels(self) -> bool:
-        return getattr(self, "channels_", None) is not None
-
-    def channel_ensemble_scores(self, channel_scores: np.ndarray) -> np.ndarray:
-        cs = np.asarray(channel_scores, dtype=np.float32)
-        out = np.zeros(cs.shape[::2], dtype=np.float64)  # [rows, C]
-        for p, cals in enumerate(self.channel_calibrators_):  # member by member: no [rows, P, C] copy
-            out += np.stack([c.transform(cs[:, p, k]) for k, c in enumerate(cals)], axis=1)
-        return (out / len(self.channel_calibrators_)).astype(np.float32)
-
-    def channel_margins(self, channel_scores: np.ndarray, segments=None) -> np.ndarray:
-        """[rows, C]: each channel's smoothed ensemble score minus its own threshold (>= 0: above it)."""
-        return channel_margins(self.channel_rules_, self.channel_ensemble_scores(channel_scores), segments)
-
-    def to_dict(self) -> dict:
+    def record(self) -> dict:
+        """The fitted layer as plain data (``ensemble.yaml``'s ``ensemble``)."""
+        combined = self.decision_
         return {
-            "kind": "unsupervised", "calibration": self.calibration, "combination": "mean", "seed": self.seed,
+            "kind": "unsupervised", "calibration": self.calibration.method, "combination": "mean", "seed": self.seed,
             "members": [{"name": n, "weight": 1.0 / len(self.names_), "calibration": c.to_dict()}
-                        for n, c in zip(self.names_, self.calibrators_)],
-            "rule": self.rule_.to_dict(),
+                        for n, c in zip(self.names_, combined.calibration_.calibrators_)],
+            "rule": combined.rule_.to_dict(),
             "channels": None if not self.has_channels else [
-                {"channel": n, "threshold": float(r.threshold_)} for n, r in zip(self.channels_, self.channel_rules_)],
+                {"channel": n, "threshold": float(r.threshold_)}
+                for n, r in zip(self.channel_view_.channels_, self.channel_view_.rules_)],
+            "layer": self.to_dict(),
         }

@@ -56,7 +56,7 @@ ANCHOR_SHARE = 0.4
 MIN_TRAIN_WINDOWS = 2_000  # below this per epoch a window model is not worth training: left out
 KERAS_START_S = 10.0  # a Keras trial's process start, backend import and model build (2 cores, idle)
 FRACTIONS = [0.5, 0.25, 0.25]
-# The ensemble's default rule (ensemble.combine.DEFAULT_RULE), which search may not import.
+# The ensemble's default rule (ensemble.combine.Rule's default threshold), which search may not import.
 RULE = {"method": "plateau", "hysteresis": 0.5, "floor_risk": 1e-3}
 UNLABELLED_RULE = {"method": "pot"}
 # Share of the budget per architecture (time a cheap one leaves goes to the next).

@@ -45,10 +45,10 @@ def test_quick_benchmark_runs_every_decision_layer_end_to_end(tmp_path):
                            "--work", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pd.read_csv(tmp_path / "quality.csv")
-    from ensemble.combine import VARIANTS
+    from quality_eval import all_layers
 
     assert table["dataset"].tolist() == ["synth-30000-s0", "nab-rogue_agent_key_hold"]
-    cols = list(VARIANTS) + ["picked", "picked+layer", "hindsight", "notebook", "global_std", "plain_pca"]
+    cols = list(all_layers()) + ["picked", "picked+layer", "hindsight", "notebook", "global_std", "plain_pca"]
     values = table[cols].to_numpy(float)
     assert np.isfinite(values).all() and ((values >= 0) & (values <= 1)).all()
     assert (table["hindsight"] >= table["picked"]).all()

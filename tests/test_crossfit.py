@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from ensemble import crossfit
-from ensemble.combine import Ensemble
+from ensemble.calibration import Calibration
+from ensemble.combine import Combination, CombinedDecision, DecisionLayer, Guard, MemberDecision, Rule
+from detection.thresholds import Threshold
 from telemetry.errors import TelemetryError
 
 
@@ -63,14 +65,14 @@ def spiky_validation(n=30_000, n_events=30, seed=0):
 def test_fallback_picks_the_best_member_when_it_wins_out_of_fold():
     s, y = spiky_validation()
     # on plain robust z the spiky member's false runs carry the mean (log compression would damp them)
-    plain = Ensemble(calibration="robust_z", combination="mean", fallback=False).fit(s, y, ["clean", "spiky"])
-    ens = Ensemble(calibration="robust_z", combination="mean", fallback=True).fit(s, y, ["clean", "spiky"])
+    plain = DecisionLayer(Calibration("robust_z"), Combination("mean"), guard=None).fit(s, y, ["clean", "spiky"])
+    ens = DecisionLayer(Calibration("robust_z"), Combination("mean")).fit(s, y, ["clean", "spiky"])
     fb = ens.fallback_
     assert fb["chosen"] == "member" and fb["member"] == "clean" and fb["interval"][0] > 0
     assert fb["member_oof_f05"] > fb["ensemble_oof_f05"]
     np.testing.assert_array_equal(ens.weights_, [1.0, 0.0])
     np.testing.assert_array_equal(plain.weights_, [0.5, 0.5])
-    assert ens.to_dict()["fallback"]["member"] == "clean"
+    assert ens.record()["fallback"]["member"] == "clean"
     assert ens.val_f05_ >= plain.val_f05_
 
 
@@ -83,8 +85,8 @@ def test_log_calibration_keeps_one_members_spikes_from_carrying_the_mean():
     s, y = spiky_validation()
     s_new, y_new = spiky_validation(seed=1)
     # The calibrations alone: no extreme-value floor under the threshold (it also lifts robust z's here).
-    rule = {"method": "plateau", "hysteresis": 0.5}
-    fitted = {cal: Ensemble(calibration=cal, combination="mean", fallback=False, spans=(1,), rule=rule).fit(s, y)
+    rule = Rule(Threshold(method="plateau", hysteresis=0.5), spans=(1,))
+    fitted = {cal: DecisionLayer(Calibration(cal), Combination("mean"), rule, guard=None).fit(s, y)
               for cal in ("robust_z", "robust_log")}
     false = {cal: event_counts(y_new, e.predict(s_new)).fp for cal, e in fitted.items()}
     assert fitted["robust_log"].val_f05_ > fitted["robust_z"].val_f05_ + 0.1
@@ -93,15 +95,15 @@ def test_log_calibration_keeps_one_members_spikes_from_carrying_the_mean():
 
 def test_fallback_keeps_the_combination_without_evidence():
     s, y = spiky_validation(n_events=1)  # one event: a fold leaves nothing to fit on
-    ens = Ensemble(combination="mean", fallback=True).fit(s, y)
+    ens = DecisionLayer(combination=Combination("mean")).fit(s, y)
     assert ens.fallback_["chosen"] == "ensemble" and "no event" in ens.fallback_["why"]
     np.testing.assert_array_equal(ens.weights_, [0.5, 0.5])
     rng = np.random.default_rng(1)
     y2 = (np.arange(6000) % 300 < 10).astype(np.uint8)
     twins = np.stack([rng.normal(0, 1, 6000) + 5 * y2] * 2, 1).astype(np.float32)  # equal members: no winner
-    assert Ensemble(combination="mean", fallback=True).fit(twins, y2).fallback_["chosen"] == "ensemble"
-    with pytest.raises(TelemetryError, match="fallback needs >= 2 folds"):
-        Ensemble(fallback=True, fallback_folds=1)
+    assert DecisionLayer(combination=Combination("mean")).fit(twins, y2).fallback_["chosen"] == "ensemble"
+    with pytest.raises(TelemetryError, match="the guard needs >= 2 folds"):
+        Guard(folds=1)
 
 
 def test_weight_search_reports_progress(caplog):
@@ -109,7 +111,7 @@ def test_weight_search_reports_progress(caplog):
 
     s, y = spiky_validation(n=6000, n_events=10)
     with caplog.at_level(logging.INFO, logger="ensemble"):
-        Ensemble(combination="weighted", weight_trials=20, fallback=False).fit(s, y)
+        DecisionLayer(combination=Combination("weighted", weight_trials=20), guard=None).fit(s, y)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("weight search")]
     assert [l.split(",")[0] for l in lines] == ["weight search: 10/20 trials", "weight search: 20/20 trials"]
 
@@ -135,9 +137,10 @@ def test_guard_uses_the_picked_members_own_rule_when_the_combination_finds_no_va
     s, y = periodic_validation()
     # Each member's own rule, as its trial would fit it: runs under 3 rows are dropped (the peaks).
     rules = [Threshold(method="best_f05", min_length=3).fit(s[:, j], y) for j in range(2)]
-    plain = Ensemble().fit(s, y, ["sees", "blind"])
+    plain = DecisionLayer().fit(s, y, ["sees", "blind"])
     assert plain.val_f05_ == 0.0  # the event stays under the floor the nominal peaks set
-    ens = Ensemble().fit(s, y, ["sees", "blind"], member_rules=rules)
+    ens = DecisionLayer().fit(s, y, ["sees", "blind"], member_rules=rules)
+    assert isinstance(ens.decision_, MemberDecision) and ens.decision_.member == 0
     fb = ens.fallback_
     assert fb["chosen"] == "member_rule" and fb["member"] == "sees" and fb["member_val_f05"] == 1.0
     assert fb["combination_val_f05"] == 0.0 and ens.val_f05_ == 1.0 and ens.threshold_ == rules[0].threshold_
@@ -146,7 +149,7 @@ def test_guard_uses_the_picked_members_own_rule_when_the_combination_finds_no_va
     np.testing.assert_array_equal(ens.score(s_new), s_new[:, 0])
     assert corrected_event_f05(y_new, ens.predict(s_new)) == 1.0
     assert corrected_event_f05(y_new, plain.predict(s_new)) < 0.5
-    d = ens.to_dict()
+    d = ens.record()
     assert d["rule"]["min_length"] == 3 and d["fallback"]["combination_rule"]["method"] == "plateau"
     from ensemble.report import _fallback_lines
 
@@ -154,14 +157,14 @@ def test_guard_uses_the_picked_members_own_rule_when_the_combination_finds_no_va
     assert "finds no validation event (validation F0.5 0.000)" in said and "**sees**" in said and "F0.5 1.000" in said
     # Off without member rules, with fallback off, when no member's rule finds the event either,
     # and never where the combination finds validation events.
-    assert Ensemble(fallback=False).fit(s, y, member_rules=rules).fallback_ is None
+    assert DecisionLayer(guard=None).fit(s, y, member_rules=rules).fallback_ is None
     blind = [Threshold(method="max_fit").fit(s[:, j], y, fit_scores=s[:, j]) for j in range(2)]  # flag nothing
-    assert Ensemble().fit(s, y, member_rules=blind).fallback_.get("chosen") != "member_rule"
+    assert DecisionLayer().fit(s, y, member_rules=blind).fallback_.get("chosen") != "member_rule"
     s2, y2 = spiky_validation()
     rules2 = [Threshold(method="best_f05").fit(s2[:, j], y2) for j in range(2)]
-    assert Ensemble().fit(s2, y2, member_rules=rules2).fallback_["chosen"] != "member_rule"
+    assert DecisionLayer().fit(s2, y2, member_rules=rules2).fallback_["chosen"] != "member_rule"
     with pytest.raises(TelemetryError, match="1 member rules for 2 members"):
-        Ensemble().fit(s, y, member_rules=rules[:1])
+        DecisionLayer().fit(s, y, member_rules=rules[:1])
 
 
 def test_label_free_guard_uses_equal_weights_and_the_pot_level_of_the_combination():
@@ -169,22 +172,22 @@ def test_label_free_guard_uses_equal_weights_and_the_pot_level_of_the_combinatio
 
     s, y = periodic_validation()
     rules = [Threshold(method="best_f05", min_length=3).fit(s[:, j], y) for j in range(2)]
-    ens = Ensemble(guard="pot").fit(s, y, ["sees", "blind"], member_rules=rules)
+    ens = DecisionLayer(guard=Guard(no_event="pot")).fit(s, y, ["sees", "blind"], member_rules=rules)
     fb = ens.fallback_
     assert fb["chosen"] == "label_free" and fb["combination_val_f05"] == 0.0 and fb["risk"] == 1e-3
     np.testing.assert_array_equal(ens.weights_, [0.5, 0.5])  # the labels decide no weight
-    combined = ens.combine(ens.calibrated(s))
-    smoothed = ens.rule_.smoothed(combined)
+    combined = ens.decision_.combination_.transform(ens.calibrated(s))
+    smoothed = ens.decision_.rule_.smoothed(combined)
     # The threshold is the POT level of the nominal validation rows of the combination, as smoothed:
     # no labelled choice, and no member's own rule (the member guard's decision is not taken).
-    assert ens.rule_.method == "pot" and ens.threshold_ == pytest.approx(pot_threshold(smoothed[y == 0], 1e-3))
-    assert ens._guarded is None and ens.to_dict()["rule"]["method"] == "pot"
-    np.testing.assert_array_equal(ens.predict(s), ens.rule_.predict(combined))
+    assert ens.decision_.rule_.method == "pot" and ens.threshold_ == pytest.approx(pot_threshold(smoothed[y == 0], 1e-3))
+    assert isinstance(ens.decision_, CombinedDecision) and ens.record()["rule"]["method"] == "pot"
+    np.testing.assert_array_equal(ens.predict(s), ens.decision_.rule_.predict(combined))
     from ensemble.report import _fallback_lines
 
-    assert "label-free POT level" in _fallback_lines(ens.to_dict()["fallback"])[0]
+    assert "label-free POT level" in _fallback_lines(ens.record()["fallback"])[0]
     # Where the combination finds validation events, the label-free guard does nothing.
     s2, y2 = spiky_validation()
-    assert Ensemble(guard="pot").fit(s2, y2).fallback_["chosen"] != "label_free"
-    with pytest.raises(TelemetryError, match="unknown guard 'x'"):
-        Ensemble(guard="x")
+    assert DecisionLayer(guard=Guard(no_event="pot")).fit(s2, y2).fallback_["chosen"] != "label_free"
+    with pytest.raises(TelemetryError, match="unknown no_event guard 'x'"):
+        Guard(no_event="x")

@@ -7,8 +7,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from ensemble.calibration import Calibrator
-from ensemble.combine import Ensemble
+from pathlib import Path
+
+from ensemble.calibration import Calibration, Calibrator
+from ensemble.combine import Combination, DecisionLayer, Rule, load_layers
+from detection.thresholds import Threshold
 from ensemble.submission import write_submission
 from telemetry.errors import TelemetryError
 
@@ -51,54 +54,55 @@ def test_robust_log_compresses_the_robust_z_beyond_one_unit():
 
 def test_weights_favour_the_informative_member_and_match_the_best_alone():
     y, good, noise = labelled_scores()
-    ens = Ensemble(combination="weighted", weight_trials=30, seed=1).fit(np.stack([noise, good], 1), y, ["noise", "good"])
+    ens = DecisionLayer(combination=Combination("weighted", weight_trials=30), seed=1).fit(np.stack([noise, good], 1), y,
+                                                                                     ["noise", "good"])
     assert ens.weights_[1] > 0.7
     assert ens.predict(np.stack([noise, good], 1)).dtype == np.uint8
-    d = ens.to_dict()
+    d = ens.record()
     assert [m["name"] for m in d["members"]] == ["noise", "good"] and d["rule"]["method"] == "plateau"
 
 
 def test_selection_drops_members_far_below_the_best_and_stacking_ignores_noise():
     y, good, noise = labelled_scores()
     s = np.stack([good, noise], 1)
-    sel = Ensemble(selection=0.8).fit(s, y)
+    sel = DecisionLayer(combination=Combination(selection=0.8)).fit(s, y)
     np.testing.assert_array_equal(sel.weights_, [1.0, 0.0])
     np.testing.assert_allclose(sel.score(s), sel.calibrated(s)[:, 0], rtol=1e-6)
-    stack = Ensemble(combination="stack", shrinkage=0.0).fit(s, y)
+    stack = DecisionLayer(combination=Combination("stack", shrinkage=0.0)).fit(s, y)
     assert stack.weights_[0] > 0.8 and abs(stack.weights_.sum() - 1) < 1e-9
-    half = Ensemble(combination="stack", shrinkage=0.5).fit(s, y)  # the default: halfway to uniform
+    half = DecisionLayer(combination=Combination("stack", shrinkage=0.5)).fit(s, y)  # the default: halfway to uniform
     np.testing.assert_allclose(half.weights_, 0.5 * np.full(2, 0.5) + 0.5 * stack.weights_)
     with pytest.raises(TelemetryError, match="shrinkage must be in \\[0, 1\\]"):
-        Ensemble(shrinkage=1.5)
+        Combination(shrinkage=1.5)
     with pytest.raises(TelemetryError, match="selection must be a fraction"):
-        Ensemble(selection=2.0)
+        Combination(selection=2.0)
     with pytest.raises(TelemetryError, match="unknown threshold method 'edge'"):
-        Ensemble(rule={"method": "edge"})
+        DecisionLayer.from_dict({"rule": {"threshold": {"method": "edge"}}})
 
 
 def test_smoothing_span_is_chosen_on_validation_from_the_grid():
     y, good, noise = labelled_scores()
-    ens = Ensemble(spans=(1, 5)).fit(np.stack([good, noise], 1), y)
-    assert ens.rule_.smooth in (1, 5) and ens.to_dict()["rule"]["smooth"] == ens.rule_.smooth
+    ens = DecisionLayer(rule=Rule(spans=(1, 5))).fit(np.stack([good, noise], 1), y)
+    assert ens.decision_.rule_.smooth in (1, 5) and ens.record()["rule"]["smooth"] == ens.decision_.rule_.smooth
 
 
 def test_mean_max_and_median_combinations():
     y, good, noise = labelled_scores()
     s = np.stack([good, noise], 1)
-    mean = Ensemble(combination="mean").fit(s, y)
+    mean = DecisionLayer(combination=Combination("mean")).fit(s, y)
     np.testing.assert_allclose(mean.score(s), mean.calibrated(s).mean(axis=1), rtol=1e-5)
-    mx = Ensemble(combination="max").fit(s, y)
+    mx = DecisionLayer(combination=Combination("max")).fit(s, y)
     np.testing.assert_allclose(mx.score(s), mx.calibrated(s).max(axis=1), rtol=1e-6)
     # median of three: one member's spike alone does not move it
     spike = noise.copy()
     spike[100] = 1e3
     s3 = np.stack([good, noise, spike], 1)
-    med = Ensemble(combination="median").fit(s3, y)
+    med = DecisionLayer(combination=Combination("median")).fit(s3, y)
     c = med.calibrated(s3)
     np.testing.assert_allclose(med.score(s3), np.sort(c, axis=1)[:, 1], rtol=1e-6)
     assert med.score(s3)[100] < c[100, 2] / 10
     with pytest.raises(TelemetryError, match="unknown combination 'trimmed'"):
-        Ensemble(combination="trimmed")
+        Combination("trimmed")
 
 
 def test_submission_is_exactly_one_binary_row_per_test_id_in_order(tmp_path):
@@ -141,17 +145,18 @@ def test_the_decision_layer_never_carries_one_series_into_the_next():
     s, y, seg = series_ending_in_anomalies()
     first = seg[1:-1:2]  # each series that follows one ending in an anomaly: its first row
     cs = np.repeat(s[:, :, None], 2, axis=2)  # per-channel scores: 2 members x 2 channels
-    ens = Ensemble(spans=(25,), seed=0).fit(s, y, ["good", "noise"], channel_scores=cs, channels=["a", "b"], segments=seg)
+    ens = DecisionLayer(rule=Rule(spans=(25,))).fit(s, y, ["good", "noise"], channel_scores=cs, channels=["a", "b"],
+                                                    segments=seg)
     pred = ens.predict(s, segments=seg)
     assert pred[first - 1].all() and not pred[first].any()
     assert ens.predict(s)[first].all()  # taken as one series, each anomaly runs on into the next series
     # the smoothing restarts: a series' first row is its own score
     np.testing.assert_allclose(ens.decision_score(s, segments=seg)[first], ens.score(s)[first], rtol=1e-6, atol=1e-6)
     assert not ens.channel_predictions(cs, seg)[first].any() and (ens.channel_margins(cs, seg)[first] < 0).all()
-    union = Ensemble(spans=(25,), per_channel=True, fallback=False).fit(s, y, channel_scores=cs, segments=seg)
+    union = DecisionLayer(rule=Rule(spans=(25,), per_channel=True), guard=None).fit(s, y, channel_scores=cs, segments=seg)
     assert not union.predict(s, cs, seg)[first].any() and (union.score(s, cs, seg)[first] < 0).all()
     with pytest.raises(TelemetryError, match=r"^validation scores: segments must be increasing offsets from 0 to 2000"):
-        Ensemble().fit(s, y, segments=[0, 100, 50, 2000])
+        DecisionLayer().fit(s, y, segments=[0, 100, 50, 2000])
 
 
 def events_across_boundaries(seed=0):
@@ -168,20 +173,21 @@ def events_across_boundaries(seed=0):
     return s, y, seg
 
 
-@pytest.mark.parametrize("params", [{"combination": "mean", "spans": (1,), "rule": {"method": "best_f05"}, "fallback": False},
+@pytest.mark.parametrize("params", [{"combination": {"method": "mean"}, "rule": {"threshold": {"method": "best_f05"},
+                                                                                 "spans": [1]}, "guard": None},
                                     {}])
 def test_validation_f05_counts_events_per_series(params):
     from ensemble.combine import best_f05
     from detection.metrics import corrected_event_f05
 
     s, y, seg = events_across_boundaries()
-    ens = Ensemble(seed=0, **params).fit(s, y, ["good", "noise"], segments=seg)
+    ens = DecisionLayer.from_dict(params).fit(s, y, ["good", "noise"], segments=seg)
     pred = ens.predict(s, segments=seg)
     assert ens.val_f05_ == corrected_event_f05(y, pred, seg) != corrected_event_f05(y, pred)
     cal = ens.calibrated(s)
     assert ens.member_val_f05_ == [best_f05(cal[:, j], y, seg) for j in range(2)]
     assert ens.member_val_f05_[0] != best_f05(cal[:, 0], y)
-    joined = Ensemble(seed=0, **params).fit(s, y, ["good", "noise"])  # taken as one series
+    joined = DecisionLayer.from_dict(params).fit(s, y, ["good", "noise"])  # taken as one series
     assert joined.val_f05_ == corrected_event_f05(y, joined.predict(s)) > ens.val_f05_
 
 
@@ -190,19 +196,19 @@ def test_channel_union_f05_counts_events_per_series():
 
     s, y, seg = events_across_boundaries()
     cs = np.repeat(s[:, :, None], 2, axis=2)
-    union = Ensemble(spans=(1, 5), per_channel=True, fallback=False).fit(s, y, channel_scores=cs, segments=seg)
+    union = DecisionLayer(rule=Rule(spans=(1, 5), per_channel=True), guard=None).fit(s, y, channel_scores=cs, segments=seg)
     pred = union.predict(s, cs, seg)
     assert union.val_f05_ == corrected_event_f05(y, pred, seg) != corrected_event_f05(y, pred)
     e = union.channel_ensemble_scores(cs)
-    assert union.channel_val_f05_alone_ == [corrected_event_f05(y, r.predict(e[:, k], seg), seg)
-                                            for k, r in enumerate(union.channel_rules_)]
+    view = union.channel_view_
+    assert view.val_f05_alone_ == [corrected_event_f05(y, r.predict(e[:, k], seg), seg) for k, r in enumerate(view.rules_)]
 
 
 def test_the_unsupervised_layer_never_carries_one_series_into_the_next():
     from ensemble.unsupervised import UnsupervisedEnsemble
 
     s, _, seg = series_ending_in_anomalies()
-    ens = UnsupervisedEnsemble(rule={"method": "percentile", "percentile": 90, "smooth": 25}).fit(s, segments=seg)
+    ens = UnsupervisedEnsemble(rule=Threshold(method="percentile", percentile=90, smooth=25)).fit(s, segments=seg)
     first = seg[1:-1:2]
     assert ens.predict(s, segments=seg)[first - 1].all() and not ens.predict(s, segments=seg)[first].any()
     assert ens.predict(s)[first].all()
@@ -224,33 +230,33 @@ def test_channel_union_matches_a_hand_computed_case():
     ch[4, 0], ch[15, 1] = 4.0, 3.0
     cs = np.stack([ch, np.zeros_like(ch), 10 * ch + 100], axis=1)[:, [0, 2]].astype(np.float32)  # [rows, 2, 2]
     main = np.stack([ch.max(1), np.random.default_rng(0).normal(size=n), ch.max(1)], axis=1)
-    rule = {"method": "percentile", "percentile": 95}
-    ens = Ensemble(calibration="z", combination="mean", rule=rule, spans=(1,), per_channel=True)
+    rule = Threshold(method="percentile", percentile=95)
+    ens = DecisionLayer(Calibration("z"), Combination("mean"), Rule(rule, spans=(1,), per_channel=True))
     ens.fit(main, y, ["a", "iforest", "b"], channel_scores=cs, channel_members=[0, 2], channels=["x", "y"])
-    np.testing.assert_allclose([r.threshold_ for r in ens.channel_rules_], [1.15, 1.10], rtol=1e-5)
+    np.testing.assert_allclose([r.threshold_ for r in ens.channel_view_.rules_], [1.15, 1.10], rtol=1e-5)
     np.testing.assert_allclose(ens.channel_ensemble_scores(cs), ch, atol=1e-5)
     per = ens.channel_predictions(cs)
     np.testing.assert_array_equal(np.flatnonzero(per[:, 0]), [4])
     np.testing.assert_array_equal(np.flatnonzero(per[:, 1]), [15])
     union = ens.predict(main, cs)
     np.testing.assert_array_equal(np.flatnonzero(union), [4, 15])
-    assert union.dtype == np.uint8 and ens.val_f05_ == ens.channel_val_f05_ == 1.0 and ens.threshold_ == 0.0
+    assert union.dtype == np.uint8 and ens.val_f05_ == ens.channel_view_.val_f05_ == 1.0 and ens.threshold_ == 0.0
     margin = ens.score(main, cs)  # the largest margin of a channel over its own threshold
     assert margin[4] == pytest.approx(4 - 1.15, abs=1e-5) and margin[15] == pytest.approx(3 - 1.10, abs=1e-5)
     assert (margin[y == 0] < 0).all()
-    d = ens.to_dict()
+    d = ens.record()
     assert d["per_channel"] and [c["channel"] for c in d["channels"]] == ["x", "y"]
     # the main decision keeps its own rule, and the channel rules are still there to explain it
-    plain = Ensemble(calibration="z", combination="mean", rule=rule, spans=(1,))
+    plain = DecisionLayer(Calibration("z"), Combination("mean"), Rule(rule, spans=(1,)))
     plain.fit(main, y, channel_scores=cs, channel_members=[0, 2], channels=["x", "y"])
-    np.testing.assert_array_equal(plain.predict(main), plain.rule_.predict(plain.score(main)))
+    np.testing.assert_array_equal(plain.predict(main), plain.decision_.rule_.predict(plain.score(main)))
     np.testing.assert_array_equal(plain.channel_predictions(cs), per)
     # as a breakdown of the main decision, each channel is smoothed like the main score (no own search)
-    smooth = Ensemble(calibration="z", combination="mean", rule=rule, spans=(1, 3))
+    smooth = DecisionLayer(Calibration("z"), Combination("mean"), Rule(rule, spans=(1, 3)))
     smooth.fit(main, y, channel_scores=cs, channel_members=[0, 2], channels=["x", "y"])
-    assert {r.smooth for r in smooth.channel_rules_} == {smooth.rule_.smooth}
+    assert {r.smooth for r in smooth.channel_view_.rules_} == {smooth.decision_.rule_.smooth}
     with pytest.raises(TelemetryError, match="per-channel decision needs the members' per-channel scores"):
-        Ensemble(per_channel=True, rule=rule).fit(main, y)
+        DecisionLayer(rule=Rule(rule, per_channel=True)).fit(main, y)
     with pytest.raises(TelemetryError, match="needs the members' per-channel scores of this split"):
         ens.predict(main)
     with pytest.raises(TelemetryError, match=r"must be \[rows, 2 members, 2 channels\]"):
@@ -280,6 +286,12 @@ def test_event_table_names_the_channels_above_their_own_threshold():
 # -- end to end from a stored experiment -------------------------------------------------------
 
 PLANT = slice(1200, 1215)  # test rows given a large offset in channel_42 alone
+LAYERS = load_layers(Path(__file__).resolve().parents[1] / "benchmarks" / "layers.yaml")
+
+
+def layer(name: str):
+    """``build``'s decision: None for the default layer, else a candidate of benchmarks/layers.yaml."""
+    return None if name == "default" else LAYERS[name]
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
@@ -360,7 +372,7 @@ def test_build_names_the_channel_of_a_signal_planted_in_one_channel(experiment, 
     from search.results import load_sets
 
     exp, _ = experiment
-    build(exp, tmp_path / "out", include=("baselines",), weight_trials=10, decision=decision)
+    build(exp, tmp_path / "out", include=("baselines",), weight_trials=10, decision=layer(decision))
     ev = pd.read_csv(tmp_path / "out" / "events.csv", keep_default_na=False)
     test_ids = load_sets(exp)["test_ids"]
     lo, hi = test_ids[PLANT.start], test_ids[PLANT.stop - 1]
@@ -400,7 +412,7 @@ def test_experiments_without_per_channel_scores_still_build(experiment, tmp_path
     assert "no per-channel breakdown" in (tmp_path / "out" / "report.md").read_text()
     with pytest.raises(TelemetryError, match="per-channel decision needs the members' per-channel scores"):
         build(str(copy), tmp_path / "union", include=("baselines",), weight_trials=10,
-              decision="channel-union-stack-shrunk-smooth-plateau-hysteresis")
+              decision=LAYERS["channel-union-stack-shrunk-smooth-plateau-hysteresis"])
 
 
 def _rows(ens, ref):
@@ -470,14 +482,14 @@ def test_holdout_evaluation_counts_events_per_series():
                                       "mean-bootstrap", "mean-pot-1e-3", "select-mean-plateau",
                                       "channel-union-stack-shrunk-smooth-plateau-hysteresis",
                                       "logz-stack-shrunk-smooth-plateau-hysteresis-fallback",
-                                      "logz-stack-shrunk-smooth-plateau-hysteresis-fallback-floor-1e-3"])
+                                      "default"])
 def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp_path, decision):
     """Calibration, weights, threshold and post-processing must not move when holdout/test scores change."""
     from ensemble.build import build
     from search.results import leaderboard, load_sets
 
     exp, _ = experiment
-    build(exp, tmp_path / "a", include=("baselines",), weight_trials=10, decision=decision)
+    build(exp, tmp_path / "a", include=("baselines",), weight_trials=10, decision=layer(decision))
     copy = tmp_path / "exp_copy"
     shutil.copytree(exp, copy)
     board = leaderboard(str(copy), write=False)
@@ -490,7 +502,7 @@ def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp
     sc["holdout"] = sets["holdout_labels"].astype(np.float32) * 100
     sc["test"] = sets["test_true_labels"].astype(np.float32) * 100
     np.savez(f"{ckpt}/scores.npz", **sc)
-    build(str(copy), tmp_path / "b", include=("baselines",), weight_trials=10, decision=decision)
+    build(str(copy), tmp_path / "b", include=("baselines",), weight_trials=10, decision=layer(decision))
     a = yaml.safe_load((tmp_path / "a" / "ensemble.yaml").read_text())["ensemble"]
     b = yaml.safe_load((tmp_path / "b" / "ensemble.yaml").read_text())["ensemble"]
     assert a["rule"] == b["rule"] and a["validation_f05"] == b["validation_f05"] and a["channels"] == b["channels"]

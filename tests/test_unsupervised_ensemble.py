@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from ensemble.unsupervised import UnsupervisedEnsemble
+from detection.thresholds import Threshold
 from telemetry.errors import TelemetryError
 
 
@@ -19,7 +20,7 @@ def test_mean_of_robust_z_members_with_a_pot_threshold_fitted_on_validation_only
     pred = ens.predict(later)
     assert pred[500:600].mean() > 0.9 and pred[:500].mean() < 0.02
     np.testing.assert_allclose(ens.score(later), ens.calibrated(later).mean(axis=1), rtol=1e-6)
-    assert ens.to_dict()["rule"]["method"] == "pot"
+    assert ens.record()["rule"]["method"] == "pot"
 
 
 def test_channels_behind_alarms_and_labelled_rules_refused():
@@ -32,4 +33,4 @@ def test_channels_behind_alarms_and_labelled_rules_refused():
     m = ens.channel_margins(later)
     assert m.shape == (200, 3) and (m[100:, 2] > 0).all() and (m[100:, :2] < 5).all()
     with pytest.raises(TelemetryError, match="needs labels"):
-        UnsupervisedEnsemble(rule={"method": "best_f05"})
+        UnsupervisedEnsemble(rule=Threshold(method="best_f05"))
