@@ -24,9 +24,6 @@ def check_demo_options(out: Path, options: dict) -> None:
     stored_file = out / DEMO_FILE
     if stored_file.is_file():
         stored = json.loads(stored_file.read_text())
-    elif (out / "mission" / "mission.json").is_file():  # a folder made before demo.json was written
-        params = json.loads((out / "mission" / "mission.json").read_text()).get("parameters", {})
-        stored = {k: params[k] for k in ("rows", "seed") if k in params}
     else:
         out.mkdir(parents=True, exist_ok=True)
         stored_file.write_text(json.dumps(options) + "\n")
