@@ -357,9 +357,11 @@ def _record(out: Path, times: dict) -> None:
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}\n- machine: {machine()}\n"
         f"- command: `TELESWEEP_ONPREM_RESULTS={out.relative_to(REPO) if out.is_relative_to(REPO) else out} "
         "python -m pytest -q -s -m cluster tests/test_onprem.py`\n\n"
-        "Two dense_ae trials (1 CPU each; head, w1 and w2 1 CPU each), 40 epochs, S3 (moto) on the bridge; the cut: "
-        "the worker's link down, then every process on it killed. Every figure is seconds from the step before "
-        "(the resumed trial's: from the cut to its first epoch reported from another node).\n\n"
+        "The file's setup commands on every host (a venv, the synced checkout installed into it); two dense_ae "
+        "trials (1 CPU each; head, w1 and w2 1 CPU each), 40 epochs, S3 (moto) on the bridge; the cut: the worker's "
+        "link down, then every process on it killed; afterwards it is started again with its link up. Every figure is "
+        "seconds from the step before (the resumed trial's: from the cut to its first epoch reported from another "
+        "node; the rejoin: from the cut worker's start to all three nodes alive).\n\n"
         f"| step | seconds |\n|---|---|\n{rows}")
 
 
