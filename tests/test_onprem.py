@@ -68,16 +68,16 @@ def _timed(times: dict, step: str, t0: float) -> float:
 def _node_env(root: Path) -> dict[str, str]:
     """What the hosts' administrator provides instead of a package index (see the module's text): a
     folder of links to this venv's packages less telesweep (the editable install's finder module
-    would otherwise be imported from here, and it points at this checkout), pip's and setuptools'
-    own (the new venv has its own), and a folder with ``python3`` (this machine's Python) and
-    ``ray``."""
+    would otherwise be imported from here, and it points at this checkout) and pip (the new venv has
+    its own), and a folder with ``python3`` (this machine's Python) and ``ray``. setuptools and wheel
+    stay: with build isolation off they build the checkout (a venv of Python 3.12 has no setuptools)."""
     site = Path(sysconfig.get_paths()["purelib"])
     deps, tools = root / "deps", root / "bin"
     deps.mkdir()
     tools.mkdir()
-    skip = ("telesweep", "__editable__", "pip", "setuptools", "_distutils_hack", "pkg_resources")
     for entry in site.iterdir():
-        if not entry.name.startswith(skip) and entry.suffix != ".pth":
+        if not entry.name.startswith(("telesweep", "__editable__", "pip-")) and entry.name != "pip" \
+                and entry.suffix != ".pth":
             (deps / entry.name).symlink_to(entry)
     (tools / "python3").symlink_to(Path(sys.base_prefix) / "bin" / "python3")
     (tools / "ray").write_text('#!/bin/sh\nexec python3 -m ray.scripts.scripts "$@"\n')
