@@ -7,6 +7,7 @@ every node) sees that host's processes only, as on separate machines.
         net.ip["head"]                               # 10.213.N.2
         net.bridge_ip                                # the root namespace's address on the bridge
         net.cut("w1")                                # its link down, then every process on it killed
+        net.restore("w1")                            # started again (its files kept), its link up
 
 The hosts share this machine's filesystem (the venv, the repository, the test's folders): Ray's
 launcher reaches them over SSH only, as it would real machines. Each host's sshd runs as PID 1 of
@@ -67,6 +68,33 @@ class Hosts:
         no packet leaves or arrives), then every process on it killed."""
         sh("ip", "-n", self.netns[name], "link", "set", "eth0", "down")
         self.kill(name)
+
+    def boot(self, name: str) -> None:
+        """Start the host: its sshd as PID 1 of a new PID namespace, in a mount namespace where /root
+        is the host's own home. Also how a cut host comes back (:meth:`restore`)."""
+        # Each host its own /root (its ~/.ray/auth_token, ~/ray_bootstrap_key.pem, ...), as if it
+        # were another machine: a bind mount in the host's own mount namespace (private: this
+        # machine's /root is untouched); ssh finds ~ from the user database, not from $HOME.
+        # Python itself may live under /root (pyenv): bound into the new /root first.
+        home = self.home[name]
+        keep = [Path(p).relative_to("/root") for p in {sys.base_prefix, sys.prefix}
+                if Path(p).is_relative_to("/root")]
+        binds = "".join(f'mkdir -p "{home / k}" && mount --bind "/root/{k}" "{home / k}" && ' for k in keep)
+        cfg = self.root / f"sshd-{name}.conf"
+        proc = subprocess.Popen(["ip", "netns", "exec", self.netns[name], "unshare", "--pid", "--fork",
+                                 "--mount-proc", "--propagation", "private", "--kill-child", "sh", "-c",
+                                 f'{binds}mount --rbind "{home}" /root && exec {SSHD} -D -e -f "{cfg}"'],
+                                stdout=subprocess.DEVNULL, stderr=open(self.root / f"sshd-{name}.log", "a"))
+        self.procs[name] = proc
+        self.init_pid[name] = _init_pid(proc.pid)
+
+    def restore(self, name: str) -> None:
+        """A cut host back: started again (its files kept, as a rebooted machine's disk) and its link
+        up; returns once its sshd answers."""
+        self.boot(name)
+        sh("ip", "-n", self.netns[name], "link", "set", "eth0", "up")
+        sh("ip", "-n", self.netns[name], "route", "replace", "default", "dev", "eth0")
+        _wait_for_port(self.ip[name], 22, self.procs[name])
 
     def kill(self, name: str) -> None:
         proc = self.procs.get(name)
@@ -165,19 +193,7 @@ def hosts(names: list[str], root: Path, subnet: int | None = None):
                 "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
                 "PrintMotd no\nPrintLastLog no\nMaxSessions 50\nMaxStartups 50\n"
                 "Subsystem sftp internal-sftp\n")
-            # Each host its own /root (its ~/.ray/auth_token, ~/ray_bootstrap_key.pem, ...), as if it
-            # were another machine: a bind mount in the host's own mount namespace (private: this
-            # machine's /root is untouched); ssh finds ~ from the user database, not from $HOME.
-            # Python itself may live under /root (pyenv): bound into the new /root first.
-            keep = [Path(p).relative_to("/root") for p in {sys.base_prefix, sys.prefix}
-                    if Path(p).is_relative_to("/root")]
-            binds = "".join(f'mkdir -p "{home / k}" && mount --bind "/root/{k}" "{home / k}" && ' for k in keep)
-            proc = subprocess.Popen(["ip", "netns", "exec", ns, "unshare", "--pid", "--fork", "--mount-proc",
-                                     "--propagation", "private", "--kill-child", "sh", "-c",
-                                     f'{binds}mount --rbind "{home}" /root && exec {SSHD} -D -e -f "{cfg}"'],
-                                    stdout=subprocess.DEVNULL, stderr=open(root / f"sshd-{name}.log", "w"))
-            net.procs[name] = proc
-            net.init_pid[name] = _init_pid(proc.pid)
+            net.boot(name)
         for name in names:
             _wait_for_port(net.ip[name], 22, net.procs[name])
         yield net

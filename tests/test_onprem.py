@@ -6,17 +6,27 @@ a sweep submitted as a Ray job with the token, and a worker cut off mid-trial.
     w1, w2 (.3, .4)    1 CPU each for trials
     S3 (moto, .1)      the experiment storage, on the bridge: every host reaches it
 
-Steps: ``ray up`` -> both workers joined -> ``ray job submit`` refused without the token, accepted
-with it -> once both trials have saved an epoch checkpoint to S3, the worker running one of them loses
-its link and then all of its processes -> the sweep completes; the cut trial went on from its last
-checkpoint on another node -> ``ensemble build s3://...`` writes the submission -> ``ray down`` and no
+Steps: ``ray up`` (the file's setup commands on every host) -> both workers joined -> ``ray job
+submit`` refused without the token, accepted with it -> once both trials have saved an epoch
+checkpoint to S3, the worker running one of them loses its link and then all of its processes -> the
+sweep completes; the cut trial went on from its last checkpoint on another node -> the cut worker is
+started again and its link brought up: the head's autoscaler restarts Ray on it and it rejoins, while
+``ensemble build s3://...`` writes the submission -> ``ray down`` and no
 Ray process is left on any host; the hosts, the bridge and the S3 server go by their own names and
 PIDs. Each step's time is printed (RESULTS.md "On-premises cluster").
 
 The hosts share this machine's files: the launcher syncs the checkout and the token into each host's
-own home, and the test's setup command only checks that the node's Python has telesweep and Ray
-(the documented one installs the checkout into a venv: too slow for a test). Run alone with
-``pytest -m cluster``; needs root, openssh-server and rsync.
+own home, and runs the file's setup commands as they are: a venv of the host's own
+(``~/telesweep-venv``, made by this machine's python3), the synced checkout installed into it with
+pip (``-e ~/telesweep[tf,cluster]``), the venv activated in ``~/.bashrc``. The hosts reach no package
+index, so their ``~/.bashrc`` (the administrator's part, written before ``ray up``) stands in for
+one: the dependencies are importable from this test's venv (PYTHONPATH: links to its packages,
+telesweep's own left out, so that the trials can only import the synced copy), and pip is told to
+use no index (PIP_NO_INDEX) and to build the checkout with the setuptools and wheel it finds
+(PIP_NO_BUILD_ISOLATION): pip then finds every dependency satisfied and installs the checkout alone.
+A dependency found satisfied gets no console script in the venv, so ``ray`` on the hosts' PATH is a
+two-line script that runs Ray's command line with ``python3``, the venv's once it is activated. Run
+alone with ``pytest -m cluster``; needs root, openssh-server and rsync.
 """
 from __future__ import annotations
 
@@ -30,6 +40,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -54,11 +65,33 @@ def _timed(times: dict, step: str, t0: float) -> float:
     return now
 
 
-def _bashrc(home: Path, extra: dict[str, str]) -> None:
-    """The node's environment, as its administrator would set it: the venv first on PATH (Ray sources
-    ~/.bashrc before every command), this checkout importable, the storage's endpoint and keys."""
-    env = {"PATH": f"{BIN}:$PATH", "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
-           "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
+def _node_env(root: Path) -> dict[str, str]:
+    """What the hosts' administrator provides instead of a package index (see the module's text): a
+    folder of links to this venv's packages less telesweep (the editable install's finder module
+    would otherwise be imported from here, and it points at this checkout) and pip (the new venv has
+    its own), and a folder with ``python3`` (this machine's Python) and ``ray``. setuptools and wheel
+    stay: with build isolation off they build the checkout (a venv of Python 3.12 has no setuptools)."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    deps, tools = root / "deps", root / "bin"
+    deps.mkdir()
+    tools.mkdir()
+    for entry in site.iterdir():
+        if not entry.name.startswith(("telesweep", "__editable__", "pip-")) and entry.name != "pip" \
+                and entry.suffix != ".pth":
+            (deps / entry.name).symlink_to(entry)
+    (tools / "python3").symlink_to(Path(sys.base_prefix) / "bin" / "python3")
+    (tools / "ray").write_text('#!/bin/sh\nexec python3 -m ray.scripts.scripts "$@"\n')
+    (tools / "ray").chmod(0o755)
+    # PIP_NO_BUILD_ISOLATION=0 turns build isolation off: pip reads this variable as the value of
+    # `build_isolation`, not of the flag's name.
+    return {"PATH": f"{tools}:$PATH", "PYTHONPATH": str(deps), "PIP_NO_INDEX": "1",
+            "PIP_NO_BUILD_ISOLATION": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def _bashrc(home: Path, env: dict[str, str]) -> None:
+    """The node's environment, as its administrator would set it before ``ray up`` (Ray sources
+    ~/.bashrc before every command): the package stand-ins, the storage's endpoint and keys."""
+    env = {"RAY_USAGE_STATS_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2", **env}
     (home / ".bashrc").write_text("".join(f'export {k}="{v}"\n' for k, v in env.items()))
 
 
@@ -67,7 +100,6 @@ def _cluster_file(net: netns.Hosts, path: Path) -> Path:
     cfg["cluster_name"] = net.tag
     cfg["provider"].update(head_ip=net.ip["head"], worker_ips=[net.ip["w1"], net.ip["w2"]])
     cfg["auth"] = {"ssh_user": "root", "ssh_private_key": str(net.key)}
-    cfg["setup_commands"] = ["python -c 'import search, ensemble, ray; print(ray.__version__)'"]
     # Each host its own temp dir (they share this machine's /tmp) and one CPU for trials.
     own = " --temp-dir=$HOME/ray --num-cpus=1"
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
@@ -100,6 +132,12 @@ def _alive_nodes(dashboard: str, env: dict) -> set[str]:
         return {n["node_ip"] for n in json.loads(res.stdout) if n["state"] == "ALIVE"}
     except (ValueError, KeyError, TypeError):
         return set()
+
+
+def _host_logs(home: Path) -> Path:
+    """A host's Ray log folder as this machine sees it: ``session_latest`` links to the host's /root."""
+    latest = home / "ray" / "session_latest"
+    return home / os.readlink(latest).removeprefix("/root/") / "logs" if latest.is_symlink() else latest / "logs"
 
 
 def _checkpoints(s3, prefix: str) -> dict[str, int]:
@@ -146,8 +184,7 @@ def test_ray_up_sweep_node_loss_ray_down(tmp_path):
             finally:
                 print(f"onprem: times {json.dumps(times)}", flush=True)
                 for name, home in net.home.items():  # Ray's logs of each host, kept with pytest's tmp_path
-                    latest = home / "ray" / "session_latest"  # a link to /root/ray/..., the host's view
-                    logs = home / os.readlink(latest).removeprefix("/root/") / "logs" if latest.is_symlink() else latest
+                    logs = _host_logs(home)
                     if logs.is_dir():
                         shutil.copytree(logs, tmp_path / f"logs-{name}", symlinks=True, dirs_exist_ok=True,
                                         ignore_dangling_symlinks=True)
@@ -174,11 +211,13 @@ def _scenario(net, s3, root, laptop, tmp_path, times, generate_mission, TINY, sw
     launcher.pop("RAY_ADDRESS", None)
     _run([str(BIN / "ray"), "get-auth-token", "--generate"], launcher, 60)
     assert (laptop / ".ray" / "auth_token").is_file()
-    # Lost nodes are noticed in a few seconds rather than Ray's default half minute.
+    # Lost nodes are noticed in a few seconds rather than Ray's default half minute, and the head's
+    # autoscaler restarts Ray on a worker 15 s (not 30 s) after its last heartbeat.
     fast_health = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
-                   "RAY_health_check_failure_threshold": "3"}
+                   "RAY_health_check_failure_threshold": "3", "AUTOSCALER_HEARTBEAT_TIMEOUT_S": "15"}
+    node_env = _node_env(root)
     for name, home in net.home.items():
-        _bashrc(home, {**s3.env, **(fast_health if name == "head" else {})})
+        _bashrc(home, {**node_env, **s3.env, **(fast_health if name == "head" else {})})
     cluster = _cluster_file(net, root / "cluster.yaml")
     dashboard = f"http://{net.ip['head']}:8265"
     ray = str(BIN / "ray")
@@ -197,6 +236,13 @@ def _scenario(net, s3, root, laptop, tmp_path, times, generate_mission, TINY, sw
         for name, home in net.home.items():  # the launcher's file mounts reached every host
             assert (home / ".ray" / "auth_token").read_text() == (laptop / ".ray" / "auth_token").read_text()
             assert (home / "telesweep" / "cluster-onprem.yaml").is_file() and not (home / "telesweep" / ".git").exists()
+            # The setup commands made the venv, installed the synced checkout into it and activated
+            # it: Ray runs on the venv's python, which finds telesweep in the host's own copy.
+            assert (home / ".bashrc").read_text().endswith("source ~/telesweep-venv/bin/activate\n")
+            site = next((home / "telesweep-venv" / "lib").glob("python3*/site-packages"))
+            assert "'/root/telesweep/search'" in "".join(f.read_text() for f in site.glob("__editable__*telesweep*finder.py"))
+            assert any(c.startswith("/root/telesweep-venv/bin/python") for c in net.processes(name)), \
+                [c[:80] for c in net.processes(name)]
 
         # Without the token: refused.
         res = _run([ray, "job", "submit", "--address", dashboard, "--", "echo", "hi"],
@@ -261,6 +307,12 @@ def _scenario(net, s3, root, laptop, tmp_path, times, generate_mission, TINY, sw
             if d != trial_dir:
                 assert r[-1]["resumed_from_epoch"] == 0 and r[-1]["epoch"] == epochs
 
+        # The cut worker comes back (started again, its disk kept, its link up): the head's
+        # autoscaler, which has had no heartbeat from it, runs the worker start commands on it
+        # again over SSH and it rejoins. It is brought back now, while the ensemble is built.
+        back = time.monotonic()
+        net.restore(victim)
+
         # The ensemble from s3://, on the user's machine.
         out = tmp_path / "ensemble"
         t = time.monotonic()
@@ -268,6 +320,14 @@ def _scenario(net, s3, root, laptop, tmp_path, times, generate_mission, TINY, sw
              {**os.environ, **s3.env, "PYTHONPATH": str(REPO)}, 240)
         assert (out / "submission.csv").is_file()
         t = _timed(times, "ensemble build", t)
+
+        deadline = back + 120
+        while (alive := _alive_nodes(dashboard, launcher)) != want and time.monotonic() < deadline:
+            time.sleep(2)
+        assert alive == want, f"the cut worker, back, did not rejoin: nodes alive {alive}"
+        assert any(c.startswith("/root/telesweep-venv/bin/python") for c in net.processes(victim))
+        assert "No recent heartbeat, restarting Ray to recover" in (_host_logs(net.home["head"]) / "monitor.log").read_text()
+        _timed(times, "cut worker back to rejoined", back)
     finally:
         if up:
             t = time.monotonic()
@@ -297,9 +357,11 @@ def _record(out: Path, times: dict) -> None:
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}\n- machine: {machine()}\n"
         f"- command: `TELESWEEP_ONPREM_RESULTS={out.relative_to(REPO) if out.is_relative_to(REPO) else out} "
         "python -m pytest -q -s -m cluster tests/test_onprem.py`\n\n"
-        "Two dense_ae trials (1 CPU each; head, w1 and w2 1 CPU each), 40 epochs, S3 (moto) on the bridge; the cut: "
-        "the worker's link down, then every process on it killed. Every figure is seconds from the step before "
-        "(the resumed trial's: from the cut to its first epoch reported from another node).\n\n"
+        "The file's setup commands on every host (a venv, the synced checkout installed into it); two dense_ae "
+        "trials (1 CPU each; head, w1 and w2 1 CPU each), 40 epochs, S3 (moto) on the bridge; the cut: the worker's "
+        "link down, then every process on it killed; afterwards it is started again with its link up. Every figure is "
+        "seconds from the step before (the resumed trial's: from the cut to its first epoch reported from another "
+        "node; the rejoin: from the cut worker's start to all three nodes alive).\n\n"
         f"| step | seconds |\n|---|---|\n{rows}")
 
 
