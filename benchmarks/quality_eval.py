@@ -18,18 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 log = logging.getLogger("bench.quality")
 REFERENCES = ("picked", "picked+layer", "hindsight", "without_pca", "pca_alone", "notebook", "global_std", "plain_pca")
 
 
 def _prepared(exp: str):
-    from search import results
-    from telemetry.prepare import DataConfig, prepare
+    from search import experiment
+    from telemetry.prepare import prepare
 
-    raw = yaml.safe_load((Path(exp) / results.SWEEP_FILE).read_text())
-    return prepare(DataConfig(**raw["data"]))
+    return prepare(experiment.read_sweep(exp).data)
 
 
 def reference_scores(exp: str, quick: bool) -> dict[str, dict[str, np.ndarray]]:
@@ -58,7 +56,7 @@ def evaluate_dataset(ds, exp: str, quick: bool, layers=None) -> dict:
     from ensemble.build import ensemble_params
     from ensemble.combine import VARIANTS, Ensemble
     from ensemble.members import load_members
-    from search import results
+    from search import experiment
     from detection.metrics import corrected_event_f05
     from detection.thresholds import Threshold
 
@@ -92,8 +90,8 @@ def evaluate_dataset(ds, exp: str, quick: bool, layers=None) -> dict:
             row[col] = corrected_event_f05(yt, ens.predict(m.scores["test"][:, keep]))
     base = m.board[(m.board["arch"] == "global_std") & m.board["completed"].astype(bool)]
     if not base.empty:
-        meta, sc = results.load_trial(base.iloc[0]["checkpoint"])
-        row["global_std"] = corrected_event_f05(yt, Threshold.from_dict(meta["threshold"]).predict(sc["test"]))
+        meta, sc = experiment.load_trial(base.iloc[0]["checkpoint"])
+        row["global_std"] = corrected_event_f05(yt, Threshold.from_dict(meta.threshold).predict(sc["test"]))
     refs = reference_scores(exp, quick)
     nb = Threshold("percentile", percentile=98, min_length=10).fit(refs["notebook"]["validation"])
     row["notebook"] = corrected_event_f05(yt, nb.predict(refs["notebook"]["test"]))

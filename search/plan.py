@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from search import spaces
-from search.finalists import LATER_SPLITS, top_of
+from search.experiment import LATER_SPLITS, top_of
 from telemetry.errors import TelemetryError
 
 TRIAL_OVERHEAD_S = 4.0  # measured search machinery per trial (benchmarks/RESULTS.md, search strategies)

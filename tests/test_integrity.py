@@ -12,7 +12,7 @@ import yaml
 
 from search import runner
 from search.__main__ import main as search_main
-from search.results import GIVEN_FILE, SWEEP_FILE
+from search.experiment import GIVEN_FILE, SWEEP_FILE
 
 from conftest import local_ray_started, write_challenge_parquet
 
