@@ -111,8 +111,8 @@ def _plain_pca(exp: str, yv, yt) -> float:
 
     data = prepare(replace(experiment.read_sweep(exp).data, telecommands=None))
     pca = registry.get("pca")(lags=5, n_components=0.95).fit(data.fit, data.validation)
-    rule = Threshold("best_f05", smooth=10).fit(pca.score(data.validation), yv)
-    return corrected_event_f05(yt, rule.predict(pca.score(data.test)))
+    rule = Threshold("best_f05", smooth=10).fit(pca.score_samples(data.validation), yv)
+    return corrected_event_f05(yt, rule.predict(pca.score_samples(data.test)))
 
 
 def _n_events(y) -> int:

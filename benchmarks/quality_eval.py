@@ -44,8 +44,8 @@ def reference_scores(exp: str, quick: bool) -> dict[str, dict[str, np.ndarray]]:
     nb = registry.get("bilstm_ae")(window=5, units=64, latent=64, dropout=0.2, epochs=1 if quick else 2,
                                    batch_size=1024, train_stride=stride, seed=0)
     nb.fit(data.fit, data.validation)
-    out = {"notebook": {s: nb.score(getattr(data, s)) for s in ("validation", "test")},
-           "plain_pca": {s: pca.score(getattr(data, s)) for s in ("validation", "test")}}
+    out = {"notebook": {s: nb.score_samples(getattr(data, s)) for s in ("validation", "test")},
+           "plain_pca": {s: pca.score_samples(getattr(data, s)) for s in ("validation", "test")}}
     out["notebook"]["fit"] = out["plain_pca"]["fit"] = np.zeros(0, np.float32)
     np.savez(cache, **{f"{n}.{s}": v for n, d in out.items() for s, v in d.items()})
     return out

@@ -123,7 +123,7 @@ def calibrate(cls, params: dict, n_channels: int, seed: int = 0) -> tuple[float,
         est.fit(s)
         train_rate = n / max(time.perf_counter() - t0, 1e-6)
     t0 = time.perf_counter()
-    est.score(s)
+    est.score_samples(s)
     score_rate = (CALIBRATION_WINDOWS if keras_model else n) / max(time.perf_counter() - t0, 1e-6)
     return train_rate, score_rate
 
