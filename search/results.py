@@ -1,4 +1,5 @@
-"""Reading a finished (or interrupted) sweep back: trial table, leaderboard, stored scores."""
+"""Reading a finished (or interrupted) sweep back: the trial table and the leaderboard (the
+stored files themselves are search/experiment.py's)."""
 from __future__ import annotations
 
 import json

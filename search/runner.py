@@ -353,7 +353,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
     cfg = shapes.adapt(cfg, data)  # unlabelled: loss objective, unsupervised thresholds; many series: windows fit
     objective = shapes.objective(data.labelled)
     check_against_data(cfg, {k: len(v) for k, v in data.sets().items()})  # test too: it is scored
-    if not resuming:  # as the data adapts it: data whose labels or telecommands went, under the same ids, differs here
+    if not resuming:  # as the data adapts it: data that lost its labels or telecommands under the same ids differs here
         check_same_sweep(exp, ex.SWEEP_FILE, _effective_raw(cfg, store), cfg.source)
     check_same_data(exp, data, cfg.source)
 

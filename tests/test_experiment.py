@@ -62,7 +62,8 @@ def test_a_bad_stored_sweep_is_one_line_naming_the_file_and_key(tmp_path):
 
 
 def _record(**over) -> ex.TrialRecord:
-    return ex.TrialRecord(**{"arch": "pca", "params": {"lags": 3}, "threshold": {"method": "best_f05", "threshold": 1.5},
+    return ex.TrialRecord(**{"arch": "pca", "params": {"lags": 3},
+                             "threshold": {"method": "best_f05", "threshold": 1.5},
                              "validation": {"f05": 0.5}, "holdout": None, "objective": "f05",
                              "splits": ["validation"], "channels": ["a", "b"], "channel_scores": True, **over})
 

@@ -76,7 +76,8 @@ def test_window_longer_than_series_is_refused():
 def test_one_rule_says_which_window_fits():
     assert windows.fits(20, 18, 2) and not windows.fits(20, 18, 3) and windows.fits(20, 20)
     assert windows.largest_window(20) == 20 and windows.largest_window(20, horizon=3) == 17
-    assert windows.fits(20, windows.largest_window(20, 3), 3) and not windows.fits(20, windows.largest_window(20, 3) + 1, 3)
+    largest = windows.largest_window(20, 3)
+    assert windows.fits(20, largest, 3) and not windows.fits(20, largest + 1, 3)
     np.testing.assert_array_equal(windows.fits(np.array([5, 9, 12]), 8, 1), [False, True, True])  # per series
 
 
