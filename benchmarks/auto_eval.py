@@ -40,18 +40,18 @@ def _layer_f05(names, scores_v, scores_t, yv, yt, rules, **over) -> tuple[float,
 
 def evaluate_dataset(ds, exp: str) -> dict:
     from ensemble.members import select_members
-    from search import results
+    from search import experiment, results
     from detection.metrics import corrected_event_f05
     from detection.thresholds import Threshold, event_average_precision
 
     board = results.leaderboard(exp, write=False)
     done = board[board["completed"].fillna(False).astype(bool)].reset_index(drop=True)
-    sets = results.load_sets(exp)
+    sets = experiment.read_sets(exp)
     yv, yt = sets["validation_labels"], sets["test_true_labels"]
-    loaded = {r.trial_id: results.load_trial(r.checkpoint) for r in done.itertuples()}
+    loaded = {r.trial_id: experiment.load_trial(r.checkpoint) for r in done.itertuples()}
     name = lambda r: f"{r['arch']}#{r['trial_id'][-5:]}"  # noqa: E731
     done["val_ap"] = [event_average_precision(loaded[t][1]["validation"], yv) for t in done["trial_id"]]
-    rule = {t: Threshold.from_dict(loaded[t][0]["threshold"]) for t in done["trial_id"]}
+    rule = {t: Threshold.from_dict(loaded[t][0].threshold) for t in done["trial_id"]}
     test_own = {t: corrected_event_f05(yt, rule[t].predict(loaded[t][1]["test"])) for t in done["trial_id"]}
     row = {"dataset": ds.name, "kind": ds.kind, "val_events": int(_n_events(yv)), "test_events": int(_n_events(yt)),
            "trials": len(done)}
@@ -101,19 +101,18 @@ def _ranked(done: pd.DataFrame, key: str, k: int = 2) -> pd.DataFrame:
 
 def _plain_pca(exp: str, yv, yt) -> float:
     """The plain PCA script (5 lags, 95 % of the variance, EWMA 10, best-F0.5 threshold on validation)."""
-    import yaml
+    from dataclasses import replace
 
     from models import registry
-    from search import results
+    from search import experiment
     from detection.metrics import corrected_event_f05
-    from telemetry.prepare import DataConfig, prepare
+    from telemetry.prepare import prepare
     from detection.thresholds import Threshold
 
-    raw = yaml.safe_load((Path(exp) / results.SWEEP_FILE).read_text())
-    data = prepare(DataConfig(**{**raw["data"], "telecommands": None}))
+    data = prepare(replace(experiment.read_sweep(exp).data, telecommands=None))
     pca = registry.get("pca")(lags=5, n_components=0.95).fit(data.fit, data.validation)
-    rule = Threshold("best_f05", smooth=10).fit(pca.score(data.validation), yv)
-    return corrected_event_f05(yt, rule.predict(pca.score(data.test)))
+    rule = Threshold("best_f05", smooth=10).fit(pca.score_samples(data.validation), yv)
+    return corrected_event_f05(yt, rule.predict(pca.score_samples(data.test)))
 
 
 def _n_events(y) -> int:

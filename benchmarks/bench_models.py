@@ -159,9 +159,9 @@ def bench_throughput(name, window, batch, threads, seconds, smoke):
         rate = rows / (time.perf_counter() - t0)
         train_units, unit = rows, "rows"
     # scoring: warm up on a short slice (tracing, lazy init), then time the whole series
-    est.score(series.slice(0, min(len(series), series_rows(est, 2 * batch))))
+    est.score_samples(series.slice(0, min(len(series), series_rows(est, 2 * batch))))
     t0 = time.perf_counter()
-    scores = est.score(series)
+    scores = est.score_samples(series)
     score_s = time.perf_counter() - t0
     n_score = len(series) - (series_rows(est, 1) - 1) if unit == "windows" else len(series)
     assert scores.shape == (len(series),) and scores.dtype == np.float32
@@ -194,10 +194,10 @@ def rss_child(name, rows, window, threads, stride) -> dict:
     fit = synthetic(RSS_FIT_ROWS, seed=1, labelled=est.tags.get("needs_labels", False))
     est.fit(fit)
     series = synthetic(rows)
-    est.score(fit)  # warm up scoring on the small series
+    est.score_samples(fit)  # warm up scoring on the small series
     before = max_rss_mib()
     t0 = time.perf_counter()
-    s = est.score(series)
+    s = est.score_samples(series)
     score_s = time.perf_counter() - t0
     after = max_rss_mib()
     assert s.shape == (rows,) and s.dtype == np.float32 and np.isfinite(s).all()

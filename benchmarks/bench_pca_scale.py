@@ -49,9 +49,9 @@ def main(argv=None) -> int:
     n_comp = int(args.components) if args.components >= 1 else args.components
     est = registry.get("pca")(lags=args.lags, n_components=n_comp)
     step(f"pca fit ({len(d.fit):,} fit rows, lags {args.lags}) + validation error stats", lambda: est.fit(d.fit, d.validation))
-    sv = step(f"pca score validation ({len(d.validation):,} rows)", lambda: est.score(d.validation))
-    step(f"pca score holdout ({len(d.holdout):,} rows)", lambda: est.score(d.holdout))
-    st = step(f"pca score test ({len(d.test):,} rows)", lambda: est.score(d.test))
+    sv = step(f"pca score validation ({len(d.validation):,} rows)", lambda: est.score_samples(d.validation))
+    step(f"pca score holdout ({len(d.holdout):,} rows)", lambda: est.score_samples(d.holdout))
+    st = step(f"pca score test ({len(d.test):,} rows)", lambda: est.score_samples(d.test))
     rule = step("rule: EWMA 10 + best F0.5 threshold on validation", lambda: Threshold("best_f05", smooth=10).fit(sv, d.validation.labels))
     f = corrected_event_f05(d.test_labels, rule.predict(st))
     lines = ["| step | seconds | peak RSS MB |", "|---|---|---|"]

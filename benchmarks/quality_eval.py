@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 log = logging.getLogger("bench.quality")
 LAYERS_FILE = Path(__file__).resolve().parent / "layers.yaml"
@@ -30,11 +29,10 @@ REFERENCES = ("picked", "picked+layer", "hindsight", "without_pca", "pca_alone",
 
 
 def _prepared(exp: str):
-    from search import results
-    from telemetry.prepare import DataConfig, prepare
+    from search import experiment
+    from telemetry.prepare import prepare
 
-    raw = yaml.safe_load((Path(exp) / results.SWEEP_FILE).read_text())
-    return prepare(DataConfig(**raw["data"]))
+    return prepare(experiment.read_sweep(exp).data)
 
 
 def candidate_layers() -> dict[str, dict]:
@@ -65,8 +63,8 @@ def reference_scores(exp: str, quick: bool) -> dict[str, dict[str, np.ndarray]]:
     nb = registry.get("bilstm_ae")(window=5, units=64, latent=64, dropout=0.2, epochs=1 if quick else 2,
                                    batch_size=1024, train_stride=stride, seed=0)
     nb.fit(data.fit, data.validation)
-    out = {"notebook": {s: nb.score(getattr(data, s)) for s in ("validation", "test")},
-           "plain_pca": {s: pca.score(getattr(data, s)) for s in ("validation", "test")}}
+    out = {"notebook": {s: nb.score_samples(getattr(data, s)) for s in ("validation", "test")},
+           "plain_pca": {s: pca.score_samples(getattr(data, s)) for s in ("validation", "test")}}
     out["notebook"]["fit"] = out["plain_pca"]["fit"] = np.zeros(0, np.float32)
     np.savez(cache, **{f"{n}.{s}": v for n, d in out.items() for s, v in d.items()})
     return out
@@ -76,7 +74,7 @@ def evaluate_dataset(ds, exp: str, quick: bool, layers=None) -> dict:
     """Test F0.5 of ``layers`` (names of :func:`all_layers`; None: all) and of the references."""
     from ensemble.combine import DecisionLayer
     from ensemble.members import load_members
-    from search import results
+    from search import experiment
     from detection.metrics import corrected_event_f05
     from detection.thresholds import Threshold
 
@@ -108,8 +106,8 @@ def evaluate_dataset(ds, exp: str, quick: bool, layers=None) -> dict:
             row[col] = corrected_event_f05(yt, ens.predict(m.scores["test"][:, keep]))
     base = m.board[(m.board["arch"] == "global_std") & m.board["completed"].astype(bool)]
     if not base.empty:
-        meta, sc = results.load_trial(base.iloc[0]["checkpoint"])
-        row["global_std"] = corrected_event_f05(yt, Threshold.from_dict(meta["threshold"]).predict(sc["test"]))
+        meta, sc = experiment.load_trial(base.iloc[0]["checkpoint"])
+        row["global_std"] = corrected_event_f05(yt, Threshold.from_dict(meta.threshold).predict(sc["test"]))
     refs = reference_scores(exp, quick)
     nb = Threshold("percentile", percentile=98, min_length=10).fit(refs["notebook"]["validation"])
     row["notebook"] = corrected_event_f05(yt, nb.predict(refs["notebook"]["test"]))

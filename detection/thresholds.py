@@ -462,12 +462,7 @@ class Threshold:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Threshold":
-        """Inverse of :meth:`to_dict`: a fitted rule, ready to ``predict``. Rules stored before each
-        method had its own parameter name carry ``level``: it is mapped to that name."""
-        d = dict(d)
-        level = d.pop("level", None)
-        if level is not None:
-            d[{"percentile": "percentile", "max_fit": "multiple", "ndt": "prune"}.get(d.get("method"), "_")] = level
+        """Inverse of :meth:`to_dict`: a fitted rule, ready to ``predict``."""
         names = {f.name for f in fields(cls)}
         rule = cls(**{k: v for k, v in d.items() if k in names})
         if d.get("threshold") is not None:

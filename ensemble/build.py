@@ -141,10 +141,9 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
 
 def data_config(members: Members):
     """The sweep's DataConfig, as its sweep file stored it."""
-    from search import results
-    from telemetry.prepare import DataConfig
+    from search import experiment as ex
 
-    return DataConfig(**yaml.safe_load(storage.read_text(storage.join(members.experiment, results.SWEEP_FILE)))["data"])
+    return ex.read_sweep(members.experiment).data
 
 
 def reload_data(members: Members, cfg=None):

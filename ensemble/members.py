@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from models import registry
-from search import results, storage
-from search.trainable import CHANNEL_SUFFIX
+from search import experiment as ex
+from search import results
 from telemetry.errors import TelemetryError
 from telemetry.threads import thread_map
 from detection.thresholds import Threshold
@@ -76,7 +75,7 @@ class Members:
 
     Per channel: ``channel_scores[split]`` is [rows, P, C] for the P members (``channel_members``,
     their columns in ``scores``) whose trials stored per-channel scores over the same ``channels``;
-    empty when none did (experiments from before they were stored, or only members without them).
+    empty when none did (members without them, or over CHANNEL_SCORES_MAX_CELLS: search/trainable.py).
     Memory: C x P times one split's per-row scores, float32.
 
     ``twins``: chosen trials left out because their validation scores equal an earlier member's
@@ -125,8 +124,6 @@ def check_finalists(exp: str, chosen: pd.DataFrame, k: int) -> None:
     """Every chosen member has holdout and test scores: a sweep scores them only for its top trials
     per architecture (search.finalists, search/finalists.py); one below them fails here, before any
     scores are read, with the command that scores it."""
-    if "finalist" not in chosen:  # a leaderboard from before finalists: every trial scored every split
-        return
     missing = chosen[~chosen["finalist"].fillna(False).astype(bool)]
     if missing.empty:
         return
@@ -154,15 +151,15 @@ def _without_twins(exp: str, ranked: pd.DataFrame, k: int) -> tuple[list, list, 
     ranked = ranked.reset_index(drop=True)
     primary = ranked[~ranked["spare"]]
     check_finalists(exp, primary, k)
-    loaded = dict(zip(primary.index, thread_map(lambda row: results.load_trial(row["checkpoint"]),
+    loaded = dict(zip(primary.index, thread_map(lambda row: ex.load_trial(row["checkpoint"]),
                                                [row for _, row in primary.iterrows()])))  # zlib and reads release the GIL
-    usable = ranked["spare"] & (ranked["finalist"].fillna(False).astype(bool) if "finalist" in ranked else True)
+    usable = ranked["spare"] & ranked["finalist"].fillna(False).astype(bool)
     spares = {arch: list(g.index) for arch, g in ranked[usable].groupby("arch")}
     kept, twins = [], []
     queue = list(primary.index)
     while queue:
         i = queue.pop(0)
-        meta, sc = loaded.pop(i) if i in loaded else results.load_trial(ranked.at[i, "checkpoint"])
+        meta, sc = loaded.pop(i) if i in loaded else ex.load_trial(ranked.at[i, "checkpoint"])
         twin = next((j for j, (_, s) in kept if same_scores(sc["validation"], s["validation"])), None)
         if twin is None:
             kept.append((i, (meta, sc)))
@@ -198,15 +195,15 @@ def load_members(experiment: str, k: int = 2, include: tuple[str, ...] = (), sel
     if selection == "anchored":
         from telemetry.events import events
 
-        labels = results.load_sets(exp).get("validation_labels")
+        labels = ex.read_sets(exp).get("validation_labels")
         searched = int(labels is not None and len(events(labels)) >= SEARCHED_FROM_EVENTS)
     chosen = select_members(board, k, include, spares=1, anchored=selection == "anchored", searched=searched)
     rows, loaded, twins = _without_twins(exp, chosen, k)
     if not rows:
         raise TelemetryError(f"{exp}: no completed trial to build an ensemble from (include: "
                              f"{', '.join(include) or 'none'}); see python -m search leaderboard {exp}")
-    sets = results.load_sets(exp)
-    sweep = yaml.safe_load(storage.read_text(storage.join(exp, results.SWEEP_FILE)))
+    sets = ex.read_sets(exp)
+    test_file = ex.read_sweep(exp).data.test
     splits = [s for s in SPLITS if f"{s}_ids" in sets]
     names, metas, scores = [], [], {s: [] for s in splits}
     channels, channel_members, channel_scores = None, [], {s: [] for s in splits}
@@ -218,20 +215,20 @@ def load_members(experiment: str, k: int = 2, include: tuple[str, ...] = (), sel
             scores[split].append(sc[split])
         # Per-channel scores: only from trials that stored them for every split, over the same
         # channels as the first such member (one sweep has one channel set; anything else is left out).
-        names_c = meta.get("channels")
-        if names_c and all(split + CHANNEL_SUFFIX in sc for split in splits) and channels in (None, names_c):
+        names_c = meta.channels
+        if names_c and all(ex.channel_key(split) in sc for split in splits) and channels in (None, names_c):
             channels = list(names_c)
             channel_members.append(j)
             for split in splits:
-                cs = sc[split + CHANNEL_SUFFIX]
+                cs = sc[ex.channel_key(split)]
                 if cs.shape != (sets[f"{split}_ids"].size, len(channels)):
                     raise TelemetryError(f"{row['checkpoint']}: {split} per-channel scores have shape {list(cs.shape)}, "
                                          f"expected [{sets[f'{split}_ids'].size}, {len(channels)}]")
                 channel_scores[split].append(cs)
         names.append(_member_name(row))
         metas.append({"name": names[-1], "arch": row["arch"], "trial_id": row["trial_id"], "checkpoint": row["checkpoint"],
-                      "params": json.loads(row["params"]), "threshold": meta["threshold"], "holdout": meta["holdout"],
-                      "validation": meta["validation"]})
+                      "params": json.loads(row["params"]), "threshold": meta.threshold, "holdout": meta.holdout,
+                      "validation": meta.validation})
     per_channel = {s: np.stack(v, axis=1) for s, v in channel_scores.items()} if channel_members else {}
     return Members(exp, names, metas, {s: np.stack(v, axis=1) for s, v in scores.items()}, sets, board,
-                   sweep["data"].get("test"), per_channel, channel_members, channels, twins)
+                   test_file, per_channel, channel_members, channels, twins)

@@ -121,10 +121,6 @@ class Detector(BaseEstimator):
         self._check_scorable(series)
         return self._score_samples(series)
 
-    def score(self, series: Series) -> np.ndarray:
-        """Alias of :meth:`score_samples`, kept for callers written before the rename."""
-        return self.score_samples(series)
-
     def score_channels(self, series: Series) -> np.ndarray:
         """One float32 score per row and channel [N, C] (channels in ``channels_`` order), aligned to
         the ids: each channel's standardised error spread to rows like the per-row score, without the

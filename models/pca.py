@@ -140,10 +140,9 @@ class PCADetector(RowDetector):
 
     def _centred(self, series: Series, lo: int, hi: int) -> np.ndarray:
         """Rows [lo, hi) of the embedding less the mean and, with conditioning, less the channels'
-        fitted response to it. (A model saved before conditioning by regression kept the features in
-        its subspace: its components are wider than the channels' embedding.)"""
+        fitted response to it."""
         xc = self._embedded(series, lo, hi) - self.mean_
-        if not self.n_conditioning_ or self.components_.shape[1] == xc.shape[1]:
+        if not self.n_conditioning_:
             return xc
         width = xc.shape[1] - self.n_conditioning_
         return xc[:, :width] - xc[:, width:] @ self.coef_.T
@@ -178,6 +177,6 @@ class PCADetector(RowDetector):
         st = np.load(path / "state.npz")
         self.mean_, self.components_ = st["mean"], st["components"]
         self.explained_variance_ratio_ = st["explained_variance_ratio"]
-        self.n_conditioning_ = int(st["n_conditioning"]) if "n_conditioning" in st else 0
-        self.coef_ = st["coef"] if "coef" in st else np.zeros((self.components_.shape[1], 0), np.float32)
+        self.n_conditioning_ = int(st["n_conditioning"])
+        self.coef_ = st["coef"]
         self.scorer_ = RowScorer(self.channel_reduction).set_stats(st["error_mean"], st["error_std"])

@@ -28,8 +28,8 @@ from models.base import BOOLEAN, FRACTION, NON_NEGATIVE_INT, POSITIVE, POSITIVE_
 from models.scoring import CHANNEL_REDUCTIONS, RowScorer
 from telemetry.errors import TelemetryError
 from telemetry.series import Series
-from telemetry.windows import (REDUCTIONS, WindowBatches, anomalous_windows, as_keras_dataset, check_window_fits,
-                               window_starts)
+from telemetry.windows import (REDUCTIONS, STRIDE, WINDOW, WindowBatches, anomalous_windows, as_keras_dataset,
+                               check_window_fits, window_starts)
 
 WEIGHTS_FILE, STATE_FILE = "model.weights.h5", "state.npz"
 
@@ -53,8 +53,8 @@ class KerasWindowDetector(Detector):
     """Subclasses define ``build(n_channels) -> keras.Model`` and the hooks below."""
 
     _tags = {"windowed": True, "keras": True}
-    _checks = {"window": POSITIVE_INT, "units": POSITIVE_INT, "batch_size": POSITIVE_INT,
-               "train_stride": POSITIVE_INT, "score_stride": POSITIVE_INT, "epochs": NON_NEGATIVE_INT,
+    _checks = {"window": WINDOW, "units": POSITIVE_INT, "batch_size": POSITIVE_INT,
+               "train_stride": STRIDE, "score_stride": STRIDE, "epochs": NON_NEGATIVE_INT,
                "dropout": FRACTION, "learning_rate": POSITIVE, "row_reduction": one_of(*REDUCTIONS),
                "seed": NON_NEGATIVE_INT}
     horizon: ClassVar[int] = 0  # rows after the window that belong to it (forecasters: a parameter)
@@ -279,7 +279,7 @@ class ForecastDetector(ErrorWindowDetector):
     before the first prediction take the nearest predicted row's score)."""
 
     _tags = {"forecaster": True}
-    _checks = {"horizon": POSITIVE_INT}
+    _checks = {"horizon": POSITIVE_INT}  # at least one row to predict (windows.HORIZON also admits 0: no target)
     target = "next"
     horizon: int = 1
 

@@ -149,9 +149,7 @@ def main(argv=None) -> int:
             print(board_text(df, args.top))
             return 0
         if args.cmd == "finalize":
-            from search.finalists import finalize_experiment
-
-            done = finalize_experiment(results.resolve(args.experiment), args.top, args.address, args.shared_storage,
+            done = runner.finalize_experiment(results.resolve(args.experiment), args.top, args.address, args.shared_storage,
                                        args.verbose)
             for name, a in done["architectures"].items():
                 failed = f", {a['failed']} failed" if a["failed"] else ""

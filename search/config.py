@@ -50,6 +50,18 @@ class ArchSpec:
     # Configurations the search runs first (known-good ones), as the sweep file gives them.
     start: list[dict] = field(default_factory=list)
 
+    def largest(self, key: str):
+        """The largest value ``key`` can take in a trial: searched, fixed, or the estimator's
+        default (None where the estimator has no such parameter)."""
+        spec = self.space.get(key, self.fixed.get(key, registry.get(self.name)().get_params().get(key)))
+        return spaces.bounds(spec)[1]
+
+    def window_span(self) -> tuple[int, int] | None:
+        """(largest window, largest forecast horizon) of this architecture's trials; None for
+        members without windows."""
+        window = self.largest("window")
+        return None if window is None else (int(window), int(self.largest("horizon") or 0))
+
 
 @dataclass
 class SweepConfig:
@@ -68,7 +80,7 @@ class SweepConfig:
     def max_epochs(self) -> dict[str, int]:
         """ASHA's ``max_t`` per architecture: the most epochs a trial can run (searched, fixed, or
         the model's own default; 1 for members that do not train in epochs)."""
-        return {a.name: int(_largest(a, "epochs") or 1) for a in self.architectures}
+        return {a.name: int(a.largest("epochs") or 1) for a in self.architectures}
 
 
 def load_config(path: str | os.PathLike, check_files: bool = False) -> SweepConfig:
@@ -165,24 +177,24 @@ def check_data_files(data: DataConfig, source: str = "sweep") -> None:
             raise TelemetryError(f"{source}: data.{key}: file not found: {path}")
 
 
-def _largest(arch: ArchSpec, key: str):
-    """The largest value ``key`` can take in a trial: searched, fixed, or the estimator's default."""
-    spec = arch.space.get(key, arch.fixed.get(key, registry.get(arch.name)().get_params().get(key)))
-    return spaces.bounds(spec)[1]
+def check_windows_fit(cfg: SweepConfig, lengths: dict[str, int], what: str = "the {split} split") -> None:
+    """Every architecture's largest window (and horizon) fits each of ``lengths`` (split name ->
+    rows), shortest first, by the models' own rule (telemetry.windows); else a one-line error naming
+    the architecture and ``what`` (formatted with the split's name)."""
+    for a in cfg.architectures:
+        span = a.window_span()
+        if span is None:
+            continue
+        for split, n in sorted(lengths.items(), key=lambda kv: kv[1]):
+            try:
+                check_window_fits(n, *span, what.format(split=split))
+            except TelemetryError as exc:
+                raise TelemetryError(f"architectures.{a.name}: {exc}") from None
 
 
 def check_against_data(cfg: SweepConfig, split_lengths: dict[str, int]) -> None:
     """Spaces that cannot fit the data (a window longer than a split) fail before any trial."""
-    for a in cfg.architectures:
-        window = _largest(a, "window")
-        if window is None:
-            continue
-        horizon = int(_largest(a, "horizon") or 0)
-        for split, n in sorted(split_lengths.items(), key=lambda kv: kv[1]):  # the shortest first
-            try:
-                check_window_fits(n, int(window), horizon, f"the {split} split")
-            except TelemetryError as exc:
-                raise TelemetryError(f"architectures.{a.name}: {exc}") from None
+    check_windows_fit(cfg, split_lengths)
 
 
 def smoke(cfg: SweepConfig) -> SweepConfig:

@@ -1,23 +1,23 @@
 """Holdout and test scores for the trials that can become ensemble members, and only for those.
 
-A sweep whose ``search.finalists`` is a number K (the default, :data:`DEFAULT`) has its trials
+A sweep whose ``search.finalists`` is a number K (the default, search.schema.DEFAULT_FINALISTS) has its trials
 score validation only: the objective, which every trial needs. After an architecture's Tuner
 finishes (again on resume, and on ``python -m search finalize <exp> --top K``), the top K distinct
 configurations of each architecture by the sweep's objective (validation F0.5; the validation loss
 on unlabelled data), in the leaderboard's order, are loaded from their final checkpoint's
 ``model/`` and score holdout and test (per-channel too where the trial kept per-channel scores for
 validation). The trial's own fitted rule (trial.json ``threshold``) gives the holdout figures,
-labelled or unlabelled as the trial was. ``search.finalists: all`` keeps the old behaviour: every
-trial scores every split itself, and there is nothing to finalize; so does every trial of an
+labelled or unlabelled as the trial was. With ``search.finalists: all`` every trial scores every
+split itself, and there is nothing to finalize; so does every trial of an
 architecture with no more trials than K (each of them would be a finalist anyway).
 
 The ensemble takes the best 2 distinct configurations per architecture by default (1 of a
 forecaster; ensemble/members.py), so the default K = 3 leaves one spare; a larger ``--k`` needs
 ``finalize --top K`` first, and says so.
 
-Where the scores go: ``finalist.npz`` (holdout, test, and their ``_channels``) and
-``finalist.json`` (the holdout figures, and the checkpoint they came from) in the trial's folder,
-beside its checkpoint, written atomically through search/storage.py (local, NFS, s3://, gs://),
+Where the scores go (search/experiment.py): ``finalist.npz`` (holdout, test, and their
+``_channels``) and ``finalist.json`` (the holdout figures, and the checkpoint they came from) in the
+trial's folder, beside its checkpoint, written atomically through search/storage.py (local, NFS, s3://, gs://),
 the JSON last: it marks a complete pair. Not inside the checkpoint: Ray owns checkpoint folders
 (it replaces and deletes them, ``num_to_keep``) and the checkpoint stays as the trial left it. A
 finalist file naming another checkpoint than the trial's final one is ignored and scored again.
@@ -27,53 +27,18 @@ run in parallel on the GPU workers; local mode runs the same tasks on this machi
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 
 import numpy as np
 import pandas as pd
 
-from search import storage
-from search.trainable import TRIAL_FILE, holdout_metrics, score_splits
+from search import experiment as ex
+from search import results
+from search.trainable import holdout_metrics, score_splits
 from telemetry.errors import TelemetryError
 
 log = logging.getLogger("search")
-
-DEFAULT = 3  # finalists per architecture: the ensemble's default 2 members, plus one spare
-ALL = "all"
-FINALIST_JSON = "finalist.json"
-FINALIST_NPZ = "finalist.npz"
-LATER_SPLITS = ("holdout", "test")
-
-
-def top_of(search: dict | None) -> int | None:
-    """``search.finalists`` of a sweep: K, or None for ``all`` (every trial scores every split)."""
-    value = (search or {}).get("finalists", DEFAULT)
-    return None if value == ALL else int(value)
-
-
-def trial_dir_of(checkpoint: str) -> str:
-    """A checkpoint's trial folder (Ray keeps checkpoints as <trial>/checkpoint_NNNNNN)."""
-    return checkpoint.rstrip("/").rsplit("/", 1)[0]
-
-
-def _checkpoint_name(checkpoint: str) -> str:
-    return checkpoint.rstrip("/").rsplit("/", 1)[1]
-
-
-def read_finalist(checkpoint: str) -> dict | None:
-    """finalist.json of the trial whose final checkpoint is ``checkpoint``; None when the trial has
-    none, or one from another checkpoint."""
-    path = storage.join(trial_dir_of(checkpoint), FINALIST_JSON)
-    if not storage.exists(path):
-        return None
-    record = json.loads(storage.read_text(path))
-    return record if record.get("checkpoint") == _checkpoint_name(checkpoint) else None
-
-
-def read_finalist_scores(checkpoint: str) -> dict[str, np.ndarray]:
-    return storage.read_npz(storage.join(trial_dir_of(checkpoint), FINALIST_NPZ))
 
 
 def pending(board: pd.DataFrame, top: int | None) -> pd.DataFrame:
@@ -94,7 +59,7 @@ def pending(board: pd.DataFrame, top: int | None) -> pd.DataFrame:
     return chosen[~chosen["finalist"].fillna(False).astype(bool)]
 
 
-def score_finalist(checkpoint: str, data, cpus: float, gpus: float) -> dict:
+def score_finalist(checkpoint: str, data, cpus: float, gpus: float) -> ex.FinalistRecord:
     """Load one trial's fitted model from its final checkpoint, score holdout and test, write the
     finalist files beside the checkpoint. Runs as a Ray task (see :func:`finalize`)."""
     from ray import tune
@@ -104,20 +69,19 @@ def score_finalist(checkpoint: str, data, cpus: float, gpus: float) -> dict:
     from search.backend import configure_backend
     from detection.thresholds import Threshold
 
-    meta = json.loads(storage.read_text(storage.join(checkpoint, TRIAL_FILE)))
-    configure_backend(cpus, gpus, deep_learning=bool(registry.get(meta["arch"]).tags["keras"]))
+    trial = ex.read_trial(checkpoint)
+    configure_backend(cpus, gpus, deep_learning=bool(registry.get(trial.arch).tags["keras"]))
     t0 = time.perf_counter()
     # Read only: a local checkpoint is used where it is, a remote one is downloaded to a temporary folder.
-    with tune.Checkpoint(storage.join(checkpoint, "model")).as_directory() as model_dir:
+    with tune.Checkpoint(ex.model_dir(checkpoint)).as_directory() as model_dir:
         est = Detector.load(model_dir)
-    rule = Threshold.from_dict(meta["threshold"])
-    out = score_splits(est, data, LATER_SPLITS, keep_channels=bool(meta.get("channel_scores")))
-    m_hold = holdout_metrics(est, rule, data.holdout, out["holdout"], labelled=meta.get("objective", "f05") == "f05")
-    record = {"checkpoint": _checkpoint_name(checkpoint), "splits": [s for s in LATER_SPLITS if s in out],
-              "holdout": m_hold, "score_seconds": time.perf_counter() - t0}
-    trial_dir = trial_dir_of(checkpoint)
-    storage.write_npz(storage.join(trial_dir, FINALIST_NPZ), **out)
-    storage.write_text(storage.join(trial_dir, FINALIST_JSON), json.dumps(record, indent=1, default=float))
+    rule = Threshold.from_dict(trial.threshold)
+    out = score_splits(est, data, ex.LATER_SPLITS, keep_channels=trial.channel_scores)
+    m_hold = holdout_metrics(est, rule, data.holdout, out["holdout"], labelled=trial.labelled)
+    record = ex.FinalistRecord(checkpoint=ex.checkpoint_name(checkpoint),
+                               splits=[s for s in ex.LATER_SPLITS if s in out], holdout=m_hold,
+                               score_seconds=time.perf_counter() - t0)
+    ex.write_finalist(checkpoint, record, out)
     return record
 
 
@@ -129,8 +93,6 @@ def finalize(exp: str, data_ref, resources: dict[str, tuple[float, float]], top:
     {"finalists": trials with holdout/test scores, "scored": scored now, "failed": failures}.
     A failed task is logged (its trial stays without holdout/test scores) and counted, not raised."""
     import ray
-
-    from search import results
 
     board = results.leaderboard(exp, write=False, archs=archs)
     todo = pending(board, top)
@@ -168,10 +130,8 @@ def finalize(exp: str, data_ref, resources: dict[str, tuple[float, float]], top:
 
 def check_same_rows(exp: str, data) -> None:
     """The data prepared now is what the sweep scored: the same ids in holdout and test."""
-    from search.results import load_sets
-
-    sets = load_sets(exp)
-    for split in LATER_SPLITS:
+    sets = ex.read_sets(exp)
+    for split in ex.LATER_SPLITS:
         series = getattr(data, split)
         stored = sets.get(f"{split}_ids")
         now = None if series is None else series.ids
@@ -179,46 +139,7 @@ def check_same_rows(exp: str, data) -> None:
             continue
         if stored is None or now is None or not np.array_equal(stored, now):
             raise TelemetryError(f"{exp}: the {split} split prepared from the sweep's data files differs from the one "
-                                 f"the sweep used (sets.npz); were the data files changed?")
-
-
-def finalize_experiment(exp: str, top: int | None = None, address: str | None = None, shared_storage: bool = False,
-                        verbose: bool = False) -> dict:
-    """``python -m search finalize``: holdout and test scores for the top ``top`` trials per
-    architecture of a stored experiment (default: its sweep's ``search.finalists``), then the
-    leaderboard written again."""
-    import ray
-    import yaml
-
-    from search import results, runner
-    from search.config import parse_config
-    from telemetry.prepare import prepare
-
-    if top is not None and top < 1:
-        raise TelemetryError(f"--top must be >= 1, got {top}")
-    if not storage.exists(storage.join(exp, results.SWEEP_FILE)):
-        raise TelemetryError(f"{exp}: not a telesweep experiment ({results.SWEEP_FILE} missing)")
-    raw = yaml.safe_load(storage.read_text(storage.join(exp, results.SWEEP_FILE)))
-    cfg = parse_config(raw, base_dir="/", source=f"{exp}/{results.SWEEP_FILE}")
-    if top is None:
-        top = top_of(cfg.search)
-    board = results.leaderboard(exp, write=False)
-    if pending(board, top).empty:  # nothing to do: no data loaded, no Ray started
-        return {"experiment": exp, "top": top, "architectures": finalize_summary(board)}
-    data = prepare(cfg.data)
-    check_same_rows(exp, data)
-    started = not ray.is_initialized()
-    runner.connect(address, cfg.ray, verbose)
-    try:
-        parent = exp.rstrip("/").rsplit("/", 1)[0]
-        runner.check_storage_for_cluster(parent, shared_storage)
-        resources = {a.name: (a.cpu, a.gpu) for a in cfg.architectures}
-        summary = finalize(exp, ray.put(data), resources, top)
-    finally:
-        if started:
-            ray.shutdown()
-    results.leaderboard(exp)  # the stored leaderboard shows the new holdout figures
-    return {"experiment": exp, "top": top, "architectures": summary}
+                                 f"the sweep used ({ex.SETS_FILE}); were the data files changed?")
 
 
 def finalize_summary(board: pd.DataFrame) -> dict[str, dict]:

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from search import spaces
-from search.finalists import LATER_SPLITS, top_of
+from search.experiment import LATER_SPLITS, top_of
 from telemetry.errors import TelemetryError
+from telemetry.windows import fits, largest_window
 
 TRIAL_OVERHEAD_S = 4.0  # measured search machinery per trial (benchmarks/RESULTS.md, search strategies)
 CALIBRATION_WINDOWS = 2048
@@ -80,10 +80,9 @@ def asha_epochs(max_t: int, grace: int, eta: float) -> float:
 
 def n_windows(rows: int, window: int, stride: int, horizon: int = 0) -> int:
     """Windows served from ``rows`` rows (the last window always reaches the end: telemetry.windows)."""
-    span = window + horizon
-    if rows < span:
+    if not fits(rows, window, horizon):
         return 0
-    last = rows - span
+    last = largest_window(rows, horizon) - window  # the last window's first row
     return last // stride + 1 + (1 if last % stride else 0)
 
 
@@ -124,7 +123,7 @@ def calibrate(cls, params: dict, n_channels: int, seed: int = 0) -> tuple[float,
         est.fit(s)
         train_rate = n / max(time.perf_counter() - t0, 1e-6)
     t0 = time.perf_counter()
-    est.score(s)
+    est.score_samples(s)
     score_rate = (CALIBRATION_WINDOWS if keras_model else n) / max(time.perf_counter() - t0, 1e-6)
     return train_rate, score_rate
 
@@ -148,7 +147,7 @@ def plan(cfg, split_rows: dict[str, int], n_channels: int, speedup: float = 1.0,
         defaults = cls().get_params()
         params = {**defaults, **a.fixed, **{k: typical(v) for k, v in a.space.items()}}
         keras_model = bool(cls.tags.get("keras"))
-        max_t = int(spaces.bounds(a.space.get("epochs", a.fixed.get("epochs", defaults.get("epochs", 1))))[1] or 1)
+        max_t = int(a.largest("epochs") or 1)
         epochs = float(max_t) if (fifo or not keras_model) else asha_epochs(max_t, min(grace, max_t), eta)
         if keras_model:
             w, horizon = int(params["window"]), int(params.get("horizon", 0) or 0)

@@ -17,13 +17,14 @@ class Progress(Callback):
         self.started = time.monotonic()
         self.done = self.failed = 0
         self.best = None
+        self.by_loss = False  # the sweep ranks by validation loss (set by its first such result)
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.started
         finished = self.done + self.failed
         left = self.trials - finished
         eta = f", about {elapsed / finished * left:.0f} s left" if finished and left > 0 else ""
-        by_loss = getattr(self, "by_loss", False)  # absent from callbacks pickled by older sweeps
+        by_loss = self.by_loss
         best = "–" if self.best is None else f"{self.best:.4g}" if by_loss else f"{self.best:.3f}"
         failed = f", {self.failed} failed" if self.failed else ""
         what = "loss" if by_loss else "F0.5"

@@ -1,7 +1,7 @@
-"""Reading a finished (or interrupted) sweep back: trial table, leaderboard, stored scores."""
+"""Reading a finished (or interrupted) sweep back: the trial table and the leaderboard (the
+stored files themselves are search/experiment.py's)."""
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -10,25 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from search import experiment as ex
 from search import storage
 from search.spaces import matches
-from search.finalists import read_finalist, read_finalist_scores
-from search.trainable import SCORES_FILE, TRIAL_FILE, split_config
 from telemetry.errors import TelemetryError
-
-SWEEP_FILE = "sweep.yaml"  # the sweep as it runs (resolved paths, adapted to the data): resume reads it
-GIVEN_FILE = "sweep.given.yaml"  # the sweep as given, before the data adapts it: a rerun is compared with it
-SETS_FILE = "sets.npz"  # ids and labels of every split, for the ensemble
-LEADERBOARD = "leaderboard.csv"
-
-
-def experiment_archs(exp: str) -> list[str]:
-    import yaml
-
-    if not storage.exists(storage.join(exp, SWEEP_FILE)):
-        raise TelemetryError(f"{exp}: not a telesweep experiment ({SWEEP_FILE} missing)")
-    raw = yaml.safe_load(storage.read_text(storage.join(exp, SWEEP_FILE)))
-    return list(raw["architectures"])
 
 
 def _within(base: str, fs_path: str) -> str:
@@ -45,26 +30,6 @@ def _number(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def _later_splits(result: dict, checkpoint: str | None) -> tuple[bool, dict | None]:
-    """(whether the trial has holdout/test scores, the holdout figures from its finalist file if
-    they are there). A trial that scored every split itself (``search.finalists: all``, or one from
-    before finalists) reports no ``scored`` or one naming holdout; the others have them once
-    search/finalists.py scored them."""
-    scored = result.get("scored")
-    if scored is None or "holdout" in str(scored).split(","):
-        return True, None
-    record = read_finalist(checkpoint) if checkpoint else None
-    return record is not None, (record or {}).get("holdout")
-
-
-def start_points(exp: str) -> dict[str, list[dict]]:
-    """Each architecture's known-good configurations (the sweep file's ``start``), as stored."""
-    import yaml
-
-    raw = yaml.safe_load(storage.read_text(storage.join(exp, SWEEP_FILE)))
-    return {a: list((spec or {}).get("start") or []) for a, spec in raw["architectures"].items()}
-
-
 def trial_table(exp: str, archs: list[str] | None = None) -> pd.DataFrame:
     """One row per trial of every architecture (or of ``archs``): status, parameters, metrics,
     whether it has holdout/test scores (``finalist``: search/finalists.py), checkpoint path.
@@ -77,8 +42,9 @@ def trial_table(exp: str, archs: list[str] | None = None) -> pd.DataFrame:
     from ray.tune import ExperimentAnalysis
 
     rows = []
-    starts = start_points(exp)
-    for arch in experiment_archs(exp):
+    sweep = ex.read_sweep(exp)
+    starts = sweep.starts
+    for arch in sweep.architectures:
         if archs is not None and arch not in archs:
             continue
         path = storage.join(exp, arch)
@@ -90,7 +56,7 @@ def trial_table(exp: str, archs: list[str] | None = None) -> pd.DataFrame:
             continue
         for t in ea.trials:
             r = t.last_result or {}
-            _, params, thr = split_config(t.config)
+            _, params, thr = ex.split_config(t.config)
             trial_dir = storage.join(path, _within(ea.experiment_path, t.path))
             ckpt = t.checkpoint  # the latest: a completed trial's final checkpoint holds its scores
             # f05 is reported (empty) from the first epoch on; a scored trial has a value, or, on
@@ -100,18 +66,18 @@ def trial_table(exp: str, archs: list[str] | None = None) -> pd.DataFrame:
             # (gone with the session), and it raises when Ray is not initialised (the CLI).
             error = storage.join(trial_dir, EXPR_ERROR_FILE) if t.status == "ERROR" else None
             checkpoint = storage.join(path, _within(ea.experiment_path, ckpt.path)) if (ckpt and done) else None
-            finalist, held = _later_splits(r, checkpoint) if done else (False, None)
-            # the holdout figures: reported by a trial that scored holdout itself, else its finalist
-            # file's (empty for a trial that is no finalist)
-            hold = {k: r.get(f"holdout_{k}") for k in ("f05", "loss", "event_recall", "auc_pr")} if held is None \
-                else {k: held.get(k) for k in ("f05", "loss", "event_recall", "auc_pr")}
+            # holdout/test scores: the trial's own (it scored every split), or its finalist files'
+            own = ex.reported_holdout(r) if done else None
+            record = ex.read_finalist(checkpoint) if done and own is None else None
+            finalist = done and (own is not None or record is not None)
+            hold = ex.holdout_figures(own, record) or {}
             rows.append({
                 "arch": arch, "trial_id": t.trial_id, "status": t.status,
                 "completed": done, "epochs": r.get("epoch"),
-                "val_f05": _number(r.get("f05")), "holdout_f05": hold["f05"],
-                "val_loss": _number(r.get("val_loss")), "holdout_loss": _number(hold["loss"]),
-                "objective": r.get("objective", "f05"), "holdout_event_recall": hold["event_recall"],
-                "holdout_auc_pr": hold["auc_pr"], "train_seconds": r.get("train_seconds"), "score_seconds": r.get("score_seconds"),
+                "val_f05": _number(r.get("f05")), "holdout_f05": hold.get("f05"),
+                "val_loss": _number(r.get("val_loss")), "holdout_loss": _number(hold.get("loss")),
+                "objective": r.get("objective", "f05"), "holdout_event_recall": hold.get("event_recall"),
+                "holdout_auc_pr": hold.get("auc_pr"), "train_seconds": r.get("train_seconds"), "score_seconds": r.get("score_seconds"),
                 "time_total_s": r.get("time_total_s"),
                 "threshold": json.dumps(thr, sort_keys=True), "params": json.dumps(params, sort_keys=True, default=str),
                 "checkpoint": checkpoint, "finalist": finalist,
@@ -155,30 +121,8 @@ def leaderboard(exp: str, write: bool = True, archs: list[str] | None = None) ->
     rank[done] = df[done].groupby("arch").cumcount() + 1
     df.insert(1, "rank", rank.astype("Int64"))
     if write and archs is None:
-        storage.write_text(storage.join(exp, LEADERBOARD), df.to_csv(index=False))
-        buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
-        storage.write_bytes(storage.join(exp, "leaderboard.parquet"), buf.getvalue())
+        ex.write_leaderboard(exp, df)
     return df
-
-
-def load_trial(checkpoint_path: str) -> tuple[dict, dict[str, np.ndarray]]:
-    """(trial.json, per-row scores by split) of a completed trial: its final checkpoint's, with the
-    holdout and test scores and holdout figures of its finalist files (search/finalists.py) where
-    the checkpoint has none. A trial without either has validation scores only (``holdout`` None)."""
-    meta = json.loads(storage.read_text(storage.join(checkpoint_path, TRIAL_FILE)))
-    scores = storage.read_npz(storage.join(checkpoint_path, SCORES_FILE))
-    if meta.get("holdout") is None:  # scored validation only: a finalist has the rest beside the checkpoint
-        record = read_finalist(checkpoint_path)
-        if record is not None:
-            scores = {**read_finalist_scores(checkpoint_path), **scores}
-            meta = {**meta, "holdout": record["holdout"], "splits": [*meta.get("splits", ["validation"]), *record["splits"]]}
-    return meta, scores
-
-
-def load_sets(exp: str) -> dict[str, np.ndarray]:
-    """ids and labels of fit/validation/holdout/test as the sweep used them."""
-    return storage.read_npz(storage.join(exp, SETS_FILE))
 
 
 def resolve(exp: str) -> str:

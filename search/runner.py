@@ -17,9 +17,10 @@ from dataclasses import asdict
 import numpy as np
 import yaml
 
+from search import experiment as ex
 from search import finalists, shapes, spaces, storage
-from search.config import SweepConfig, check_against_data, load_config, parse_config, smoke
-from search.results import GIVEN_FILE, SETS_FILE, SWEEP_FILE, default_storage, leaderboard
+from search.config import SweepConfig, check_against_data, load_config, smoke
+from search.results import default_storage, leaderboard
 from search.spaces import to_tune
 from search.trainable import train_member
 from telemetry.errors import TelemetryError
@@ -123,11 +124,12 @@ def first_difference(stored, given, path: str = ""):
 
 
 def check_same_sweep(exp: str, stored_file: str, raw: dict, source: str) -> None:
-    """Refuse to continue the experiment ``exp`` with a sweep other than the one it was started with."""
-    path = storage.join(exp, stored_file)
-    if not storage.exists(path):
+    """Refuse to continue the experiment ``exp`` with a sweep other than the one it was started with
+    (``stored_file``: ex.GIVEN_FILE or ex.SWEEP_FILE, compared with ``raw``)."""
+    stored = ex.read_sweep(exp, stored_file, required=False)
+    if stored is None:
         return
-    found = first_difference(canonical(yaml.safe_load(storage.read_text(path))), canonical(raw))
+    found = first_difference(canonical(stored.raw), canonical(raw))
     if found:
         raise ExperimentMismatch(exp, source, *found)
 
@@ -135,10 +137,9 @@ def check_same_sweep(exp: str, stored_file: str, raw: dict, source: str) -> None
 def check_same_data(exp: str, data, source: str) -> None:
     """The splits (their ids) are the ones the experiment's trials trained and were scored on: an
     edited data file under the same path would otherwise mix two data sets in one experiment."""
-    path = storage.join(exp, SETS_FILE)
-    if not storage.exists(path):
+    stored = ex.read_sets(exp, required=False)
+    if stored is None:
         return
-    stored = storage.read_npz(path)
     for name, s in data.sets().items():
         ids = stored.get(f"{name}_ids")
         if ids is None or not np.array_equal(ids, s.ids):
@@ -347,13 +348,13 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
     probe_storage(store, exp)
     given = _effective_raw(cfg, store)  # as the file says, before the data adapts it
     if not resuming:
-        check_same_sweep(exp, GIVEN_FILE, given, cfg.source)
+        check_same_sweep(exp, ex.GIVEN_FILE, given, cfg.source)
     data = prepare(cfg.data)
     cfg = shapes.adapt(cfg, data)  # unlabelled: loss objective, unsupervised thresholds; many series: windows fit
     objective = shapes.objective(data.labelled)
     check_against_data(cfg, {k: len(v) for k, v in data.sets().items()})  # test too: it is scored
-    if not resuming:  # experiments stored before GIVEN_FILE existed are compared here
-        check_same_sweep(exp, SWEEP_FILE, _effective_raw(cfg, store), cfg.source)
+    if not resuming:  # as the data adapts it: data that lost its labels or telecommands under the same ids differs here
+        check_same_sweep(exp, ex.SWEEP_FILE, _effective_raw(cfg, store), cfg.source)
     check_same_data(exp, data, cfg.source)
 
     connect(address, cfg.ray, verbose)
@@ -363,22 +364,14 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
     nodes = check_storage_for_cluster(store, shared_storage)
     if address not in (None, "local"):
         check_cluster_resources(cfg)
-    if not storage.exists(storage.join(exp, SWEEP_FILE)):
-        storage.write_text(storage.join(exp, GIVEN_FILE), yaml.safe_dump(given, sort_keys=False))
-        storage.write_text(storage.join(exp, SWEEP_FILE), yaml.safe_dump(_effective_raw(cfg, store), sort_keys=False))
-        sets = {}
-        for name, s in data.sets().items():
-            sets[f"{name}_ids"] = s.ids
-            if s.labels is not None:
-                sets[f"{name}_labels"] = s.labels
-        if data.test_labels is not None:
-            sets["test_true_labels"] = data.test_labels  # synthetic missions only; reported, never fitted
-        storage.write_npz(storage.join(exp, SETS_FILE), **sets)
+    if not ex.is_experiment(exp):
+        ex.write_sweep(exp, given, _effective_raw(cfg, store))
+        ex.write_sets(exp, data)
     log.info("sweep %s: %d architectures on %d node(s); results in %s", cfg.name, len(cfg.architectures), nodes, exp)
 
     # One copy in the object store, for the trials and the finalists' scoring tasks alike.
     data_ref = ray.put(data)
-    top = finalists.top_of(cfg.search)  # None: every trial scores every split itself
+    top = ex.top_of(cfg.search)  # None: every trial scores every split itself
     from search.capacity import capacity as grown_capacity
 
     # Local mode: the machine. A launched cluster: at least what its autoscaler may add.
@@ -429,13 +422,41 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, storage_path: str | 
 
 def resume(exp: str, address: str | None = None, shared_storage: bool = False, verbose: bool = False) -> dict:
     """Continue an interrupted sweep from its stored sweep file: finished trials stay, the rest run."""
-    if not storage.exists(storage.join(exp, SWEEP_FILE)):
-        raise TelemetryError(f"{exp}: not a telesweep experiment ({SWEEP_FILE} missing)")
-    raw = yaml.safe_load(storage.read_text(storage.join(exp, SWEEP_FILE)))
-    cfg = parse_config(raw, base_dir="/", source=f"{exp}/{SWEEP_FILE}")
+    cfg = ex.read_sweep(exp).config()
     parent = exp.rstrip("/").rsplit("/", 1)[0]
     return run_sweep(cfg, address=address, storage_path=parent, shared_storage=shared_storage, verbose=verbose,
                      resuming=True)
 
 
-__all__ = ["run_sweep", "resume", "load_config", "param_space"]
+def finalize_experiment(exp: str, top: int | None = None, address: str | None = None, shared_storage: bool = False,
+                        verbose: bool = False) -> dict:
+    """``python -m search finalize``: holdout and test scores for the top ``top`` trials per
+    architecture of a stored experiment (default: its sweep's ``search.finalists``), then the
+    leaderboard written again (search/finalists.py)."""
+    import ray
+
+    if top is not None and top < 1:
+        raise TelemetryError(f"--top must be >= 1, got {top}")
+    cfg = ex.read_sweep(exp).config()
+    if top is None:
+        top = ex.top_of(cfg.search)
+    board = leaderboard(exp, write=False)
+    if finalists.pending(board, top).empty:  # nothing to do: no data loaded, no Ray started
+        return {"experiment": exp, "top": top, "architectures": finalists.finalize_summary(board)}
+    data = prepare(cfg.data)
+    finalists.check_same_rows(exp, data)
+    started = not ray.is_initialized()
+    connect(address, cfg.ray, verbose)
+    try:
+        parent = exp.rstrip("/").rsplit("/", 1)[0]
+        check_storage_for_cluster(parent, shared_storage)
+        resources = {a.name: (a.cpu, a.gpu) for a in cfg.architectures}
+        summary = finalists.finalize(exp, ray.put(data), resources, top)
+    finally:
+        if started:
+            ray.shutdown()
+    leaderboard(exp)  # the stored leaderboard shows the new holdout figures
+    return {"experiment": exp, "top": top, "architectures": summary}
+
+
+__all__ = ["run_sweep", "resume", "finalize_experiment", "load_config", "param_space"]

@@ -24,7 +24,6 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Fiel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
-from search.finalists import DEFAULT as DEFAULT_FINALISTS
 from telemetry.bounds import Check
 from telemetry.prepare import DataConfig
 from detection.thresholds import Threshold
@@ -32,6 +31,9 @@ from detection.thresholds import Threshold
 STRICT = ConfigDict(strict=True, extra="forbid")
 SPEC_KINDS = ("choice", "int", "float")
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
+# search.finalists when the file names none: the ensemble's default 2 members per architecture
+# (ensemble/members.py), plus one spare
+DEFAULT_FINALISTS = 3
 
 
 class Section(BaseModel):

@@ -134,8 +134,7 @@ class FinalMetricOptunaSearch(OptunaSearch):
             super().save(checkpoint_path)
         finally:
             self._mirror = mirror
-        # getattr: a searcher pickled before the copy existed (an older experiment, resumed) has no name
-        name = getattr(self, "_study_file", STUDY_FILE)
+        name = self._study_file
         if name and self._ot_study is not None:
             self._write_study(os.path.dirname(checkpoint_path), name)
 

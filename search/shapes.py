@@ -16,7 +16,8 @@
   ``telecommands`` choice to ``false`` (a sweep file pointed at other data still runs); a fixed
   ``true`` is refused.
 * **Many series**: every searched window (plus forecast horizon) must fit in the longest series
-  of each split; series shorter than a window are skipped by the windowing (telemetry.windows).
+  of each split (search.config.check_windows_fit); series shorter than a window are skipped by the
+  windowing (telemetry.windows).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import logging
 
 from models import registry
 from search import spaces
+from search.config import check_windows_fit
 from telemetry.errors import TelemetryError
 from detection.thresholds import Threshold
 
@@ -34,11 +36,6 @@ UNSUPERVISED_THRESHOLD = "pot"
 def objective(labelled: bool) -> tuple[str, str]:
     """(metric, mode) that the searcher optimises and that ranks the leaderboard."""
     return ("f05", "max") if labelled else ("val_loss", "min")
-
-
-def _largest(arch, key: str):
-    spec = arch.space.get(key, arch.fixed.get(key, registry.get(arch.name)().get_params().get(key)))
-    return None if spec is None else spaces.bounds(spec)[1]
 
 
 def adapt(cfg, data):
@@ -84,16 +81,6 @@ def without_telecommands(cfg, data) -> None:
 
 def check_series_windows(cfg, data) -> None:
     """With many series, a window must fit in the longest series of every split (scored too)."""
-    for split, s in data.sets().items():
-        if s.segments is None or s.n_segments < 2:
-            continue
-        longest = s.longest_segment
-        for arch in cfg.architectures:
-            window = _largest(arch, "window")
-            if window is None:
-                continue
-            need = int(window) + int(_largest(arch, "horizon") or 0)
-            if need > longest:
-                raise TelemetryError(f"architectures.{arch.name}: window {int(window)}"
-                                     f"{' + horizon' if need > int(window) else ''} is longer than the longest series "
-                                     f"of the {split} split ({longest} rows)")
+    longest = {split: s.longest_segment for split, s in data.sets().items()
+               if s.segments is not None and s.n_segments >= 2}
+    check_windows_fit(cfg, longest, "the longest series of the {split} split")

@@ -13,8 +13,8 @@ Which splits a trial scores: validation always (the objective). Holdout and test
 sweep scores every trial in full (``search.finalists: all``); otherwise only the trials that can
 become ensemble members get them, afterwards, from their saved model (search/finalists.py), so
 discarded trials cost no holdout or test inference. trial.json's ``splits`` (and the final
-report's ``scored``) say which splits the checkpoint holds; trials from before this carry no such
-key and scored all of them.
+report's ``scored``) say which splits the checkpoint holds. The files' names and records are
+search/experiment.py's.
 """
 from __future__ import annotations
 
@@ -27,29 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from search import experiment as ex
 from search.backend import configure_backend, trial_resources
 
-# Keys of a trial config that are not estimator parameters: the architecture, and the threshold rule
-# (a nested dict; Ray's searchers flatten and unflatten nested spaces themselves).
-META_KEYS = ("arch", "threshold")
-SCORES_FILE = "scores.npz"
-TRIAL_FILE = "trial.json"
-CHANNEL_SUFFIX = "_channels"  # scores.npz key of a split's per-channel scores: "validation_channels", ...
 # Per-channel scores are C times the size of the per-row ones (float32 [rows, C]): at the challenge's
 # 14.7 M rows x 6 channels that is ~350 MB per trial over all splits, x 89 channels ~5 GB. Above this
 # many cells (splits together) a trial stores none; the ensemble then skips the per-channel view.
 CHANNEL_SCORES_MAX_CELLS = 1 << 27  # 128 M cells = 512 MiB
-
-
-def split_config(config: dict) -> tuple[str, dict, dict]:
-    """(architecture, estimator params, threshold rule) from a trial config.
-
-    Experiments started before the rule became a nested dict carry it as flat ``threshold_<key>``
-    entries: those are read too, so such sweeps still resume and build."""
-    legacy = {k: v for k, v in config.items() if k.startswith("threshold_")}
-    params = {k: v for k, v in config.items() if k not in META_KEYS and k not in legacy}
-    rule = {k[len("threshold_"):]: v for k, v in legacy.items()}
-    return config["arch"], params, {**rule, **dict(config.get("threshold") or {})}
 
 
 def _reported(epoch: int, logs: dict, f05: float | None = None) -> dict:
@@ -78,8 +62,8 @@ def _epoch_reporter(last_epoch: int, tmp_root: Path):
             if done >= last_epoch:
                 return
             d = Path(tempfile.mkdtemp(dir=tmp_root))
-            self.model.save_weights(str(d / "model.weights.h5"))
-            (d / "epoch.json").write_text(json.dumps({"epoch": done}))
+            self.model.save_weights(str(d / ex.WEIGHTS_FILE))
+            (d / ex.EPOCH_FILE).write_text(json.dumps({"epoch": done}))
             tune.report(_reported(done, logs), checkpoint=tune.Checkpoint.from_directory(str(d)))
             shutil.rmtree(d, ignore_errors=True)
 
@@ -105,11 +89,11 @@ def _resume_point(tmp_root: Path) -> tuple[int, str | None]:
     if ckpt is None:
         return 0, None
     with ckpt.as_directory() as d:
-        if not (Path(d) / "epoch.json").is_file():
+        if not (Path(d) / ex.EPOCH_FILE).is_file():
             return 0, None
         weights = str(tmp_root / "resume.weights.h5")
-        shutil.copy(Path(d) / "model.weights.h5", weights)
-        return json.loads((Path(d) / "epoch.json").read_text())["epoch"], weights
+        shutil.copy(Path(d) / ex.WEIGHTS_FILE, weights)
+        return json.loads((Path(d) / ex.EPOCH_FILE).read_text())["epoch"], weights
 
 
 def _train(est, data, tmp_root: Path) -> tuple[dict, int, float]:
@@ -136,7 +120,7 @@ def score_splits(est, data, splits, keep_channels: bool) -> dict[str, np.ndarray
         if series is None:
             continue
         if keep_channels:
-            out[split], out[split + CHANNEL_SUFFIX] = est.score_samples_and_channels(series)
+            out[split], out[ex.channel_key(split)] = est.score_samples_and_channels(series)
         else:
             out[split] = est.score_samples(series)
     return out
@@ -220,7 +204,7 @@ def train_member(config: dict, data=None, score_all: bool = True) -> None:
 
     from models import registry
 
-    arch, params, thr = split_config(config)
+    arch, params, thr = ex.split_config(config)
     cls = registry.get(arch)  # registering models imports no deep-learning backend
     backend = configure_backend(cpus, gpus, deep_learning=bool(cls.tags["keras"]))
     est = cls(**params)
@@ -234,22 +218,19 @@ def train_member(config: dict, data=None, score_all: bool = True) -> None:
         else:  # the objective is the validation loss; no labelled figure exists (f05 stays empty)
             out, rule, m_val, m_hold, score_s = _evaluate_unlabelled(est, data, thr, last_logs, score_all)
             objective = {"objective": "val_loss", **{f"val_{k}": v for k, v in m_val.items()}}
-        splits = [s for s in ("validation", "holdout", "test") if s in out]
+        splits = [s for s in ex.SPLITS if s in out]
         result = {**_reported(max(int(getattr(est, "epochs", 1) or 1), 1), last_logs), **objective,
-                  **{f"holdout_{k}": v for k, v in (m_hold or {}).items()}, "scored": ",".join(splits),
+                  **{f"holdout_{k}": v for k, v in (m_hold or {}).items()}, "scored": ex.scored_value(splits),
                   "threshold": rule.threshold_, "train_seconds": train_s, "score_seconds": score_s,
                   "resumed_from_epoch": initial_epoch, **_placement(cpus, gpus)}
         d = tmp_root / "final"
         d.mkdir()
-        np.savez(d / SCORES_FILE, **out)
-        est.save(d / "model")  # what search/finalists.py loads to score holdout and test later
-        (d / TRIAL_FILE).write_text(json.dumps({
-            "arch": arch, "params": params, "threshold": rule.to_dict(), "validation": m_val, "holdout": m_hold,
-            "backend": backend, "history": getattr(est, "history_", {}),
-            # the per-channel scores' columns (absent in trials written before they were stored)
-            "channels": list(est.channels_), "channel_scores": f"validation{CHANNEL_SUFFIX}" in out,
-            "objective": "f05" if labelled else "val_loss", "splits": splits,
-        }, indent=1, default=float))
+        est.save(d / ex.MODEL_DIR)  # what search/finalists.py loads to score holdout and test later
+        ex.write_trial(d, ex.TrialRecord(
+            arch=arch, params=params, threshold=rule.to_dict(), validation=m_val, holdout=m_hold,
+            objective="f05" if labelled else "val_loss", splits=splits, channels=list(est.channels_),
+            channel_scores=ex.channel_key("validation") in out, backend=backend,
+            history=getattr(est, "history_", {})), out)
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(d)))
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)

@@ -8,6 +8,12 @@ Many series (``Series.segments``): windows are cut per series and never cross fr
 the next. A series shorter than one window (and forecast horizon) gets no window of its own; it is
 skipped, and its rows are scored by :func:`spread_to_rows`'s fill (see there). At least one series
 must hold a window.
+
+The rule for a window's size lives here, for the models (at fit and score time) and for the sweep
+(search/config.py and search/shapes.py check a space's largest window before any trial): its bounds
+(:data:`WINDOW`, :data:`STRIDE`, :data:`HORIZON`, which the sweep file's schema reads through the
+models' parameter checks), and whether it fits a length (:func:`fits`, :func:`check_window_fits`,
+:func:`largest_window`).
 """
 from __future__ import annotations
 
@@ -16,14 +22,28 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from telemetry.bounds import NON_NEGATIVE_INT, POSITIVE_INT
 from telemetry.errors import TelemetryError
 
 REDUCTIONS = ("mean", "max")
+WINDOW = POSITIVE_INT  # rows in a window
+STRIDE = POSITIVE_INT  # rows from one window's start to the next
+HORIZON = NON_NEGATIVE_INT  # rows after a window that belong to it (a forecast's target)
+
+
+def fits(n_rows: int, window: int, horizon: int = 0) -> bool:
+    """Whether a window (and its forecast horizon) fits inside ``n_rows`` rows."""
+    return window + horizon <= n_rows
+
+
+def largest_window(n_rows: int, horizon: int = 0) -> int:
+    """The largest window that fits ``n_rows`` rows with its forecast horizon (< 1: none does)."""
+    return n_rows - horizon
 
 
 def check_window_fits(n_rows: int, window: int, horizon: int = 0, what: str = "the series") -> None:
-    """The one rule for lengths: a window (and its forecast horizon) must fit inside ``what``."""
-    if window + horizon > n_rows:
+    """A window (and its forecast horizon) must fit inside ``what``, else a one-line error."""
+    if not fits(n_rows, window, horizon):
         span = f"window {window}" + (f" + horizon {horizon}" if horizon else "")
         raise TelemetryError(f"{span} is longer than {what} ({n_rows} rows)")
 
@@ -62,7 +82,7 @@ def window_starts(n_rows: int, window: int, stride: int = 1, horizon: int = 0,
     strided starts from its first row and a last window reaching its end; series shorter than
     ``window + horizon`` are skipped (an error if every one is).
     """
-    if window < 1 or stride < 1 or horizon < 0:
+    if not (WINDOW.ok(window) and STRIDE.ok(stride) and HORIZON.ok(horizon)):
         raise TelemetryError(f"window ({window}) and stride ({stride}) must be >= 1 and horizon ({horizon}) >= 0")
     seg = check_segments(segments, n_rows)
     if seg is None or seg.size == 2:
@@ -70,11 +90,11 @@ def window_starts(n_rows: int, window: int, stride: int = 1, horizon: int = 0,
         starts = _starts_one(0, n_rows, window, stride, horizon)
     else:
         lengths = np.diff(seg)
-        fits = lengths >= window + horizon
-        if not fits.any():
+        held = fits(lengths, window, horizon)
+        if not held.any():
             check_window_fits(int(lengths.max()), window, horizon, "the longest series")
         starts = np.concatenate([_starts_one(int(seg[k]), int(lengths[k]), window, stride, horizon)
-                                 for k in np.flatnonzero(fits)])
+                                 for k in np.flatnonzero(held)])
     if nominal_only:
         if labels is None:
             raise TelemetryError("nominal_only windows need labels")

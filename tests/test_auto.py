@@ -258,14 +258,15 @@ def test_auto_writes_a_submission_from_the_known_good_members_within_its_budget(
 def test_auto_s_decision_never_sees_holdout_or_test(auto_run, tmp_path):
     """The planted-signal check: a member made perfect on holdout and test only changes nothing fitted."""
     from ensemble.build import build
-    from search.results import leaderboard, load_sets
+    from search.experiment import read_sets
+    from search.results import leaderboard
 
     d, _, _ = auto_run
     exp = tmp_path / "exp"
     shutil.copytree(d / "out" / "sweeps" / "auto", exp)
     build(str(exp), tmp_path / "a", members="anchored")
     board = leaderboard(str(exp), write=False)
-    sets = load_sets(str(exp))
+    sets = read_sets(str(exp))
     for ckpt in board.loc[board["completed"].astype(bool), "checkpoint"]:
         sc = dict(np.load(f"{ckpt}/scores.npz"))
         sc["holdout"] = sets["holdout_labels"].astype(np.float32) * 100

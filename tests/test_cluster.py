@@ -830,7 +830,8 @@ def _tiny_sweep(mission: Path, storage: Path):
 def test_sweep_trials_land_on_gpu_workers_with_their_fractions(fake_gpu_cluster, tiny_mission, tmp_path):
     from ray.tune import ExperimentAnalysis
 
-    from search.results import leaderboard, load_trial
+    from search.experiment import load_trial
+    from search.results import leaderboard
     from search.runner import run_sweep
 
     cluster, head_id, worker_ids = fake_gpu_cluster
@@ -849,5 +850,5 @@ def test_sweep_trials_land_on_gpu_workers_with_their_fractions(fake_gpu_cluster,
     assert len(board) == 4
     # The Keras trial asked for half a GPU, was shown one by Ray, found none in TensorFlow: no cap.
     meta, scores = load_trial(board[board.arch == "dense_ae"].checkpoint.iloc[0])
-    assert meta["backend"]["gpus"] == 0.5 and meta["backend"]["gpu_memory_limit_mb"] is None
+    assert meta.backend["gpus"] == 0.5 and meta.backend["gpu_memory_limit_mb"] is None
     assert scores["validation"].size > 0

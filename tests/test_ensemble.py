@@ -334,11 +334,12 @@ def experiment(tmp_path_factory):
 
 def test_build_end_to_end_writes_a_valid_submission_and_report(experiment, tmp_path):
     from ensemble.build import build
-    from search.results import leaderboard, load_sets
+    from search.experiment import read_sets
+    from search.results import leaderboard
 
     exp, root = experiment
     res = build(exp, tmp_path / "out", include=("baselines",), weight_trials=10)
-    sets = load_sets(exp)
+    sets = read_sets(exp)
     sub = pd.read_csv(tmp_path / "out" / "submission.csv")
     test_ids = pd.read_parquet(root / "m" / "test.parquet", columns=["id"])["id"].to_numpy()
     np.testing.assert_array_equal(sub["id"].to_numpy(), test_ids)
@@ -369,12 +370,12 @@ def test_build_end_to_end_writes_a_valid_submission_and_report(experiment, tmp_p
                                       "channel-union-stack-shrunk-smooth-plateau-hysteresis"])
 def test_build_names_the_channel_of_a_signal_planted_in_one_channel(experiment, tmp_path, decision):
     from ensemble.build import build
-    from search.results import load_sets
+    from search.experiment import read_sets
 
     exp, _ = experiment
     build(exp, tmp_path / "out", include=("baselines",), weight_trials=10, decision=layer(decision))
     ev = pd.read_csv(tmp_path / "out" / "events.csv", keep_default_na=False)
-    test_ids = load_sets(exp)["test_ids"]
+    test_ids = read_sets(exp)["test_ids"]
     lo, hi = test_ids[PLANT.start], test_ids[PLANT.stop - 1]
     hit = ev[(ev["start_id"] <= hi) & (ev["end_id"] >= lo)]
     assert len(hit) == 1, ev
@@ -486,14 +487,15 @@ def test_holdout_evaluation_counts_events_per_series():
 def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp_path, decision):
     """Calibration, weights, threshold and post-processing must not move when holdout/test scores change."""
     from ensemble.build import build
-    from search.results import leaderboard, load_sets
+    from search.experiment import read_sets
+    from search.results import leaderboard
 
     exp, _ = experiment
     build(exp, tmp_path / "a", include=("baselines",), weight_trials=10, decision=layer(decision))
     copy = tmp_path / "exp_copy"
     shutil.copytree(exp, copy)
     board = leaderboard(str(copy), write=False)
-    sets = load_sets(str(copy))
+    sets = read_sets(str(copy))
     # global_std becomes a perfect detector on holdout and test only.
     row = board[board["arch"] == "global_std"].iloc[0]
     ckpt = row["checkpoint"]
@@ -557,7 +559,7 @@ def test_a_member_scoring_like_an_earlier_one_is_replaced_by_the_next_of_its_arc
         read.append(checkpoint)
         return {"trial": checkpoint}, {"validation": scores[checkpoint]}
 
-    monkeypatch.setattr(mem.results, "load_trial", load_trial)
+    monkeypatch.setattr(mem.ex, "load_trial", load_trial)
     kept, loaded, twins = mem._without_twins("exp", mem.select_members(board, 2, spares=1), 2)
     assert [r["trial_id"] for r in kept] == ["pca_a", "conv_d", "pca_c", "lstm_forecaster_f"]
     assert [m["trial"] for m, _ in loaded] == ["pca_a", "conv_d", "pca_c", "lstm_forecaster_f"]

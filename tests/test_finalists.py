@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from search import experiment as ex
 from search import finalists, results, trainable
+from search.schema import DEFAULT_FINALISTS
 from search.__main__ import main
 from search.config import parse_config
 from search.runner import resume, run_sweep
@@ -60,11 +62,11 @@ def _trial_as_the_sweep_leaves_it(tmp_path: Path, est, data, thr: dict) -> tuple
     assert rule_v.to_dict() == rule.to_dict()
     ckpt = tmp_path / "trial_0" / "checkpoint_000002"
     ckpt.mkdir(parents=True)
-    est.save(ckpt / "model")
-    np.savez(ckpt / trainable.SCORES_FILE, **val_only)
-    (ckpt / trainable.TRIAL_FILE).write_text(json.dumps({
-        "arch": est.name, "threshold": rule.to_dict(), "holdout": None, "splits": ["validation"],
-        "channel_scores": "validation_channels" in full, "objective": "f05" if labelled else "val_loss"}, default=float))
+    est.save(ckpt / ex.MODEL_DIR)
+    ex.write_trial(ckpt, ex.TrialRecord(
+        arch=est.name, params=est.get_params(), threshold=rule.to_dict(), validation={}, holdout=None,
+        objective="f05" if labelled else "val_loss", splits=["validation"], channels=list(est.channels_),
+        channel_scores="validation_channels" in full), val_only)
     return str(ckpt), full, m_hold
 
 
@@ -80,29 +82,30 @@ def test_a_finalist_scores_exactly_what_the_trial_would_have(tmp_path, data, unl
     d = data if labelled else unlabelled
     est = registry.get(arch)(**params).fit(d.fit, d.validation)
     ckpt, full, m_hold = _trial_as_the_sweep_leaves_it(tmp_path, est, d, thr)
-    assert finalists.read_finalist(ckpt) is None
+    assert ex.read_finalist(ckpt) is None
 
     record = finalists.score_finalist(ckpt, d, cpus=1, gpus=0)
-    assert record["checkpoint"] == "checkpoint_000002" and record["splits"] == ["holdout", "test"]
-    assert finalists.read_finalist(ckpt) == json.loads(json.dumps(record))
-    stored = np.load(tmp_path / "trial_0" / finalists.FINALIST_NPZ)
+    assert record.checkpoint == "checkpoint_000002" and record.splits == ["holdout", "test"]
+    assert ex.read_finalist(ckpt) == record
+    stored = np.load(tmp_path / "trial_0" / ex.FINALIST_NPZ)
     later = {k: v for k, v in full.items() if not k.startswith("validation")}
     assert sorted(stored.files) == sorted(later)  # per-channel scores too, where the trial kept them
     for key, old in later.items():
         np.testing.assert_array_equal(stored[key], old, err_msg=key)
-    assert record["holdout"] == pytest.approx(m_hold)
+    assert record.holdout == pytest.approx(m_hold)
     assert ({"f05", "event_recall", "auc_pr"} if labelled else {"loss", "alarm_rate"}) <= set(m_hold)
     assert sorted(p.name for p in Path(ckpt).iterdir()) == ["model", "scores.npz", "trial.json"]  # untouched
 
     # load_trial gives the ensemble both: validation from the checkpoint, the rest from the finalist files
-    meta, scores = results.load_trial(ckpt)
-    assert sorted(scores) == sorted(full) and meta["holdout"] == pytest.approx(m_hold)
+    meta, scores = ex.load_trial(ckpt)
+    assert sorted(scores) == sorted(full) and meta.holdout == pytest.approx(m_hold)
+    assert meta.splits == ["validation", "holdout", "test"]
     np.testing.assert_array_equal(scores["validation"], full["validation"])
 
     # a finalist file of another checkpoint (a trial run again) is not taken for this one's
     other = Path(ckpt).parent / "checkpoint_000003"
     Path(ckpt).rename(other)
-    assert finalists.read_finalist(str(other)) is None and results.load_trial(str(other))[0]["holdout"] is None
+    assert ex.read_finalist(str(other)) is None and ex.load_trial(str(other))[0].holdout is None
 
 
 def test_pending_takes_the_top_distinct_configurations_per_architecture():
@@ -115,8 +118,8 @@ def test_pending_takes_the_top_distinct_configurations_per_architecture():
     assert finalists.pending(board, 2)["trial_id"].tolist() == ["a3", "b1"]
     assert finalists.pending(board, 3)["trial_id"].tolist() == ["a3", "a4", "b1"]
     assert finalists.pending(board, None)["trial_id"].tolist() == ["a3", "a4", "b1"]
-    assert finalists.top_of({}) == finalists.DEFAULT == 3
-    assert finalists.top_of({"finalists": "all"}) is None and finalists.top_of({"finalists": 5}) == 5
+    assert ex.top_of({}) == DEFAULT_FINALISTS == 3
+    assert ex.top_of({"finalists": "all"}) is None and ex.top_of({"finalists": 5}) == 5
 
 
 def test_finalize_with_a_bad_top_is_a_usage_error(capsys):
@@ -142,7 +145,7 @@ def _pca_sweep(mission, name, trials, finalists_k, **search):  # noqa: F811
 
 
 def _finalist_dirs(exp: Path) -> set[str]:
-    return {p.parent.name for p in exp.glob(f"pca/*/{finalists.FINALIST_JSON}")}
+    return {p.parent.name for p in exp.glob(f"pca/*/{ex.FINALIST_JSON}")}
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +158,7 @@ def test_only_the_top_trials_score_holdout_and_test(experiment, data):
     exp, summary = experiment
     assert summary["architectures"]["pca"] == {"trials": 4, "completed": 4, "errored": 0}
     assert summary["finalists"]["pca"] == {"finalists": 2, "scored": 2, "failed": 0}
-    board = pd.read_csv(exp / results.LEADERBOARD)
+    board = pd.read_csv(exp / ex.LEADERBOARD)
     assert board["rank"].tolist() == [1, 2, 3, 4] and board["params"].nunique() == 4
     top, rest = board[board["rank"] <= 2], board[board["rank"] > 2]
     assert top["finalist"].all() and not rest["finalist"].any()
@@ -164,15 +167,15 @@ def test_only_the_top_trials_score_holdout_and_test(experiment, data):
     assert _finalist_dirs(exp) == {Path(c).parent.name for c in top["checkpoint"]}
 
     for row in board.itertuples():
-        meta, scores = results.load_trial(row.checkpoint)
+        meta, scores = ex.load_trial(row.checkpoint)
         channel_keys = {f"{s}_channels" for s in ("validation", "holdout", "test")}
         if row.finalist:
             assert set(scores) == {"validation", "holdout", "test"} | channel_keys
-            assert meta["holdout"]["f05"] == pytest.approx(row.holdout_f05)
+            assert meta.holdout["f05"] == pytest.approx(row.holdout_f05)
             assert scores["test"].shape == (len(data.test),) and np.isfinite(scores["holdout"]).all()
         else:  # validation only: no test-time inference spent on it
-            assert set(scores) == {"validation", "validation_channels"} and meta["holdout"] is None
-            assert meta["splits"] == ["validation"]
+            assert set(scores) == {"validation", "validation_channels"} and meta.holdout is None
+            assert meta.splits == ["validation"]
         # the trial itself reported only what it scored
         last = json.loads((Path(row.checkpoint).parent / "result.json").read_text().splitlines()[-1])
         assert last["scored"] == "validation" and "holdout_f05" not in last
@@ -182,10 +185,10 @@ def test_only_the_top_trials_score_holdout_and_test(experiment, data):
 
     best = board.iloc[0]
     est = Detector.load(Path(best["checkpoint"]) / "model")
-    meta = json.loads((Path(best["checkpoint"]) / trainable.TRIAL_FILE).read_text())
-    rule = {k: v for k, v in meta["threshold"].items() if k in PARAMS}  # the rule's parameters, not its fitted state
+    meta = ex.read_trial(best["checkpoint"])
+    rule = {k: v for k, v in meta.threshold.items() if k in PARAMS}  # the rule's parameters, not its fitted state
     full, _, m_val, m_hold, _ = trainable._evaluate(est, data, rule, score_all=True)
-    _, scores = results.load_trial(best["checkpoint"])
+    _, scores = ex.load_trial(best["checkpoint"])
     for split in ("validation", "holdout", "test", "holdout_channels"):
         np.testing.assert_array_equal(scores[split], full[split], err_msg=split)
     assert m_val["f05"] == pytest.approx(best["val_f05"]) and m_hold["f05"] == pytest.approx(best["holdout_f05"])
@@ -198,12 +201,12 @@ def test_no_more_trials_than_finalists_score_every_split_in_the_trial(mission, t
     exp = Path(summary["experiment"])
     assert summary["finalists"]["pca"] == {"finalists": 2, "scored": 0, "failed": 0}
     assert not _finalist_dirs(exp)
-    board = pd.read_csv(exp / results.LEADERBOARD)
+    board = pd.read_csv(exp / ex.LEADERBOARD)
     assert len(board) == 2 and board["finalist"].all() and board["holdout_f05"].between(0, 1).all()
     for row in board.itertuples():
         last = json.loads((Path(row.checkpoint).parent / "result.json").read_text().splitlines()[-1])
         assert last["scored"] == "validation,holdout,test" and last["holdout_f05"] == pytest.approx(row.holdout_f05)
-        assert {"holdout", "test"} <= set(results.load_trial(row.checkpoint)[1])
+        assert {"holdout", "test"} <= set(ex.load_trial(row.checkpoint)[1])
 
 
 def test_the_ensemble_builds_from_the_finalists_and_asks_for_more_when_k_is_larger(experiment, tmp_path, capsys):
@@ -226,16 +229,16 @@ def test_the_ensemble_builds_from_the_finalists_and_asks_for_more_when_k_is_larg
     assert main(["finalize", f"file://{exp}", "--top", "3"]) == 0
     out = capsys.readouterr().out
     assert "pca: 3 trials with holdout and test scores (1 scored now)" in out
-    board = pd.read_csv(exp / results.LEADERBOARD)  # written again, now with the third's holdout figures
+    board = pd.read_csv(exp / ex.LEADERBOARD)  # written again, now with the third's holdout figures
     assert board["finalist"].tolist() == [True, True, True, False] and board["holdout_f05"].notna().sum() == 3
     res = build(str(exp), tmp_path / "k3", k=3, weight_trials=5)
     assert len(res["members"]) == 3 and (tmp_path / "k3" / "submission.csv").is_file()
 
     # Nothing left to score: no data loaded, no finalist file written again.
-    before = {p: p.stat().st_mtime_ns for p in exp.glob(f"pca/*/{finalists.FINALIST_NPZ}")}
+    before = {p: p.stat().st_mtime_ns for p in exp.glob(f"pca/*/{ex.FINALIST_NPZ}")}
     assert main(["finalize", str(exp), "--top", "3"]) == 0
     assert "(0 scored now)" in capsys.readouterr().out
-    assert {p: p.stat().st_mtime_ns for p in exp.glob(f"pca/*/{finalists.FINALIST_NPZ}")} == before
+    assert {p: p.stat().st_mtime_ns for p in exp.glob(f"pca/*/{ex.FINALIST_NPZ}")} == before
 
 
 def test_a_sweep_interrupted_before_its_finalists_scores_them_on_resume(mission, tmp_path, local_ray, monkeypatch):
@@ -256,7 +259,7 @@ def test_a_sweep_interrupted_before_its_finalists_scores_them_on_resume(mission,
 
     summary = resume(str(exp))
     assert summary["finalists"]["pca"] == {"finalists": 2, "scored": 2, "failed": 0}
-    board = pd.read_csv(exp / results.LEADERBOARD)
+    board = pd.read_csv(exp / ex.LEADERBOARD)
     assert board["finalist"].tolist() == [True, True, False]
     assert (board["time_total_s"] == before.set_index("trial_id").loc[board["trial_id"], "time_total_s"].values).all()
     assert build(str(exp), tmp_path / "out", weight_trials=5)["members"]

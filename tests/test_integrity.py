@@ -12,7 +12,7 @@ import yaml
 
 from search import runner
 from search.__main__ import main as search_main
-from search.results import GIVEN_FILE, SWEEP_FILE
+from search.experiment import GIVEN_FILE, SWEEP_FILE
 
 from conftest import local_ray_started, write_challenge_parquet
 
@@ -123,16 +123,27 @@ def test_the_same_file_again_continues_without_a_new_trial(experiment, capsys):
     assert "global_std: 1/1 trials completed" in capsys.readouterr().out
 
 
-def test_an_experiment_stored_before_the_given_file_is_compared_with_its_sweep_file(experiment, tmp_path, capsys):
+def test_data_that_lost_its_labels_under_the_same_ids_is_refused(experiment, tmp_path, capsys):
+    """The sweep as given is the stored one and the ids are the same, but the data adapts the sweep
+    otherwise (unlabelled: an unsupervised threshold): the stored sweep as run tells them apart."""
     import shutil
 
     d, exp, _ = experiment
-    old = tmp_path / "sweeps" / "bound"
-    shutil.copytree(exp, old)
-    (old / GIVEN_FILE).unlink()
-    path = write(tmp_path / "edited.yaml", sweep(d, seed=9))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    write_challenge_parquet(bare / "train.parquet", n=600, labels=False)
+    shutil.copy(d / "test.parquet", bare / "test.parquet")
+    copy = tmp_path / "sweeps" / "bound"
+    shutil.copytree(exp, copy)
+    for name in (GIVEN_FILE, SWEEP_FILE):
+        raw = yaml.safe_load((copy / name).read_text())
+        raw["data"].update(train=str(bare / "train.parquet"), test=str(bare / "test.parquet"))
+        (copy / name).write_text(yaml.safe_dump(raw, sort_keys=False))
+    path = write(tmp_path / "bare.yaml", sweep(bare))
     assert search_main(["run", "--config", str(path), "--storage", str(tmp_path / "sweeps")]) == 2
-    assert f"differs from the experiment {old} at seed (the experiment has 3, this file 9)" in one_error_line(capsys)
+    line = one_error_line(capsys)
+    assert f"differs from the experiment {copy} at threshold.method (the experiment has 'best_f05', this file 'pot')" \
+        in line, line
     assert not ray.is_initialized()
 
 

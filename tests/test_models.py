@@ -104,7 +104,7 @@ def test_detector_interface(name, series, validation, tmp_path):
     s = est.score_samples(series)
     assert s.dtype == np.float32 and s.shape == (len(series),)
     assert np.isfinite(s).all()
-    np.testing.assert_array_equal(est.score_samples(series), s)  # the alias older callers use
+    np.testing.assert_array_equal(est.score_samples(series), s)  # the same scores again
     nominal = series.labels == 0
     assert np.median(s[BIG]) > np.median(s[nominal]), f"{name}: the large anomaly does not stand out"
     # ...on every row of it (the edges aside), so the scores land on the rows they belong to

@@ -52,13 +52,13 @@ def test_pca_finds_a_correlation_break_that_every_channel_hides():
     lo, hi = x.min(axis=0), x.max(axis=0)
     assert ((test >= lo) & (test <= hi)).all(axis=1)[1000:1100].mean() > 0.95
     est = registry.get("pca")(lags=1, n_components=1).fit(series(x[:4000]), series(x[4000:]))
-    s = est.score(series(test))
+    s = est.score_samples(series(test))
     assert s.shape == (2000,) and s.dtype == np.float32
     inside, outside = s[1000:1100], np.delete(s, np.s_[1000:1100])
     assert np.median(inside) > np.quantile(outside, 0.999)
     # The per-channel z-score baseline cannot separate them.
     std = registry.get("global_std")().fit(series(x[:4000]))
-    b = std.score(series(test))
+    b = std.score_samples(series(test))
     assert np.median(b[1000:1100]) < np.quantile(np.delete(b, np.s_[1000:1100]), 0.99)
 
 
@@ -66,10 +66,10 @@ def test_save_load_round_trip_and_input_checks(tmp_path):
     x = correlated(500, 3)
     est = registry.get("pca")(lags=2, n_components=0.95).fit(series(x))
     again = registry.get("pca").load(est.save(tmp_path / "m"))
-    np.testing.assert_array_equal(again.score(series(x)), est.score(series(x)))
+    np.testing.assert_array_equal(again.score_samples(series(x)), est.score_samples(series(x)))
     with pytest.raises(TelemetryError, match="n_components must be an integer >= 1 or a fraction in \\(0, 1\\), got 1.5"):
         registry.get("pca")(n_components=1.5).fit(series(x))
     with pytest.raises(TelemetryError, match="lags must be a positive integer, got 0"):
         registry.get("pca")(lags=0).fit(series(x))
     with pytest.raises(TelemetryError, match="fitted on 3 channels, got 2"):
-        est.score(series(x[:, :2]))
+        est.score_samples(series(x[:, :2]))

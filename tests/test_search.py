@@ -26,7 +26,8 @@ import yaml
 
 from search.__main__ import main
 from search.config import load_config, parse_config
-from search.results import LEADERBOARD, SETS_FILE, SWEEP_FILE, load_sets, load_trial, trial_table
+from search.experiment import LEADERBOARD, SETS_FILE, SWEEP_FILE, load_trial, read_sets
+from search.results import trial_table
 from search.runner import check_storage_for_cluster, run_sweep
 from telemetry.errors import TelemetryError
 from telemetry.synthetic.mission import generate_mission
@@ -333,7 +334,7 @@ class TestLocal:
         assert summary["leaderboard_rows"] == 4
         assert (exp / SWEEP_FILE).is_file() and (exp / SETS_FILE).is_file()
 
-        sets = load_sets(str(exp))
+        sets = read_sets(str(exp))
         lengths = {s: len(sets[f"{s}_ids"]) for s in ("validation", "holdout", "test")}
         assert lengths == {"validation": 2_000, "holdout": 2_000, "test": TEST_ROWS}
 
@@ -355,11 +356,11 @@ class TestLocal:
 
         for row in parquet.itertuples():
             meta, scores = load_trial(row.checkpoint)
-            assert meta["arch"] == row.arch
+            assert meta.arch == row.arch
             # both members have per-channel scores: stored beside the per-row ones, columns named
             assert set(scores) == {"validation", "holdout", "test", "validation_channels", "holdout_channels",
                                    "test_channels"}
-            assert meta["channel_scores"] and meta["channels"] == ["channel_41", "channel_42", "channel_43"]
+            assert meta.channel_scores and meta.channels == ["channel_41", "channel_42", "channel_43"]
             for split, n in lengths.items():
                 assert scores[split].shape == (n,), (row.arch, split)
                 assert np.isfinite(scores[split]).all()
@@ -369,7 +370,7 @@ class TestLocal:
                 assert (scores[split] >= ch.max(axis=1) - 1e-4).all()
                 if row.arch == "global_std":
                     np.testing.assert_array_equal(scores[split], ch.max(axis=1))
-            assert meta["validation"]["f05"] == pytest.approx(row.val_f05)
+            assert meta.validation["f05"] == pytest.approx(row.val_f05)
 
         capsys.readouterr()  # Tune's progress tables
         assert main(["leaderboard", str(exp)]) == 0
@@ -640,15 +641,6 @@ class TestCluster:
         assert failures == {d: int(d == trial_dir) for d in results}
         board = pd.read_csv(tmp_path / "sweeps" / "node_loss" / LEADERBOARD)
         assert board["completed"].all() and (board["status"] == "TERMINATED").all()
-
-
-def test_trial_configs_of_older_experiments_still_split_into_params_and_rule():
-    from search.trainable import split_config
-
-    old = {"arch": "pca", "lags": 3, "threshold_method": "ndt", "threshold_min_length": 4}
-    assert split_config(old) == ("pca", {"lags": 3}, {"method": "ndt", "min_length": 4})
-    new = {"arch": "pca", "lags": 3, "threshold": {"method": "plateau", "smooth": 5}}
-    assert split_config(new) == ("pca", {"lags": 3}, {"method": "plateau", "smooth": 5})
 
 
 def test_budget_shares_split_what_is_left():

@@ -27,7 +27,8 @@ import pytest
 import yaml
 
 from search.config import load_config, parse_config
-from search.results import LEADERBOARD, trial_table
+from search.experiment import LEADERBOARD
+from search.results import trial_table
 from telemetry.errors import TelemetryError
 from telemetry.synthetic.fleet import write_synthetic_fleet
 

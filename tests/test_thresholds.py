@@ -217,10 +217,6 @@ def test_bootstrap_threshold_is_reproducible_and_sees_every_event():
     assert all(len(r) == 100 for r in reps) and all((np.diff(r.reshape(10, 10), axis=1) == 1).all() for r in reps)
 
 
-def test_legacy_level_is_read_as_the_methods_own_parameter():
-    assert Threshold.from_dict({"method": "percentile", "level": 90.0}).percentile == 90.0
-    assert Threshold.from_dict({"method": "ndt", "level": 0.2}).prune == 0.2
-    assert Threshold.from_dict({"method": "max_fit", "level": 1.5}).multiple == 1.5
 
 
 # -- many series back to back (segments): nothing crosses a boundary ---------------------------------

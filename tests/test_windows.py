@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from telemetry.errors import TelemetryError
+from telemetry import windows
 from telemetry.windows import (WindowBatches, anomalous_windows, as_keras_dataset, check_window_fits, spread_to_rows,
                                window_starts)
 
@@ -70,6 +71,26 @@ def test_window_longer_than_series_is_refused():
     with pytest.raises(TelemetryError, match="window 18 \\+ horizon 3 is longer than the fit split \\(20 rows\\)"):
         check_window_fits(20, 18, 3, "the fit split")
     check_window_fits(20, 18, 2, "the fit split")  # exactly fits
+
+
+def test_one_rule_says_which_window_fits():
+    assert windows.fits(20, 18, 2) and not windows.fits(20, 18, 3) and windows.fits(20, 20)
+    assert windows.largest_window(20) == 20 and windows.largest_window(20, horizon=3) == 17
+    largest = windows.largest_window(20, 3)
+    assert windows.fits(20, largest, 3) and not windows.fits(20, largest + 1, 3)
+    np.testing.assert_array_equal(windows.fits(np.array([5, 9, 12]), 8, 1), [False, True, True])  # per series
+
+
+def test_the_window_bounds_are_the_models_and_the_sweep_files():
+    """window_starts, the models' parameter checks and the sweep file's schema read the same bounds."""
+    from models import registry
+
+    for bad in ((20, 0, 1, 0), (20, 5, 0, 0), (20, 5, 1, -1), (20, True, 1, 0)):
+        with pytest.raises(TelemetryError, match="must be >= 1"):
+            window_starts(*bad)
+    checks = registry.get("conv_ae").param_checks()
+    assert checks["window"] is windows.WINDOW and checks["train_stride"] is windows.STRIDE
+    assert windows.WINDOW.ok(1) and not windows.WINDOW.ok(0) and not windows.WINDOW.ok(2.5)
 
 
 def test_anomalous_windows_flags_exactly_the_windows_holding_an_anomalous_row():
