@@ -730,7 +730,7 @@ class DecisionLayer(BaseLayer):
                                                  segments)
         elif self.rule.per_channel:
             raise TelemetryError("the per-channel decision needs the members' per-channel scores; this experiment "
-                                 "has none (trials from before they were stored, or members without them)")
+                                 "has none (its members score whole rows only)")
         decision = ChannelUnionDecision(combined, self.channel_view_) if self.rule.per_channel else combined
         if self.guard is not None and decision.val_f05_ <= 0.0:
             decision, found = self.guard.when_no_event(self, decision, scores, labels, member_rules, segments)

@@ -180,8 +180,7 @@ def _channel_section(ensemble_cfg: dict, test_events: pd.DataFrame | None) -> li
     n_events = 0 if test_events is None else len(test_events)
     channels = ensemble_cfg.get("channels")
     if not channels:
-        return lines + ["The members hold no per-channel scores (trials from before they were stored, or only members "
-                        "that score whole rows), so there is no per-channel breakdown; `events.csv` lists the "
+        return lines + ["The members hold no per-channel scores (each of them scores whole rows only), so there is no per-channel breakdown; `events.csv` lists the "
                         f"{n_events} predicted test events without channels.", ""]
     fired = {c["channel"]: 0 for c in channels}
     if n_events:
