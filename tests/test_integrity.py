@@ -94,6 +94,18 @@ def test_the_stored_files_are_the_sweep_as_given_and_as_run(experiment):
     assert list(yaml.safe_load((exp / SWEEP_FILE).read_text())["architectures"]) == ["global_std"]
 
 
+def bound_copy(exp, copy, data_dir):
+    """A copy of the experiment whose stored sweep files name the data files in ``data_dir``."""
+    import shutil
+
+    shutil.copytree(exp, copy)
+    for name in (GIVEN_FILE, SWEEP_FILE):
+        raw = yaml.safe_load((copy / name).read_text())
+        raw["data"].update(train=str(data_dir / "train.parquet"), test=str(data_dir / "test.parquet"))
+        (copy / name).write_text(yaml.safe_dump(raw, sort_keys=False))
+    return copy
+
+
 def test_an_edited_data_file_under_the_same_path_is_refused(experiment, tmp_path, capsys):
     d, exp, _ = experiment
     moved = tmp_path / "data"
@@ -101,14 +113,7 @@ def test_an_edited_data_file_under_the_same_path_is_refused(experiment, tmp_path
     write_challenge_parquet(moved / "train.parquet", n=800, events=EVENTS + ((700, 710),))
     write_challenge_parquet(moved / "test.parquet", n=200, labels=False, start_id=800, seed=1)
     # The stored sweep names the original paths: point a copy of the experiment at the edited files.
-    import shutil
-
-    copy = tmp_path / "sweeps" / "bound"
-    shutil.copytree(exp, copy)
-    for name in (GIVEN_FILE, SWEEP_FILE):
-        raw = yaml.safe_load((copy / name).read_text())
-        raw["data"].update(train=str(moved / "train.parquet"), test=str(moved / "test.parquet"))
-        (copy / name).write_text(yaml.safe_dump(raw, sort_keys=False))
+    copy = bound_copy(exp, tmp_path / "sweeps" / "bound", moved)
     assert search_main(["resume", str(copy)]) == 2
     line = one_error_line(capsys)
     assert f"differs from the experiment {copy} at the fit split (the experiment has 300 rows, ids 0..299, " \
@@ -133,12 +138,7 @@ def test_data_that_lost_its_labels_under_the_same_ids_is_refused(experiment, tmp
     bare.mkdir()
     write_challenge_parquet(bare / "train.parquet", n=600, labels=False)
     shutil.copy(d / "test.parquet", bare / "test.parquet")
-    copy = tmp_path / "sweeps" / "bound"
-    shutil.copytree(exp, copy)
-    for name in (GIVEN_FILE, SWEEP_FILE):
-        raw = yaml.safe_load((copy / name).read_text())
-        raw["data"].update(train=str(bare / "train.parquet"), test=str(bare / "test.parquet"))
-        (copy / name).write_text(yaml.safe_dump(raw, sort_keys=False))
+    copy = bound_copy(exp, tmp_path / "sweeps" / "bound", bare)
     path = write(tmp_path / "bare.yaml", sweep(bare))
     assert search_main(["run", "--config", str(path), "--storage", str(tmp_path / "sweeps")]) == 2
     line = one_error_line(capsys)
