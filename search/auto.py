@@ -193,14 +193,15 @@ def data_facts(data: DataConfig) -> dict:
     lengths = splits.lengths()
     if test is not None:
         lengths["test"] = len(test)
-    shortest_series = min(_shortest_series(s) for _, s in splits.items())
+    # The largest window every split can hold: a window must fit the longest series of each split.
+    window_room = min(_longest_series(s) for _, s in splits.items())
     if test is not None:
-        shortest_series = min(shortest_series, _shortest_series(test))
+        window_room = min(window_room, _longest_series(test))
     labelled = splits.fit.labels is not None
     return {
         "data": data, "rows": int(sum(len(s) for _, s in splits.items())), "test_rows": int(len(test) if test is not None else 0),
         "channels": len(splits.fit.channels), "lengths": lengths, "shortest": int(min(lengths.values())),
-        "longest": int(max(lengths.values())), "shortest_series": int(shortest_series), "labelled": labelled,
+        "longest": int(max(lengths.values())), "window_room": int(window_room), "labelled": labelled,
         "series": int(splits.fit.n_segments + splits.validation.n_segments + splits.holdout.n_segments)
         if splits.fit.segments is not None else 1,
         "events": {n: _n_events(s.labels, s.segments) for n, s in splits.items()} if labelled else None,
@@ -221,10 +222,10 @@ def _n_events(labels, segments=None) -> int:
     return 0 if labels is None else int(len(events(labels, segments)))
 
 
-def _shortest_series(s) -> int:
+def _longest_series(s) -> int:
     if s.segments is None:
         return len(s)
-    return int(np.diff(s.segments).max())  # windows must fit the longest series of each split
+    return int(np.diff(s.segments).max())
 
 
 def _fit_windows(space: dict, fixed: dict, start: list[dict], cap: int) -> None:
@@ -269,7 +270,7 @@ def auto_config(train: str, test: str | None = None, out: str | Path = "results/
     data.check()
     facts = data_facts(data)
     data = facts.pop("data")
-    cap = max(1, facts["shortest_series"] // 2)  # a window at most half the shortest split (or series)
+    cap = max(1, facts["window_room"] // 2)  # a window at most half of what the shortest split can hold
     archs = {}
     commands = _has_telecommands(train)
     score_all = facts["rows"] + facts["test_rows"] <= SCORE_ALL_ROWS

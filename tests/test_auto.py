@@ -176,7 +176,7 @@ def test_the_plan_for_each_data_shape_is_a_sweep_file_search_run_accepts(tmp_pat
         assert data.validation.labels.any() and data.holdout.labels.any()  # each later split holds an event
     for a in cfg.architectures:
         if "window" in a.space:  # every window fits every split (and each series of it)
-            assert max(a.space["window"]["choice"]) <= res["facts"]["shortest_series"] // 2
+            assert max(a.space["window"]["choice"]) <= res["facts"]["window_room"] // 2
 
 
 def test_few_events_are_cut_between_events_and_too_few_are_refused(tmp_path):
