@@ -41,11 +41,16 @@ from common import peak_rss_mb, record  # noqa: E402
 log = logging.getLogger("bench.auto")
 
 
-def datasets(work: Path, quick: bool, registry: bool = True, nab: bool = True) -> list[qd.Dataset]:
+GUTENTAG_SEEDS = (0, 1, 2, 3)
+MISSION_SEEDS = (20, 21)
+
+
+def datasets(work: Path, quick: bool, registry: bool = True, nab: bool = True, gutentag_seeds=GUTENTAG_SEEDS,
+             mission_seeds=MISSION_SEEDS) -> list[qd.Dataset]:
     if quick:
         return [qd.synthetic(work, 20_000, 20)]
-    out = [qd.gutentag_multichannel(work, s) for s in range(4)] if registry else []
-    out += [qd.synthetic(work, 50_000, s) for s in (20, 21)]
+    out = [qd.gutentag_multichannel(work, s) for s in gutentag_seeds] if registry else []
+    out += [qd.synthetic(work, 50_000, s) for s in mission_seeds]
     if nab:
         out += [qd.nab(work, name) for name in qd.NAB_SERIES]
     if registry:
@@ -88,6 +93,10 @@ def main(argv=None) -> int:
                     help="run this many trials per architecture with no time budget (figures independent of load)")
     ap.add_argument("--no-registry", action="store_true", help="skip the data generated from registry packages")
     ap.add_argument("--no-nab", action="store_true")
+    ap.add_argument("--gutentag-seeds", type=int, nargs="*", default=list(GUTENTAG_SEEDS),
+                    help="seeds of the six-channel GutenTAG data sets (12 test events each)")
+    ap.add_argument("--mission-seeds", type=int, nargs="*", default=list(MISSION_SEEDS),
+                    help="seeds of the 50k-row missions of the project's generator")
     ap.add_argument("--stage", choices=["sweep", "all"], default="all")
     ap.add_argument("--no-record", action="store_true", help="print, do not append to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
@@ -97,7 +106,8 @@ def main(argv=None) -> int:
     budget = 30.0 if args.quick else args.budget
     t0 = time.perf_counter()
     try:
-        dss = datasets(work, args.quick, not args.no_registry, not args.no_nab)
+        dss = datasets(work, args.quick, not args.no_registry, not args.no_nab, args.gutentag_seeds,
+                       args.mission_seeds)
     except RuntimeError as e:
         print(f"bench_auto: {e}", file=sys.stderr)
         return 2
