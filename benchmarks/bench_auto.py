@@ -2,6 +2,7 @@
 a handful of events (4 or fewer on most), against one fixed configuration and the member validation picks.
 
     python benchmarks/bench_auto.py                          # 13 data sets, 5-minute budget each (about 1 h)
+    python benchmarks/bench_auto.py --preset fast --gutentag-seeds 0 1 2 3 4 5 6 7 --mission-seeds 20 21 22 23   # 19
     python benchmarks/bench_auto.py --quick --no-record       # CI smoke: one small data set, 30 s
     python benchmarks/bench_auto.py --budget 300 --preset medium --work /work/bqs
 
