@@ -1,16 +1,20 @@
 """Scoring of the scarce-label benchmark (benchmarks/bench_auto.py): member selections and references on
 each ``auto`` sweep, every one through the same default decision layer, scored on test labels.
 
-Selections (which trials become members; all through ``ensemble.combine``'s default layer):
+Selections (which trials become members; all through ``ensemble.combine``'s default layer, fitted on
+the events of the fit and validation splits, as ``telesweep auto`` does at these sizes, unless the
+name ends in ``_val``: validation's events alone, ``ensemble build``'s default):
 - ``ranked``: the best 2 distinct configurations per architecture (1 forecaster) by the trials' own
   validation F0.5 (``ensemble build --members ranked``);
 - ``ranked_ap``: the same by the validation event-wise average precision (threshold-free);
 - ``anchored``: the known-good configurations (each architecture's start trial) alone, ``ensemble.members``'
-  anchored selection; ``anchored+1``: with each architecture's best searched trial beside them;
+  anchored selection: what ``telesweep auto`` submits; ``anchored_val``: the same fitted on validation alone; ``anchored+1``: with each architecture's best searched trial beside them;
 - ``anchored_fast``: the known-good pca and bilstm_ae (the ``fast`` preset's architectures) alone;
 - ``*_pot``: the same with the label-free guard (equal weights, the POT level) where the layer finds no
   validation event, instead of the member validation picks with its own rule;
-- ``notebook+layer`` / ``pca+layer``: one known-good member alone through the layer;
+- ``notebook+layer`` / ``pca+layer``: one known-good member alone through the layer fitted on validation
+  (``ensemble build --k 1``, the reference); ``notebook+layer_fit``: the notebook's member with the fit
+  split's events too;
 - ``picked``: the member validation picks (best validation F0.5) with its own rule;
 - ``hindsight``: the best member on test (never usable).
 """
@@ -23,17 +27,22 @@ import numpy as np
 import pandas as pd
 
 log = logging.getLogger("bench.auto")
-SELECTIONS = ("anchored", "anchored_pot", "anchored+1", "anchored_fast", "ranked", "ranked_pot", "ranked_ap", "notebook+layer",
-              "pca+layer")
+SELECTIONS = ("anchored", "anchored_val", "anchored_pot", "anchored+1", "anchored_fast", "ranked", "ranked_val", "ranked_pot",
+              "ranked_ap", "notebook+layer", "notebook+layer_fit", "pca+layer")
 REFERENCES = ("picked", "hindsight", "plain_pca")
 
 
-def _layer_f05(names, scores_v, scores_t, yv, yt, rules, **over) -> tuple[float, dict]:
-    """``over``: parameters of the default layer set otherwise (DecisionLayer.set_params names)."""
+def _layer_f05(names, scores_v, scores_t, yv, yt, rules, fit=None, **over) -> tuple[float, dict]:
+    """``over``: parameters of the default layer set otherwise (DecisionLayer.set_params names);
+    ``fit``: (fit split scores, labels, series offsets) whose events join validation's (ensemble.build)."""
+    from ensemble.build import fitting_rows
     from ensemble.combine import DecisionLayer
+    from ensemble.members import FitEvidence
     from detection.metrics import corrected_event_f05
 
-    ens = DecisionLayer().set_params(**over).fit(scores_v, yv, names, member_rules=rules)
+    extra = None if fit is None or not fit[1].any() else FitEvidence(*fit)
+    s, y, seg, _ = fitting_rows(scores_v, yv, None, extra)
+    ens = DecisionLayer().set_params(**over).fit(s, y, names, segments=seg, member_rules=rules)
     return corrected_event_f05(yt, ens.predict(scores_t)), {"val_f05": ens.val_f05_,
                                                              "guard": (ens.fallback_ or {}).get("chosen")}
 
@@ -56,29 +65,51 @@ def evaluate_dataset(ds, exp: str) -> dict:
     row = {"dataset": ds.name, "kind": ds.kind, "val_events": int(_n_events(yv)), "test_events": int(_n_events(yt)),
            "trials": len(done)}
 
-    def through_layer(chosen: pd.DataFrame, col: str, **over):
+    fit_scores, prepared = {}, []
+
+    def fit_split(ids):  # each trial's saved model scores the fit split once (ensemble.members.fit_evidence)
+        from models.base import Detector
+        from search.experiment import model_dir
+        from telemetry.prepare import prepare
+
+        if not prepared:
+            from dataclasses import replace
+
+            prepared.append(prepare(replace(experiment.read_sweep(exp).data, telecommands=None)))
+        for t in ids:
+            if t not in fit_scores:
+                ckpt = done.loc[done["trial_id"] == t, "checkpoint"].iloc[0]
+                fit_scores[t] = Detector.load(model_dir(ckpt)).score_samples(prepared[0].fit)
+        return (np.stack([fit_scores[t] for t in ids], axis=1), sets["fit_labels"].astype(np.uint8),
+                prepared[0].fit.segments)
+
+    def through_layer(chosen: pd.DataFrame, col: str, fit: bool = True, **over):
         if chosen.empty:
             row[col] = np.nan
             return
         ids = list(chosen["trial_id"])
         f, info = _layer_f05([name(r) for _, r in chosen.iterrows()],
                              np.stack([loaded[t][1]["validation"] for t in ids], axis=1),
-                             np.stack([loaded[t][1]["test"] for t in ids], axis=1), yv, yt, [rule[t] for t in ids], **over)
+                             np.stack([loaded[t][1]["test"] for t in ids], axis=1), yv, yt, [rule[t] for t in ids],
+                             fit=fit_split(ids) if fit else None, **over)
         row[col] = f
         row[f"{col}_members"] = len(ids)
         if info["guard"] == "member_rule":
             row[f"{col}_guard"] = True
 
     through_layer(_ranked(done, "val_f05"), "ranked")
+    through_layer(_ranked(done, "val_f05"), "ranked_val", fit=False)
     through_layer(_ranked(done, "val_f05"), "ranked_pot", guard__no_event="pot")
     through_layer(_ranked(done, "val_ap"), "ranked_ap")
     anchors = done[done["start"].astype(bool)].drop_duplicates("arch")
     through_layer(select_members(board, 2, anchored=True), "anchored")
+    through_layer(select_members(board, 2, anchored=True), "anchored_val", fit=False)
     through_layer(select_members(board, 2, anchored=True), "anchored_pot", guard__no_event="pot")
     through_layer(select_members(board, 2, anchored=True, searched=1), "anchored+1")
     through_layer(anchors[anchors["arch"].isin(["pca", "bilstm_ae"])], "anchored_fast")
-    through_layer(anchors[anchors["arch"] == "bilstm_ae"], "notebook+layer")
-    through_layer(anchors[anchors["arch"] == "pca"], "pca+layer")
+    through_layer(anchors[anchors["arch"] == "bilstm_ae"], "notebook+layer", fit=False)
+    through_layer(anchors[anchors["arch"] == "bilstm_ae"], "notebook+layer_fit")
+    through_layer(anchors[anchors["arch"] == "pca"], "pca+layer", fit=False)
     best = done["val_f05"].to_numpy(float)
     row["picked"] = test_own[done["trial_id"][int(np.argmax(best))]]
     row["hindsight"] = max(test_own.values())

@@ -84,6 +84,9 @@ def main(argv=None) -> int:
     b.add_argument("--members", default="anchored", choices=["anchored", "ranked"],
                    help="member selection: anchored (default) keeps an architecture's known-good start trials where "
                         "the sweep ran some; ranked takes the best --k by validation F0.5 everywhere")
+    b.add_argument("--evidence", default="validation", choices=["validation", "fit+validation"],
+                   help="labelled events the decision layer is fitted on: validation (default), or the fit split's too "
+                        "(unseen by the members, which learn from its nominal rows; the models score it once more)")
     b.add_argument("--seed", type=non_negative_int, default=0)
     a = sub.add_parser("auto", help="new data -> sized sweep -> ensemble -> submission, within a time budget",
                        description="No sweep file needed: the sweep is sized from the data and the budget, starts from "
@@ -101,6 +104,9 @@ def main(argv=None) -> int:
                                                     "channel_41..46 in challenge files, else every numeric column)")
     a.add_argument("--labels", default="auto", choices=["auto", "none"], help="none: ignore is_anomaly (unsupervised)")
     a.add_argument("--series", default=None, help="series-id column of a file holding many series")
+    a.add_argument("--evidence", default="auto", choices=["auto", "validation", "fit+validation"],
+                   help="labelled events the decision layer is fitted on (build --evidence); auto (default): the fit "
+                        "split's too where every trial scores every split (data up to 2 M rows), else validation")
     a.add_argument("--write-config", default=None, metavar="FILE", help="also write the sweep file used to FILE")
     a.add_argument("--plan", action="store_true", help="write the sweep file and show the plan; run nothing")
     a.add_argument("--seed", type=non_negative_int, default=0)
@@ -131,14 +137,15 @@ def main(argv=None) -> int:
             from ensemble.build import build
 
             res = build(args.experiment, args.out, k=args.k, include=tuple(args.include), decision=args.decision,
-                        combination=args.combination, calibration=args.calibration, seed=args.seed, members=args.members)
+                        combination=args.combination, calibration=args.calibration, seed=args.seed, members=args.members,
+                        evidence=args.evidence)
         elif args.cmd == "auto":
             from ensemble.auto import run_auto
             from search.auto import parse_duration
 
             res = run_auto(args.train, args.test, args.out, parse_duration(args.time_budget), preset=args.preset,
                            channels=args.channels, labels=args.labels, series=args.series, write_config=args.write_config,
-                           plan_only=args.plan, seed=args.seed, verbose=args.verbose,
+                           plan_only=args.plan, seed=args.seed, verbose=args.verbose, evidence=args.evidence,
                            architectures=args.architectures.split(",") if args.architectures else None)
             if args.plan:
                 print(res["plan"])

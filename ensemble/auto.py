@@ -24,11 +24,17 @@ CONFIG_FILE = "auto.yaml"
 def run_auto(train: str, test: str | None, out: str | Path, time_budget_s: float, preset: str = "fast",
              channels=None, labels: str = "auto", series: str | None = None, write_config: str | None = None,
              plan_only: bool = False, seed: int = 0, verbose: bool = False, measure: bool = True,
-             architectures: list[str] | None = None) -> dict:
+             architectures: list[str] | None = None, evidence: str = "auto") -> dict:
     """Plan, sweep and build; with ``plan_only``, write the sweep file and return the plan only.
-    ``measure``: time the window models here to fit them into the budget (search.auto)."""
+    ``measure``: time the window models here to fit them into the budget (search.auto). ``evidence``:
+    ``build``'s (the labelled events the decision layer is fitted on); ``auto``: :func:`evidence_for`."""
+    from ensemble.members import EVIDENCE
     from search.auto import auto_config, describe
     from search.config import parse_config
+    from telemetry.errors import TelemetryError
+
+    if evidence != "auto" and evidence not in EVIDENCE:
+        raise TelemetryError(f"unknown evidence {evidence!r}; choose one of auto, {', '.join(EVIDENCE)}")
 
     import time
 
@@ -60,6 +66,18 @@ def run_auto(train: str, test: str | None, out: str | Path, time_budget_s: float
 
     # The budget is the command's: what planning took (reading the data, timing the members) is spent.
     summary = run_sweep(cfg, verbose=verbose, time_budget_s=max(1.0, time_budget_s - (time.monotonic() - t0)))
-    res = build(summary["experiment"], out, seed=seed, members="anchored")
-    res.update(config=str(out / CONFIG_FILE), plan=summary_text, sweep=summary)
+    evidence = evidence_for(facts) if evidence == "auto" else evidence
+    res = build(summary["experiment"], out, seed=seed, members="anchored", evidence=evidence)
+    res.update(config=str(out / CONFIG_FILE), plan=summary_text, sweep=summary, evidence=evidence)
     return res
+
+
+def evidence_for(facts: dict) -> str:
+    """The fit split's events join validation's in the decision layer where the data is small enough
+    that the trials scored every split (search.auto.SCORE_ALL_ROWS): there a handful of events is the
+    rule, doubling them is the largest gain measured (benchmarks/RESULTS.md, scarce labels), and
+    scoring the fit split once more costs seconds. Larger data holds more events, and scoring its fit
+    split with every member would cost as much as the search's own scoring."""
+    from search.auto import SCORE_ALL_ROWS
+
+    return "fit+validation" if facts["rows"] + facts.get("test_rows", 0) <= SCORE_ALL_ROWS else "validation"

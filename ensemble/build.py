@@ -16,7 +16,7 @@ import yaml
 from sklearn.base import clone
 
 from ensemble.combine import DecisionLayer, read_layer
-from ensemble.members import Members, load_members
+from ensemble.members import EVIDENCE, FitEvidence, Members, fit_evidence, load_members
 from ensemble.report import event_table, plot_trace, series_section, verdict_text, write_report
 from ensemble.submission import read_test_ids, write_submission
 from search import storage
@@ -69,6 +69,33 @@ def evaluate(y: np.ndarray, preds: dict[str, np.ndarray], raw: dict[str, np.ndar
                   "true_events": rows[e]["true_events"]}
 
 
+def fitting_rows(scores: np.ndarray, labels: np.ndarray, segments, extra: FitEvidence | None, channels: dict | None = None):
+    """What the decision layer is fitted on: (scores, labels, series offsets, per-channel inputs) of
+    validation; with ``extra`` (the fit split's), the fit split's rows first, each split its own series
+    (nothing is smoothed or counted across the cut)."""
+    channels = channels or {}
+    if extra is None:
+        return scores, labels, segments, channels
+    n_fit, n_val = len(extra.labels), len(labels)
+    fit_seg = extra.segments if extra.segments is not None else np.array([0, n_fit])
+    val_seg = segments if segments is not None else np.array([0, n_val])
+    seg = np.concatenate([np.asarray(fit_seg, np.int64), np.asarray(val_seg, np.int64)[1:] + n_fit])
+    if channels:
+        channels = {**channels, "channel_scores": np.concatenate([extra.channel_scores, channels["channel_scores"]])}
+    return (np.concatenate([extra.scores, scores]), np.concatenate([extra.labels, labels]).astype(np.uint8), seg,
+            channels)
+
+
+def evidence_record(members: Members, extra: FitEvidence | None) -> dict:
+    """Which splits' labelled events fitted the decision layer, and how many events each held."""
+    from telemetry.events import events
+
+    out = {"splits": ["validation"], "events": {"validation": len(events(members.sets["validation_labels"]))}}
+    if extra is not None:
+        out = {"splits": ["fit", "validation"], "events": {"fit": extra.events, **out["events"]}}
+    return out
+
+
 def ensemble_outputs(members: Members, ens, segments: dict | None = None) -> dict[str, dict[str, np.ndarray]]:
     """The ensemble on every split, computed once: binary predictions, raw score, the score as
     thresholded (smoothed; with per-channel decisions the largest channel margin), and the split's
@@ -93,9 +120,13 @@ def split_predictions(members: Members, ens_out: dict, split: str) -> tuple[dict
 
 def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...] = (), decision=None,
           combination: str | None = None, calibration: str | None = None, seed: int = 0, weight_trials: int | None = None,
-          members: str = "anchored") -> dict:
+          members: str = "anchored", evidence: str = "validation") -> dict:
     """``decision``: the decision layer (:func:`decision_layer`: None for the default, a YAML file, a
-    mapping or a DecisionLayer), checked before the members are read."""
+    mapping or a DecisionLayer), checked before the members are read. ``evidence``: the labelled
+    events the decision layer is fitted on, ``validation`` or ``fit+validation`` (the fit split's
+    events too, which no member trained on: :func:`ensemble.members.fit_evidence`)."""
+    if evidence not in EVIDENCE:
+        raise TelemetryError(f"unknown evidence {evidence!r}; choose one of {', '.join(EVIDENCE)}")
     layer = decision_layer(decision, combination, calibration, weight_trials, seed)
     members = load_members(experiment, k, include, selection=members)
     if "test" not in members.scores:
@@ -111,8 +142,10 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
         log.info("the members hold no per-channel scores: no per-channel view")
     # ...unless the data is many series: the decision layer needs their boundaries first.
     segments = split_segments(members, data_loading.result()) if many_series(cfg) else {}
-    ens = layer.fit(members.scores["validation"], members.sets["validation_labels"], members.names,
-                    **members.channel_inputs("validation"), segments=segments.get("validation"),
+    extra = fit_evidence(members) if evidence == "fit+validation" else None
+    scores, labels, seg, channels = fitting_rows(members.scores["validation"], members.sets["validation_labels"],
+                                                 segments.get("validation"), extra, members.channel_inputs("validation"))
+    ens = layer.fit(scores, labels, members.names, **channels, segments=seg,
                     member_rules=[members.rule(j) for j in range(len(members.names))])
     picked = members.names[members.picked]
     ens_out = ensemble_outputs(members, ens, segments)
@@ -132,7 +165,7 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     data = data_loading.result()
     tables, unit, what = series_tables(members, ens_out, data)
     res = write_outputs(Path(out), members, ens, ens_out, hold_rows, hold_cmp, test_rows, verdict, data,
-                        (tables, unit, what))
+                        (tables, unit, what), evidence=evidence_record(members, extra))
     # With test labels (synthetic missions), the same comparison on test: what a benchmark reports.
     res["test_comparison"] = test_cmp
     res["picked_member_test_f05"] = None if test_rows is None else next(r["f05"] for r in test_rows if r["member"] == picked)
@@ -309,7 +342,7 @@ def expected_test_ids(members: Members) -> np.ndarray:
 
 
 def write_outputs(out: Path, members: Members, ens: DecisionLayer, ens_out: dict, hold_rows: list[dict], hold_cmp: dict,
-                  test_rows, verdict: str, data=None, series=None) -> dict:
+                  test_rows, verdict: str, data=None, series=None, evidence: dict | None = None) -> dict:
     sets = members.sets
     # The submission is checked against the test file itself when it is reachable from here.
     expected_ids = expected_test_ids(members)
@@ -346,7 +379,7 @@ def write_outputs(out: Path, members: Members, ens: DecisionLayer, ens_out: dict
     tables, unit, what = series or ({}, "rows", "series")
     for split, t in tables.items():
         write_text(out / f"series_{split}.csv", t.to_csv(index=False))
-    ens_cfg = {**ens.record(), "twins": members.twins}
+    ens_cfg = {**ens.record(), "evidence": evidence, "twins": members.twins}
     hold = next(r for r in hold_rows if r["member"] == ENSEMBLE)
     plain = lambda rows: [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]  # noqa: E731
     write_text(out / "ensemble.yaml", yaml.safe_dump({

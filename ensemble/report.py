@@ -136,7 +136,7 @@ def verdict_text(rows: list[dict], cmp: dict, decision: dict | None = None, test
     alone = (decision or {}).get("member") if chosen in ("member", "member_rule") else None
     lead = ""
     if alone:
-        how = "the cross-fitted check on validation found it better than the combination" if chosen == "member" else \
+        how = "the cross-fitted check found it better than the combination" if chosen == "member" else \
             "the combination's rule found no validation event"
         lead = f"The decision is **{alone}** alone ({how}). "
     elif chosen == "label_free":
@@ -305,6 +305,17 @@ def write_unlabelled_report(out: Path, experiment: str, member_rows: list[dict],
     return path
 
 
+def _evidence_text(evidence: dict | None) -> str:
+    """Which labelled events fitted the decision layer, in one sentence."""
+    if not evidence or evidence.get("splits") == ["validation"]:
+        return "All thresholds, weights and post-processing were fitted on the validation split."
+    ev = evidence["events"]
+    return (f"The members' own thresholds were fitted on the validation split; the ensemble's weights, threshold "
+            f"and post-processing on the fit and validation splits together ({ev['fit']} + {ev['validation']} "
+            "labelled events: the members learnt from the fit split's nominal rows only, so its events are unseen "
+            "by them; its nominal rows were trained on and score lower than new data, so the threshold leans low).")
+
+
 def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_cfg: dict, leaderboard: pd.DataFrame,
                  plots: list[str], verdict: str, test_rows: list[dict] | None = None,
                  drift: tuple[pd.DataFrame, str] | None = None, test_events: pd.DataFrame | None = None,
@@ -314,9 +325,9 @@ def write_report(out: Path, experiment: str, metrics_rows: list[dict], ensemble_
     lines = [
         "# telesweep ensemble report", "",
         f"Experiment: `{experiment}`", "",
-        "All thresholds, weights and post-processing were fitted on the validation split; the holdout "
-        "columns are honest figures on data that fitted nothing. Intervals: 5th-95th percentiles over "
-        "1,000 block-bootstrap resamples of the split (events kept whole).", "",
+        f"{_evidence_text(ensemble_cfg.get('evidence'))} The holdout columns are honest figures on data that fitted "
+        "nothing. Intervals: 5th-95th percentiles over 1,000 block-bootstrap resamples of the split (events kept "
+        "whole).", "",
         "## Holdout: members and ensemble", "", table(_with_interval(metrics_rows), cols), "", verdict, "",
     ]
     if test_rows:

@@ -92,6 +92,15 @@ def test_starts_are_finalists_whatever_their_rank():
     assert finalists.pending(board, 1)["trial_id"].tolist() == ["p2", "p1"]
 
 
+def test_the_fit_split_s_events_join_where_every_trial_scores_every_split():
+    from ensemble.auto import evidence_for
+    from search.auto import SCORE_ALL_ROWS
+
+    assert evidence_for({"rows": 50_000, "test_rows": 50_000}) == "fit+validation"
+    assert evidence_for({"rows": SCORE_ALL_ROWS, "test_rows": 1}) == "validation"
+    assert evidence_for({"rows": 14_700_000, "test_rows": 500_000}) == "validation"
+
+
 def test_durations():
     from search.auto import parse_duration
 
@@ -248,6 +257,9 @@ def test_auto_writes_a_submission_from_the_known_good_members_within_its_budget(
         assert len(rows) >= 2  # the budget left room for searched trials
     members = yaml.safe_load((d / "out" / "ensemble.yaml").read_text())["members"]
     assert {m["trial_id"] for m in members} == set(trials.loc[trials["start"].astype(bool), "trial_id"])
+    # A few thousand rows: the fit split's events join validation's in the decision layer.
+    assert yaml.safe_load((d / "out" / "ensemble.yaml").read_text())["ensemble"]["evidence"] == \
+        {"splits": ["fit", "validation"], "events": {"fit": 2, "validation": 2}}
     # The search stops at its budget (75 s, planning included); scoring and the build come after.
     assert wall < 75 + 60
     # The sweep file it used runs as it is.
@@ -264,7 +276,7 @@ def test_auto_s_decision_never_sees_holdout_or_test(auto_run, tmp_path):
     d, _, _ = auto_run
     exp = tmp_path / "exp"
     shutil.copytree(d / "out" / "sweeps" / "auto", exp)
-    build(str(exp), tmp_path / "a", members="anchored")
+    build(str(exp), tmp_path / "a", members="anchored", evidence="fit+validation")
     board = leaderboard(str(exp), write=False)
     sets = read_sets(str(exp))
     for ckpt in board.loc[board["completed"].astype(bool), "checkpoint"]:
@@ -272,7 +284,7 @@ def test_auto_s_decision_never_sees_holdout_or_test(auto_run, tmp_path):
         sc["holdout"] = sets["holdout_labels"].astype(np.float32) * 100
         sc["test"] = np.zeros_like(sc["test"]) + 100
         np.savez(f"{ckpt}/scores.npz", **sc)
-    build(str(exp), tmp_path / "b", members="anchored")
+    build(str(exp), tmp_path / "b", members="anchored", evidence="fit+validation")
     a = yaml.safe_load((tmp_path / "a" / "ensemble.yaml").read_text())
     b = yaml.safe_load((tmp_path / "b" / "ensemble.yaml").read_text())
     assert [m["trial_id"] for m in a["members"]] == [m["trial_id"] for m in b["members"]]

@@ -478,20 +478,20 @@ def test_holdout_evaluation_counts_events_per_series():
     assert rows[0]["f05_hi"] < 1.0 and cmp["hi"] < 0.0
 
 
-@pytest.mark.parametrize("decision", ["stack-shrunk-smooth-plateau-hysteresis-fallback",
-                                      "stack-shrunk-smooth-plateau-hysteresis", "mean-plateau", "legacy-weighted-edge",
-                                      "mean-bootstrap", "mean-pot-1e-3", "select-mean-plateau",
-                                      "channel-union-stack-shrunk-smooth-plateau-hysteresis",
-                                      "logz-stack-shrunk-smooth-plateau-hysteresis-fallback",
-                                      "default"])
-def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp_path, decision):
+@pytest.mark.parametrize("decision, evidence", [
+    *((d, "validation") for d in ("stack-shrunk-smooth-plateau-hysteresis-fallback", "stack-shrunk-smooth-plateau-hysteresis",
+                                  "mean-plateau", "legacy-weighted-edge", "mean-bootstrap", "mean-pot-1e-3",
+                                  "select-mean-plateau", "channel-union-stack-shrunk-smooth-plateau-hysteresis",
+                                  "logz-stack-shrunk-smooth-plateau-hysteresis-fallback", "default")),
+    ("default", "fit+validation"), ("channel-union-stack-shrunk-smooth-plateau-hysteresis", "fit+validation")])
+def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp_path, decision, evidence):
     """Calibration, weights, threshold and post-processing must not move when holdout/test scores change."""
     from ensemble.build import build
     from search.experiment import read_sets
     from search.results import leaderboard
 
     exp, _ = experiment
-    build(exp, tmp_path / "a", include=("baselines",), weight_trials=10, decision=layer(decision))
+    build(exp, tmp_path / "a", include=("baselines",), weight_trials=10, decision=layer(decision), evidence=evidence)
     copy = tmp_path / "exp_copy"
     shutil.copytree(exp, copy)
     board = leaderboard(str(copy), write=False)
@@ -504,7 +504,7 @@ def test_a_signal_planted_only_in_holdout_and_test_is_never_used(experiment, tmp
     sc["holdout"] = sets["holdout_labels"].astype(np.float32) * 100
     sc["test"] = sets["test_true_labels"].astype(np.float32) * 100
     np.savez(f"{ckpt}/scores.npz", **sc)
-    build(str(copy), tmp_path / "b", include=("baselines",), weight_trials=10, decision=layer(decision))
+    build(str(copy), tmp_path / "b", include=("baselines",), weight_trials=10, decision=layer(decision), evidence=evidence)
     a = yaml.safe_load((tmp_path / "a" / "ensemble.yaml").read_text())["ensemble"]
     b = yaml.safe_load((tmp_path / "b" / "ensemble.yaml").read_text())["ensemble"]
     assert a["rule"] == b["rule"] and a["validation_f05"] == b["validation_f05"] and a["channels"] == b["channels"]
@@ -627,3 +627,67 @@ def test_verdict_says_when_the_decision_is_one_member_and_adds_the_test_comparis
     assert "cannot be told apart" in both and both.endswith(
         "On the labelled test split (20 events; labels used for this figure only) the ensemble is above that member: "
         "difference +0.200, 90 % interval [+0.050, +0.300].")
+
+
+def test_fit_evidence_is_each_members_own_model_on_the_fit_split_and_fits_the_layer(experiment, tmp_path):
+    from ensemble.build import build
+    from ensemble.members import fit_evidence, load_members
+    from models.base import Detector
+    from search.experiment import model_dir, read_sets, read_sweep
+    from telemetry.events import events
+    from telemetry.prepare import prepare
+
+    exp, _ = experiment
+    sets = read_sets(exp)
+    n_fit_events = len(events(sets["fit_labels"]))
+    assert n_fit_events >= 1  # the mission's fit split holds events: the case this is for
+    members = load_members(exp, 2, ("baselines",))
+    ev = fit_evidence(members)
+    assert ev.scores.shape == (sets["fit_ids"].size, len(members.names)) and ev.events == n_fit_events
+    np.testing.assert_array_equal(ev.labels, sets["fit_labels"])
+    assert ev.channel_scores.shape == (sets["fit_ids"].size, len(members.channel_members), 3)
+    # Column j is member j's model: that model scores validation exactly as member j's trial stored it.
+    data = prepare(read_sweep(exp).data)
+    for j, meta in enumerate(members.metas):
+        est = Detector.load(model_dir(meta["checkpoint"]))
+        np.testing.assert_allclose(est.score_samples(data.validation), members.scores["validation"][:, j], rtol=1e-5)
+        np.testing.assert_allclose(est.score_samples(data.fit), ev.scores[:, j], rtol=1e-5)
+    build(exp, tmp_path / "out", include=("baselines",), weight_trials=10, evidence="fit+validation")
+    cfg = yaml.safe_load((tmp_path / "out" / "ensemble.yaml").read_text())["ensemble"]
+    assert cfg["evidence"] == {"splits": ["fit", "validation"],
+                               "events": {"fit": n_fit_events, "validation": len(events(sets["validation_labels"]))}}
+    assert "on the fit and validation splits together" in (tmp_path / "out" / "report.md").read_text()
+    build(exp, tmp_path / "val", include=("baselines",), weight_trials=10)
+    cfg = yaml.safe_load((tmp_path / "val" / "ensemble.yaml").read_text())["ensemble"]
+    assert cfg["evidence"]["splits"] == ["validation"]
+
+
+def test_fitting_rows_put_the_fit_split_first_each_split_its_own_series():
+    from ensemble.build import fitting_rows
+    from ensemble.members import FitEvidence
+
+    val_s, val_y = np.array([[5.0], [6.0]], np.float32), np.array([0, 1], np.uint8)
+    extra = FitEvidence(np.array([[1.0], [2.0], [3.0]], np.float32), np.array([1, 0, 0], np.uint8), None,
+                        np.zeros((3, 1, 2), np.float32))
+    s, y, seg, ch = fitting_rows(val_s, val_y, None, None)
+    assert s is val_s and seg is None and ch == {}
+    s, y, seg, _ = fitting_rows(val_s, val_y, None, extra)
+    np.testing.assert_array_equal(s[:, 0], [1, 2, 3, 5, 6])
+    np.testing.assert_array_equal(y, [1, 0, 0, 0, 1])
+    np.testing.assert_array_equal(seg, [0, 3, 5])  # an event at the end of fit never runs into validation
+    _, _, seg, ch = fitting_rows(val_s, val_y, np.array([0, 1, 2]), extra,
+                                 {"channel_scores": np.ones((2, 1, 2), np.float32), "channel_members": [0]})
+    np.testing.assert_array_equal(seg, [0, 3, 4, 5])
+    np.testing.assert_array_equal(ch["channel_scores"][:, 0, 0], [0, 0, 0, 1, 1]) and ch["channel_members"] == [0]
+    extra = FitEvidence(extra.scores, extra.labels, np.array([0, 1, 3]))
+    np.testing.assert_array_equal(fitting_rows(val_s, val_y, None, extra)[2], [0, 1, 3, 5])
+
+
+def test_an_unknown_evidence_is_refused_before_the_members_are_read(tmp_path):
+    from ensemble.__main__ import main
+    from ensemble.build import build
+
+    with pytest.raises(TelemetryError, match="unknown evidence 'holdout'; choose one of validation, fit\\+validation"):
+        build(str(tmp_path / "no-such-experiment"), tmp_path / "out", evidence="holdout")
+    with pytest.raises(SystemExit):
+        main(["build", str(tmp_path / "no-such-experiment"), "--out", str(tmp_path / "o"), "--evidence", "test"])
