@@ -11,7 +11,9 @@ and :meth:`BaseLayer.from_dict` round-trip it, section by section, each mapping 
 arguments (what is left out takes the constructor's default); ``ensemble build --decision FILE.yaml``
 reads such a mapping (:func:`read_layer`).
 
-Everything is fitted on the validation split alone; holdout and test are only transformed.
+Everything is fitted on the labelled rows given to ``fit`` (validation's, and with ``ensemble build
+--evidence fit+validation`` the fit split's before them, each its own series); holdout and test are only
+transformed.
 Validation often holds a handful of events, so each step has few free choices. The default (the
 constructors' defaults, chosen by the quality benchmark over synthetic missions and real series;
 :data:`DEFAULT_LAYER` is its plain-data form): members calibrated on nominal rows (robust z,

@@ -1,8 +1,9 @@
-"""Cross-fitting on validation: judge a decision layer on rows it was not fitted on.
+"""Cross-fitting on the labelled rows: judge a decision layer on rows it was not fitted on.
 
-Validation is the only labelled split the decision layer may use, and everything fitted on it looks
-better there than it is. Cross-fitting cuts validation into a few contiguous time folds, fits on the
-others and predicts each fold, so the out-of-fold predictions cover validation once and are honest
+The decision layer is fitted on labelled rows (validation's, with ``--evidence fit+validation`` the fit
+split's before them), and everything fitted on them looks better there than it is. Cross-fitting cuts
+those rows into a few contiguous time folds, fits on the
+others and predicts each fold, so the out-of-fold predictions cover them once and are honest
 about the fitting. The decision layer's guard (ensemble.combine.Guard) uses it for one binary choice:
 keep the combination, or fall back to the single best member, only when the member is
 better out of fold with a block-bootstrap interval that excludes zero. With few validation events

@@ -261,8 +261,9 @@ def fit_evidence(members: Members) -> FitEvidence | None:
     pca and the baselines fit on labelled-nominal rows), so its events are events no member has seen.
     What it costs: those nominal rows were trained on, so members score them lower than unseen rows;
     a threshold fitted there leans low, the more so for a member of high capacity. Holdout and test
-    stay untouched. None (with the reason logged) when the fit split holds no event, or its data
-    cannot be read back as the sweep cut it."""
+    stay untouched. None (with the reason logged) when a member learnt from the fit split's anomalous
+    rows (the supervised classifier; ``nominal_only: false``), the fit split holds no event, or its
+    data cannot be read back as the sweep cut it."""
     from dataclasses import replace
 
     from ray import tune
@@ -270,6 +271,12 @@ def fit_evidence(members: Members) -> FitEvidence | None:
     from models.base import Detector
     from telemetry.prepare import prepare
 
+    seen = [m["name"] for m in members.metas
+            if registry.get(m["arch"]).tags.get("needs_labels") or m["params"].get("nominal_only") is False]
+    if seen:
+        log.warning("%s learnt from the fit split's anomalous rows, so its events are not unseen: the decision layer "
+                    "is fitted on validation alone", ", ".join(seen))
+        return None
     labels = members.sets.get("fit_labels")
     if labels is None or not np.asarray(labels).any():
         log.info("the fit split holds no labelled event: the decision layer is fitted on validation alone")

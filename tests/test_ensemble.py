@@ -662,6 +662,21 @@ def test_fit_evidence_is_each_members_own_model_on_the_fit_split_and_fits_the_la
     assert cfg["evidence"]["splits"] == ["validation"]
 
 
+def test_no_fit_evidence_when_a_member_learnt_from_the_fit_split_s_anomalies(experiment, caplog):
+    from ensemble.members import fit_evidence, load_members
+
+    exp, _ = experiment
+    members = load_members(exp, 2, ("baselines",))
+    j = next(j for j, m in enumerate(members.metas) if m["arch"] == "global_std")
+    members.metas[j]["params"]["nominal_only"] = False  # as a sweep that fixed it so would have stored it
+    with caplog.at_level("WARNING", logger="ensemble"):
+        assert fit_evidence(members) is None
+    assert f"{members.names[j]} learnt from the fit split's anomalous rows" in caplog.text
+    members.metas[j]["params"].pop("nominal_only")
+    members.metas[j]["arch"] = "cnn_lstm_classifier"  # trains on the labels themselves
+    assert fit_evidence(members) is None
+
+
 def test_fitting_rows_put_the_fit_split_first_each_split_its_own_series():
     from ensemble.build import fitting_rows
     from ensemble.members import FitEvidence
