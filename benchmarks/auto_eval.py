@@ -72,10 +72,8 @@ def evaluate_dataset(ds, exp: str) -> dict:
         from search.experiment import model_dir
         from telemetry.prepare import prepare
 
-        if not prepared:
-            from dataclasses import replace
-
-            prepared.append(prepare(replace(experiment.read_sweep(exp).data, telecommands=None)))
+        if not prepared:  # as the sweep prepared it (telecommand features included: members may read them)
+            prepared.append(prepare(experiment.read_sweep(exp).data))
         for t in ids:
             if t not in fit_scores:
                 ckpt = done.loc[done["trial_id"] == t, "checkpoint"].iloc[0]
