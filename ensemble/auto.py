@@ -56,7 +56,12 @@ def run_auto(train: str, test: str | None, out: str | Path, time_budget_s: float
     write_text(out / CONFIG_FILE, text)
     if write_config:
         write_text(Path(write_config), text)
-    summary_text = describe(facts, raw)
+    evidence = evidence_for(facts) if evidence == "auto" else evidence
+    summary_text = describe(facts, raw) + (
+        f"\nensemble: the known-good trials (ensemble build --members anchored --evidence {evidence}); the decision "
+        f"layer is fitted on the labelled events of "
+        f"{'the fit and validation splits' if evidence == 'fit+validation' else 'the validation split'}"
+        if facts.get("events") else "")
     for line in summary_text.splitlines():
         log.info("plan: %s", line)
     if plan_only:
@@ -66,7 +71,6 @@ def run_auto(train: str, test: str | None, out: str | Path, time_budget_s: float
 
     # The budget is the command's: what planning took (reading the data, timing the members) is spent.
     summary = run_sweep(cfg, verbose=verbose, time_budget_s=max(1.0, time_budget_s - (time.monotonic() - t0)))
-    evidence = evidence_for(facts) if evidence == "auto" else evidence
     res = build(summary["experiment"], out, seed=seed, members="anchored", evidence=evidence)
     res.update(config=str(out / CONFIG_FILE), plan=summary_text, sweep=summary, evidence=evidence)
     return res

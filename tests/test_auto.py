@@ -180,9 +180,14 @@ def test_the_plan_for_each_data_shape_is_a_sweep_file_search_run_accepts(tmp_pat
     assert cfg.search["time_budget_s"] == 120 and cfg.search["finalists"] == "all"
     if labels == "none":
         assert cfg.threshold == {"method": "pot", "min_length": 1, "max_gap": 0} and not data.labelled
+        assert "--evidence" not in res["plan"]
     else:
         assert cfg.threshold["method"] == "plateau" and data.labelled
         assert data.validation.labels.any() and data.holdout.labels.any()  # each later split holds an event
+        # small data: the plan says the fit split's events join validation's in the decision layer
+        assert res["plan"].splitlines()[-1] == (
+            "ensemble: the known-good trials (ensemble build --members anchored --evidence fit+validation); the "
+            "decision layer is fitted on the labelled events of the fit and validation splits")
     for a in cfg.architectures:
         if "window" in a.space:  # every window fits every split (and each series of it)
             assert max(a.space["window"]["choice"]) <= res["facts"]["window_room"] // 2
