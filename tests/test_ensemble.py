@@ -615,7 +615,7 @@ def test_verdict_says_when_the_decision_is_one_member_and_adds_the_test_comparis
     cmp = {"reference": "m#1", "difference": -0.0, "lo": -0.01, "hi": -0.0001, "true_events": 299}
     text = verdict_text(_rows(0.81, 0.81), cmp, decision={"chosen": "member", "member": "m#1"})
     # At full scale the cross-fitted check chose the picked member itself: no "below", no advice to prefer it.
-    assert text.startswith("The decision is **m#1** alone (the cross-fitted check on validation found it better")
+    assert text.startswith("The decision is **m#1** alone (the cross-fitted check found it better")
     assert "It is also the member validation would pick: the same holdout F0.5." in text
     assert "below" not in text and "prefer" not in text
     guard = verdict_text(_rows(0.5, 0.6), {**cmp, "difference": -0.1, "lo": -0.2, "hi": -0.05, "true_events": 40},
