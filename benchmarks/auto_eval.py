@@ -7,6 +7,8 @@ name ends in ``_val``: validation's events alone, ``ensemble build``'s default):
 - ``ranked``: the best 2 distinct configurations per architecture (1 forecaster) by the trials' own
   validation F0.5 (``ensemble build --members ranked``);
 - ``ranked_ap``: the same by the validation event-wise average precision (threshold-free);
+- ``ranked_fit``: the best configuration per architecture by its best F0.5 over the fit and validation
+  splits' events together (a candidate: twice the events to rank by);
 - ``anchored``: the known-good configurations (each architecture's start trial) alone, ``ensemble.members``'
   anchored selection: what ``telesweep auto`` submits; ``anchored_val``: the same fitted on validation alone; ``anchored+1``: with each architecture's best searched trial beside them;
 - ``anchored_fast``: the known-good pca and bilstm_ae (the ``fast`` preset's architectures) alone;
@@ -28,7 +30,7 @@ import pandas as pd
 
 log = logging.getLogger("bench.auto")
 SELECTIONS = ("anchored", "anchored_val", "anchored_pot", "anchored+1", "anchored_fast", "ranked", "ranked_val", "ranked_pot",
-              "ranked_ap", "notebook+layer", "notebook+layer_fit", "pca+layer")
+              "ranked_ap", "ranked_fit", "notebook+layer", "notebook+layer_fit", "pca+layer")
 REFERENCES = ("picked", "hindsight", "plain_pca")
 
 
@@ -99,6 +101,13 @@ def evaluate_dataset(ds, exp: str) -> dict:
     through_layer(_ranked(done, "val_f05"), "ranked_val", fit=False)
     through_layer(_ranked(done, "val_f05"), "ranked_pot", guard__no_event="pot")
     through_layer(_ranked(done, "val_ap"), "ranked_ap")
+    if sets["fit_labels"].any():  # each trial's best F0.5 over the fit and validation splits' events together
+        fs, fy, fseg = fit_split(list(done["trial_id"]))
+        done["fit_val_f05"] = [_joined_best(loaded[t][1]["validation"], yv, fs[:, j], fy, fseg)
+                               for j, t in enumerate(done["trial_id"])]
+        through_layer(_ranked(done, "fit_val_f05", k=1), "ranked_fit")
+    else:
+        through_layer(_ranked(done, "val_f05", k=1), "ranked_fit")
     anchors = done[done["start"].astype(bool)].drop_duplicates("arch")
     through_layer(select_members(board, 2, anchored=True), "anchored")
     through_layer(select_members(board, 2, anchored=True), "anchored_val", fit=False)
@@ -113,6 +122,16 @@ def evaluate_dataset(ds, exp: str) -> dict:
     row["hindsight"] = max(test_own.values())
     row["plain_pca"] = _plain_pca(exp, yv, yt)
     return row
+
+
+def _joined_best(sv: np.ndarray, yv: np.ndarray, sf: np.ndarray, yf: np.ndarray, fit_segments) -> float:
+    """A member's best F0.5 over every threshold on the fit and validation splits' rows together."""
+    from ensemble.build import fitting_rows
+    from ensemble.combine import best_f05
+    from ensemble.members import FitEvidence
+
+    s, y, seg, _ = fitting_rows(sv[:, None], yv, None, FitEvidence(sf[:, None], yf, fit_segments))
+    return best_f05(s[:, 0], y, seg)
 
 
 def _ranked(done: pd.DataFrame, key: str, k: int = 2) -> pd.DataFrame:
