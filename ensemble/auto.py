@@ -28,7 +28,7 @@ def run_auto(train: str, test: str | None, out: str | Path, time_budget_s: float
     """Plan, sweep and build; with ``plan_only``, write the sweep file and return the plan only.
     ``measure``: time the window models here to fit them into the budget (search.auto). ``evidence``:
     ``build``'s (the labelled events the decision layer is fitted on); ``auto``: :func:`evidence_for`."""
-    from ensemble.members import EVIDENCE
+    from ensemble.evidence import EVIDENCE
     from search.auto import auto_config, describe
     from search.config import parse_config
     from telemetry.errors import TelemetryError

@@ -16,7 +16,8 @@ import yaml
 from sklearn.base import clone
 
 from ensemble.combine import DecisionLayer, read_layer
-from ensemble.members import EVIDENCE, FitEvidence, Members, fit_evidence, load_members
+from ensemble.evidence import EVIDENCE, FitEvidence, fit_evidence, fitting_rows
+from ensemble.members import Members, load_members
 from ensemble.report import event_table, plot_trace, series_section, verdict_text, write_report
 from ensemble.submission import read_test_ids, write_submission
 from search import storage
@@ -69,23 +70,6 @@ def evaluate(y: np.ndarray, preds: dict[str, np.ndarray], raw: dict[str, np.ndar
                   "true_events": rows[e]["true_events"]}
 
 
-def fitting_rows(scores: np.ndarray, labels: np.ndarray, segments, extra: FitEvidence | None, channels: dict | None = None):
-    """What the decision layer is fitted on: (scores, labels, series offsets, per-channel inputs) of
-    validation; with ``extra`` (the fit split's), the fit split's rows first, each split its own series
-    (nothing is smoothed or counted across the cut)."""
-    channels = channels or {}
-    if extra is None:
-        return scores, labels, segments, channels
-    n_fit, n_val = len(extra.labels), len(labels)
-    fit_seg = extra.segments if extra.segments is not None else np.array([0, n_fit])
-    val_seg = segments if segments is not None else np.array([0, n_val])
-    seg = np.concatenate([np.asarray(fit_seg, np.int64), np.asarray(val_seg, np.int64)[1:] + n_fit])
-    if channels:
-        channels = {**channels, "channel_scores": np.concatenate([extra.channel_scores, channels["channel_scores"]])}
-    return (np.concatenate([extra.scores, scores]), np.concatenate([extra.labels, labels]).astype(np.uint8), seg,
-            channels)
-
-
 def evidence_record(members: Members, extra: FitEvidence | None) -> dict:
     """Which splits' labelled events fitted the decision layer, and how many events each held."""
     from telemetry.events import events
@@ -124,7 +108,7 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     """``decision``: the decision layer (:func:`decision_layer`: None for the default, a YAML file, a
     mapping or a DecisionLayer), checked before the members are read. ``evidence``: the labelled
     events the decision layer is fitted on, ``validation`` or ``fit+validation`` (the fit split's
-    events too, which no member trained on: :func:`ensemble.members.fit_evidence`)."""
+    events too, which no member trained on: :func:`ensemble.evidence.fit_evidence`)."""
     if evidence not in EVIDENCE:
         raise TelemetryError(f"unknown evidence {evidence!r}; choose one of {', '.join(EVIDENCE)}")
     layer = decision_layer(decision, combination, calibration, weight_trials, seed)

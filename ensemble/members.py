@@ -19,7 +19,6 @@ from detection.thresholds import Threshold
 log = logging.getLogger("ensemble")
 SUPERVISED, BASELINES = "supervised", "baselines"
 SPLITS = ("validation", "holdout", "test")
-EVIDENCE = ("validation", "fit+validation")  # the labelled events the decision layer may be fitted on
 
 
 def by_loss(board: pd.DataFrame) -> bool:
@@ -233,75 +232,3 @@ def load_members(experiment: str, k: int = 2, include: tuple[str, ...] = (), sel
     per_channel = {s: np.stack(v, axis=1) for s, v in channel_scores.items()} if channel_members else {}
     return Members(exp, names, metas, {s: np.stack(v, axis=1) for s, v in scores.items()}, sets, board,
                    test_file, per_channel, channel_members, channels, twins)
-
-
-@dataclass
-class FitEvidence:
-    """The fit split as labelled evidence for the decision layer: every member's scores there
-    (``scores`` [rows, M]; ``channel_scores`` [rows, P, C] for the members with per-channel scores),
-    its labels and its series boundaries (offsets, None: one series)."""
-
-    scores: np.ndarray
-    labels: np.ndarray
-    segments: np.ndarray | None
-    channel_scores: np.ndarray | None = None
-
-    @property
-    def events(self) -> int:
-        from telemetry.events import events
-
-        return len(events(self.labels, self.segments))
-
-
-def fit_evidence(members: Members) -> FitEvidence | None:
-    """Score the fit split with each member's saved model, so that its labelled events can join
-    validation's in the decision layer (``ensemble build --evidence fit+validation``).
-
-    Why this is fair: the members learn from the fit split's nominal rows only (every window model,
-    pca and the baselines fit on labelled-nominal rows), so its events are events no member has seen.
-    What it costs: those nominal rows were trained on, so members score them lower than unseen rows;
-    a threshold fitted there leans low, the more so for a member of high capacity. Holdout and test
-    stay untouched. None (with the reason logged) when a member learnt from the fit split's anomalous
-    rows (the supervised classifier; ``nominal_only: false``), the fit split holds no event, or its
-    data cannot be read back as the sweep cut it."""
-    from dataclasses import replace
-
-    from ray import tune
-
-    from models.base import Detector
-    from telemetry.prepare import prepare
-
-    seen = [m["name"] for m in members.metas
-            if registry.get(m["arch"]).tags.get("needs_labels") or m["params"].get("nominal_only") is False]
-    if seen:
-        log.warning("%s learnt from the fit split's anomalous rows, so its events are not unseen: the decision layer "
-                    "is fitted on validation alone", ", ".join(seen))
-        return None
-    labels = members.sets.get("fit_labels")
-    if labels is None or not np.asarray(labels).any():
-        log.info("the fit split holds no labelled event: the decision layer is fitted on validation alone")
-        return None
-    cfg = ex.read_sweep(members.experiment).data
-    try:
-        data = prepare(cfg if any(m["params"].get("telecommands") for m in members.metas)
-                       else replace(cfg, telecommands=None))  # features only where a member reads them
-    except (OSError, TelemetryError) as e:
-        log.warning("the fit split cannot be read back (%s): the decision layer is fitted on validation alone", e)
-        return None
-    if not np.array_equal(data.fit.ids, members.sets["fit_ids"]):
-        log.warning("%s: its fit rows differ from those the sweep cut (the file changed?): the decision layer is "
-                    "fitted on validation alone", cfg.train)
-        return None
-    scores, channel_scores = [], []
-    for j, meta in enumerate(members.metas):
-        with tune.Checkpoint(ex.model_dir(meta["checkpoint"])).as_directory() as model_dir:
-            est = Detector.load(model_dir)
-        if j in members.channel_members:
-            s, cs = est.score_samples_and_channels(data.fit)
-            channel_scores.append(cs)
-        else:
-            s = est.score_samples(data.fit)
-        scores.append(np.asarray(s, dtype=np.float32))
-    log.info("fit split scored by %d members: %d labelled rows join validation's", len(scores), labels.size)
-    return FitEvidence(np.stack(scores, axis=1), np.asarray(labels).astype(np.uint8), data.fit.segments,
-                       np.stack(channel_scores, axis=1) if channel_scores else None)

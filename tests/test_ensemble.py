@@ -631,7 +631,8 @@ def test_verdict_says_when_the_decision_is_one_member_and_adds_the_test_comparis
 
 def test_fit_evidence_is_each_members_own_model_on_the_fit_split_and_fits_the_layer(experiment, tmp_path):
     from ensemble.build import build
-    from ensemble.members import fit_evidence, load_members
+    from ensemble.evidence import fit_evidence
+    from ensemble.members import load_members
     from models.base import Detector
     from search.experiment import model_dir, read_sets, read_sweep
     from telemetry.events import events
@@ -663,7 +664,8 @@ def test_fit_evidence_is_each_members_own_model_on_the_fit_split_and_fits_the_la
 
 
 def test_no_fit_evidence_when_a_member_learnt_from_the_fit_split_s_anomalies(experiment, caplog):
-    from ensemble.members import fit_evidence, load_members
+    from ensemble.evidence import fit_evidence
+    from ensemble.members import load_members
 
     exp, _ = experiment
     members = load_members(exp, 2, ("baselines",))
@@ -678,8 +680,7 @@ def test_no_fit_evidence_when_a_member_learnt_from_the_fit_split_s_anomalies(exp
 
 
 def test_fitting_rows_put_the_fit_split_first_each_split_its_own_series():
-    from ensemble.build import fitting_rows
-    from ensemble.members import FitEvidence
+    from ensemble.evidence import FitEvidence, fitting_rows
 
     val_s, val_y = np.array([[5.0], [6.0]], np.float32), np.array([0, 1], np.uint8)
     extra = FitEvidence(np.array([[1.0], [2.0], [3.0]], np.float32), np.array([1, 0, 0], np.uint8), None,
