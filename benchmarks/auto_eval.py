@@ -8,9 +8,13 @@ name ends in ``_val``: validation's events alone, ``ensemble build``'s default):
   validation F0.5 (``ensemble build --members ranked``);
 - ``ranked_ap``: the same by the validation event-wise average precision (threshold-free);
 - ``ranked_fit``: the best configuration per architecture by its best F0.5 over the fit and validation
-  splits' events together (a candidate: twice the events to rank by);
-- ``anchored``: the known-good configurations (each architecture's start trial) alone, ``ensemble.members``'
-  anchored selection: what ``telesweep auto`` submits; ``anchored_val``: the same fitted on validation alone; ``anchored+1``: with each architecture's best searched trial beside them;
+  splits' events together, no known-good one kept (a candidate);
+- ``anchored``: what ``telesweep auto`` submits (``ensemble.members``' anchored selection: the
+  known-good configurations, each architecture's start trial, alone below 10 validation events);
+  ``anchored_val``: the same fitted on validation alone (``ensemble build``'s default evidence);
+- ``anchored+1``: the known-good ones with each architecture's best searched trial by validation F0.5
+  beside them; ``anchored+1fit``: the same searched trial ranked by its best F0.5 over the fit and
+  validation splits' events together (a candidate);
 - ``anchored_fast``: the known-good pca and bilstm_ae (the ``fast`` preset's architectures) alone;
 - ``*_pot``: the same with the label-free guard (equal weights, the POT level) where the layer finds no
   validation event, instead of the member validation picks with its own rule;
@@ -29,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 log = logging.getLogger("bench.auto")
-SELECTIONS = ("anchored", "anchored_val", "anchored_pot", "anchored+1", "anchored_fast", "ranked", "ranked_val", "ranked_pot",
+SELECTIONS = ("anchored", "anchored_val", "anchored_pot", "anchored+1", "anchored+1fit", "anchored_fast", "ranked", "ranked_val", "ranked_pot",
               "ranked_ap", "ranked_fit", "notebook+layer", "notebook+layer_fit", "pca+layer")
 REFERENCES = ("picked", "hindsight", "plain_pca")
 
@@ -37,9 +41,8 @@ REFERENCES = ("picked", "hindsight", "plain_pca")
 def _layer_f05(names, scores_v, scores_t, yv, yt, rules, fit=None, **over) -> tuple[float, dict]:
     """``over``: parameters of the default layer set otherwise (DecisionLayer.set_params names);
     ``fit``: (fit split scores, labels, series offsets) whose events join validation's (ensemble.build)."""
-    from ensemble.build import fitting_rows
     from ensemble.combine import DecisionLayer
-    from ensemble.members import FitEvidence
+    from ensemble.evidence import FitEvidence, fitting_rows
     from detection.metrics import corrected_event_f05
 
     extra = None if fit is None or not fit[1].any() else FitEvidence(*fit)
@@ -50,7 +53,7 @@ def _layer_f05(names, scores_v, scores_t, yv, yt, rules, fit=None, **over) -> tu
 
 
 def evaluate_dataset(ds, exp: str) -> dict:
-    from ensemble.members import select_members
+    from ensemble.members import SEARCHED_FROM_EVENTS, select_members
     from search import experiment, results
     from detection.metrics import corrected_event_f05
     from detection.thresholds import Threshold, event_average_precision
@@ -67,21 +70,13 @@ def evaluate_dataset(ds, exp: str) -> dict:
     row = {"dataset": ds.name, "kind": ds.kind, "val_events": int(_n_events(yv)), "test_events": int(_n_events(yt)),
            "trials": len(done)}
 
-    fit_scores, prepared = {}, []
+    from ensemble.evidence import FitSplit
 
-    def fit_split(ids):  # each trial's saved model scores the fit split once (ensemble.members.fit_evidence)
-        from models.base import Detector
-        from search.experiment import model_dir
-        from telemetry.prepare import prepare
+    fs = FitSplit.read(exp, commands=True)  # as the sweep prepared it: members may read telecommand features
 
-        if not prepared:  # as the sweep prepared it (telecommand features included: members may read them)
-            prepared.append(prepare(experiment.read_sweep(exp).data))
-        for t in ids:
-            if t not in fit_scores:
-                ckpt = done.loc[done["trial_id"] == t, "checkpoint"].iloc[0]
-                fit_scores[t] = Detector.load(model_dir(ckpt)).score_samples(prepared[0].fit)
-        return (np.stack([fit_scores[t] for t in ids], axis=1), sets["fit_labels"].astype(np.uint8),
-                prepared[0].fit.segments)
+    def fit_split(ids):  # each trial's saved model scores the fit split once
+        return np.stack([fs.score(done.loc[done["trial_id"] == t, "checkpoint"].iloc[0])[0] for t in ids], axis=1), \
+            fs.labels, fs.segments
 
     def through_layer(chosen: pd.DataFrame, col: str, fit: bool = True, **over):
         if chosen.empty:
@@ -91,7 +86,7 @@ def evaluate_dataset(ds, exp: str) -> dict:
         f, info = _layer_f05([name(r) for _, r in chosen.iterrows()],
                              np.stack([loaded[t][1]["validation"] for t in ids], axis=1),
                              np.stack([loaded[t][1]["test"] for t in ids], axis=1), yv, yt, [rule[t] for t in ids],
-                             fit=fit_split(ids) if fit else None, **over)
+                             fit=fit_split(ids) if fit and fs is not None else None, **over)
         row[col] = f
         row[f"{col}_members"] = len(ids)
         if info["guard"] == "member_rule":
@@ -101,18 +96,27 @@ def evaluate_dataset(ds, exp: str) -> dict:
     through_layer(_ranked(done, "val_f05"), "ranked_val", fit=False)
     through_layer(_ranked(done, "val_f05"), "ranked_pot", guard__no_event="pot")
     through_layer(_ranked(done, "val_ap"), "ranked_ap")
-    if sets["fit_labels"].any():  # each trial's best F0.5 over the fit and validation splits' events together
-        fs, fy, fseg = fit_split(list(done["trial_id"]))
-        done["fit_val_f05"] = [_joined_best(loaded[t][1]["validation"], yv, fs[:, j], fy, fseg)
-                               for j, t in enumerate(done["trial_id"])]
+    if fs is not None:  # each trial's best F0.5 over the fit and validation splits' events together
+        done["fit_val_f05"] = [_joined_best(loaded[t][1]["validation"], yv, fs.score(c)[0], fs.labels, fs.segments)
+                               for t, c in zip(done["trial_id"], done["checkpoint"])]
         through_layer(_ranked(done, "fit_val_f05", k=1), "ranked_fit")
     else:
         through_layer(_ranked(done, "val_f05", k=1), "ranked_fit")
-    anchors = done[done["start"].astype(bool)].drop_duplicates("arch")
-    through_layer(select_members(board, 2, anchored=True), "anchored")
-    through_layer(select_members(board, 2, anchored=True), "anchored_val", fit=False)
-    through_layer(select_members(board, 2, anchored=True), "anchored_pot", guard__no_event="pot")
+    start = done["start"].astype(bool)
+    anchors = done[start].drop_duplicates("arch")
+    # What telesweep auto submits: ensemble.members.load_members' anchored selection (a searched trial
+    # joins from SEARCHED_FROM_EVENTS validation events on), the layer fitted on fit + validation events.
+    auto = select_members(board, 2, anchored=True, searched=int(_n_events(yv) >= SEARCHED_FROM_EVENTS))
+    through_layer(auto, "anchored")
+    through_layer(auto, "anchored_val", fit=False)
+    through_layer(auto, "anchored_pot", guard__no_event="pot")
     through_layer(select_members(board, 2, anchored=True, searched=1), "anchored+1")
+    if "fit_val_f05" in done:  # the best searched trial by fit + validation events beside the known-good ones
+        searched = done[~start & done["arch"].isin(set(anchors["arch"]))]
+        best_fit = searched.sort_values("fit_val_f05", ascending=False, kind="stable").drop_duplicates("arch")
+        through_layer(pd.concat([anchors, best_fit]), "anchored+1fit")
+    else:  # no fit event to rank on: the known-good ones alone
+        row["anchored+1fit"], row["anchored+1fit_members"] = row["anchored"], row["anchored_members"]
     through_layer(anchors[anchors["arch"].isin(["pca", "bilstm_ae"])], "anchored_fast")
     through_layer(anchors[anchors["arch"] == "bilstm_ae"], "notebook+layer", fit=False)
     through_layer(anchors[anchors["arch"] == "bilstm_ae"], "notebook+layer_fit")
@@ -126,9 +130,8 @@ def evaluate_dataset(ds, exp: str) -> dict:
 
 def _joined_best(sv: np.ndarray, yv: np.ndarray, sf: np.ndarray, yf: np.ndarray, fit_segments) -> float:
     """A member's best F0.5 over every threshold on the fit and validation splits' rows together."""
-    from ensemble.build import fitting_rows
     from ensemble.combine import best_f05
-    from ensemble.members import FitEvidence
+    from ensemble.evidence import FitEvidence, fitting_rows
 
     s, y, seg, _ = fitting_rows(sv[:, None], yv, None, FitEvidence(sf[:, None], yf, fit_segments))
     return best_f05(s[:, 0], y, seg)
@@ -192,7 +195,7 @@ def summary_markdown(t: pd.DataFrame, budget: float, preset: str) -> str:
               f"with 10 events or more, the ones that can tell methods apart: {int(told.sum())}), and the paired 90 % "
               "interval over all data sets of (selection - notebook+layer):", "",
               "| selection | mean | scarce | 10+ test events | - notebook+layer [90 % interval] | below notebook+layer | "
-              "below picked |", "|---|---|---|---|---|---|---|"]
+              "below picked | below picked by > 0.01 |", "|---|---|---|---|---|---|---|---|"]
     for c in (*SELECTIONS, *REFERENCES):
         if c not in t:
             continue
@@ -203,5 +206,5 @@ def summary_markdown(t: pd.DataFrame, budget: float, preset: str) -> str:
         lines.append(f"| {c} | {t[c].mean():.3f} | {t.loc[scarce, c].mean():.3f} | {t.loc[told, c].mean():.3f} | "
                      f"{d[ok].mean():+.3f} [{lo:+.3f}, {hi:+.3f}] "
                      f"| {int((d[ok] < -1e-9).sum())} of {int(ok.sum())} | {int((dp[np.isfinite(dp)] < -1e-9).sum())} of "
-                     f"{int(np.isfinite(dp).sum())} |")
+                     f"{int(np.isfinite(dp).sum())} | {int((dp[np.isfinite(dp)] < -0.01).sum())} |")
     return "\n".join(lines)

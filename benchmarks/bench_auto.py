@@ -13,12 +13,12 @@ Data sets (test labels score the final predictions only):
 - the six real NAB series and the GutenTAG ECG series of the main quality benchmark.
 
 Per data set, one ``auto`` sweep (cached under ``--work``), then on its trials (every trial scores
-every split at this size):
-- ``auto``: what ``telesweep auto`` submits (its ensemble build, with its default member selection);
-- ``ranked``: the same layer on the members ranked by validation F0.5 (the selection of ``ensemble build``);
-- ``anchors``: the known-good configurations alone (each architecture's first trial) through the layer;
+every split at this size) every member selection through the same default decision layer, scored on
+test labels (benchmarks/auto_eval.py defines each column):
+- ``anchored``: what ``telesweep auto`` submits (the known-good configurations: each architecture's
+  start trial, joined by searched ones only from 10 validation events on);
 - ``notebook+layer``: the user's notebook configuration (bilstm_ae, window 5, 5 epochs: its anchor
-  trial) alone through the default layer (``ensemble build --k 1`` on a sweep of that one configuration);
+  trial) alone through the default layer fitted on validation (``ensemble build --k 1``), the reference;
 - ``picked``: the member validation picks, with its own rule; ``hindsight``: the best member on test;
 - ``plain_pca``: the plain PCA script (5 lags, EWMA 10, best-F0.5 threshold on validation).
 """
