@@ -25,7 +25,8 @@ import pandas as pd
 log = logging.getLogger("bench.quality")
 LAYERS_FILE = Path(__file__).resolve().parent / "layers.yaml"
 DEFAULT = "default"  # the default decision layer's column
-REFERENCES = ("picked", "picked+layer", "hindsight", "without_pca", "pca_alone", "notebook", "global_std", "plain_pca")
+DEFAULT_VAL = "default_val"  # the default layer on validation's events alone (build --evidence validation)
+REFERENCES = (DEFAULT_VAL, "picked", "picked+layer", "hindsight", "without_pca", "pca_alone", "notebook", "global_std", "plain_pca")
 
 
 def _prepared(exp: str):
@@ -71,8 +72,13 @@ def reference_scores(exp: str, quick: bool) -> dict[str, dict[str, np.ndarray]]:
 
 
 def evaluate_dataset(ds, exp: str, quick: bool, layers=None) -> dict:
-    """Test F0.5 of ``layers`` (names of :func:`all_layers`; None: all) and of the references."""
+    """Test F0.5 of ``layers`` (names of :func:`all_layers`; None: all) and of the references. Every
+    layer is fitted on the labelled events ``ensemble build``'s default evidence takes (``auto``: the
+    fit split's with validation's on data of up to 2 M rows); ``default_val``: the default layer on
+    validation's events alone."""
+    from ensemble.build import data_rows
     from ensemble.combine import DecisionLayer
+    from ensemble.evidence import fit_evidence, fitting_rows, resolved
     from ensemble.members import load_members
     from search import experiment
     from detection.metrics import corrected_event_f05
@@ -83,27 +89,34 @@ def evaluate_dataset(ds, exp: str, quick: bool, layers=None) -> dict:
     row = {"dataset": ds.name, "kind": ds.kind, "val_events": int(_n_events(yv)), "test_events": int(_n_events(yt)),
            "members": len(m.names)}
     rules = [m.rule(j) for j in range(len(m.names))]  # each member's own rule: the guard, as in build
+    extra = fit_evidence(m) if resolved("auto", data_rows(m)) == "fit+validation" else None
+    row["fit_events"] = 0 if extra is None else extra.events
+    s_fit, y_fit, seg_fit, ch_fit = fitting_rows(m.scores["validation"], yv, None, extra, m.channel_inputs("validation"))
+
+    def fitted(layer, keep):  # the layer on some members, on the same evidence
+        return layer.fit(s_fit[:, keep], y_fit, segments=seg_fit, member_rules=[r for r, k in zip(rules, keep) if k])
+
     named = all_layers()
     for name in (named if layers is None else layers):
         layer = DecisionLayer.from_dict(named[name], source=name)
         if layer.rule.per_channel and not m.channel_scores:  # a cached sweep whose trials stored no per-channel scores
             row[name] = np.nan
             continue
-        ens = layer.fit(m.scores["validation"], yv, m.names, **m.channel_inputs("validation"), member_rules=rules)
+        ens = layer.fit(s_fit, y_fit, m.names, **ch_fit, segments=seg_fit, member_rules=rules)
         row[name] = corrected_event_f05(yt, ens.predict(m.scores["test"], m.channel_scores.get("test")))
+    ens = DecisionLayer().fit(m.scores["validation"], yv, m.names, **m.channel_inputs("validation"), member_rules=rules)
+    row[DEFAULT_VAL] = corrected_event_f05(yt, ens.predict(m.scores["test"], m.channel_scores.get("test")))
     member_test = [corrected_event_f05(yt, m.rule(j).predict(m.scores["test"][:, j])) for j in range(len(m.names))]
     row["picked"] = member_test[m.picked]
     row["picked_member"] = m.names[m.picked]
-    one = DecisionLayer().fit(m.scores["validation"][:, [m.picked]], yv, member_rules=[rules[m.picked]])
+    one = fitted(DecisionLayer(), np.arange(len(m.names)) == m.picked)
     row["picked+layer"] = corrected_event_f05(yt, one.predict(m.scores["test"][:, [m.picked]]))
     row["hindsight"] = max(member_test)
     # Ablation of the pca member: the default layer without the pca trials, and on them alone.
     is_pca = np.array([n.startswith("pca#") for n in m.names])
     for col, keep in (("without_pca", ~is_pca), ("pca_alone", is_pca)):
         if keep.any():
-            ens = DecisionLayer().fit(m.scores["validation"][:, keep], yv,
-                                      member_rules=[r for r, k in zip(rules, keep) if k])
-            row[col] = corrected_event_f05(yt, ens.predict(m.scores["test"][:, keep]))
+            row[col] = corrected_event_f05(yt, fitted(DecisionLayer(), keep).predict(m.scores["test"][:, keep]))
     base = m.board[(m.board["arch"] == "global_std") & m.board["completed"].astype(bool)]
     if not base.empty:
         meta, sc = experiment.load_trial(base.iloc[0]["checkpoint"])
@@ -140,10 +153,11 @@ def paired_interval(diff: np.ndarray, resamples: int = 10_000, seed: int = 0) ->
 def summary_markdown(t: pd.DataFrame, quick: bool) -> str:
     default = DEFAULT
     variants = list(all_layers())
-    cols = ["dataset", "val_events", "test_events", default, "picked", "picked+layer", "hindsight", "without_pca",
+    cols = ["dataset", "val_events", "fit_events", "test_events", default, DEFAULT_VAL, "picked", "picked+layer", "hindsight", "without_pca",
             "pca_alone", "notebook", "global_std", "plain_pca"]
     fmt = lambda v: f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v)  # noqa: E731
-    lines = [f"Test F0.5 per data set (ensemble = `{default}`, the default decision layer):", "",
+    lines = [f"Test F0.5 per data set (ensemble = `{default}`, the default decision layer on `ensemble build`'s default "
+             f"evidence; `{DEFAULT_VAL}`: the same on validation's events alone):", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c, np.nan)) for c in cols) + " |" for r in t.to_dict("records")]
     lines += ["", "Mean test F0.5 over data sets, every decision layer and reference (all / synthetic / real), "

@@ -84,9 +84,10 @@ def main(argv=None) -> int:
     b.add_argument("--members", default="anchored", choices=["anchored", "ranked"],
                    help="member selection: anchored (default) keeps an architecture's known-good start trials where "
                         "the sweep ran some; ranked takes the best --k by validation F0.5 everywhere")
-    b.add_argument("--evidence", default="validation", choices=["validation", "fit+validation"],
-                   help="labelled events the decision layer is fitted on: validation (default), or the fit split's too "
-                        "(unseen by the members, which learn from its nominal rows; the models score it once more)")
+    b.add_argument("--evidence", default="auto", choices=["auto", "validation", "fit+validation"],
+                   help="labelled events the decision layer is fitted on: validation, or the fit split's too (unseen by "
+                        "the members, which learn from its nominal rows; the models score it once more); auto (default): "
+                        "the fit split's too on data of up to 2 M rows (train + test), else validation")
     b.add_argument("--seed", type=non_negative_int, default=0)
     a = sub.add_parser("auto", help="new data -> sized sweep -> ensemble -> submission, within a time budget",
                        description="No sweep file needed: the sweep is sized from the data and the budget, starts from "

@@ -28,13 +28,11 @@ def run_auto(train: str, test: str | None, out: str | Path, time_budget_s: float
     """Plan, sweep and build; with ``plan_only``, write the sweep file and return the plan only.
     ``measure``: time the window models here to fit them into the budget (search.auto). ``evidence``:
     ``build``'s (the labelled events the decision layer is fitted on); ``auto``: :func:`evidence_for`."""
-    from ensemble.evidence import EVIDENCE
+    from ensemble.evidence import resolved
     from search.auto import auto_config, describe
     from search.config import parse_config
-    from telemetry.errors import TelemetryError
 
-    if evidence != "auto" and evidence not in EVIDENCE:
-        raise TelemetryError(f"unknown evidence {evidence!r}; choose one of auto, {', '.join(EVIDENCE)}")
+    resolved(evidence, 0)  # an unknown name: one line before anything runs
 
     import time
 
@@ -56,7 +54,7 @@ def run_auto(train: str, test: str | None, out: str | Path, time_budget_s: float
     write_text(out / CONFIG_FILE, text)
     if write_config:
         write_text(Path(write_config), text)
-    evidence = evidence_for(facts) if evidence == "auto" else evidence
+    evidence = resolved(evidence, facts["rows"] + facts.get("test_rows", 0))
     summary_text = describe(facts, raw) + (
         f"\nensemble: the known-good trials (ensemble build --members anchored --evidence {evidence}); the decision "
         f"layer is fitted on the labelled events of "
@@ -77,11 +75,7 @@ def run_auto(train: str, test: str | None, out: str | Path, time_budget_s: float
 
 
 def evidence_for(facts: dict) -> str:
-    """The fit split's events join validation's in the decision layer where the data is small enough
-    that the trials scored every split (search.auto.SCORE_ALL_ROWS): there a handful of events is the
-    rule, doubling them is the largest gain measured (benchmarks/RESULTS.md, scarce labels), and
-    scoring the fit split once more costs seconds. Larger data holds more events, and scoring its fit
-    split with every member would cost as much as the search's own scoring."""
-    from search.auto import SCORE_ALL_ROWS
+    """The ``auto`` evidence for the data ``facts`` describe (ensemble.evidence.evidence_for_rows)."""
+    from ensemble.evidence import evidence_for_rows
 
-    return "fit+validation" if facts["rows"] + facts.get("test_rows", 0) <= SCORE_ALL_ROWS else "validation"
+    return evidence_for_rows(facts["rows"] + facts.get("test_rows", 0))

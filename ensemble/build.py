@@ -16,7 +16,7 @@ import yaml
 from sklearn.base import clone
 
 from ensemble.combine import DecisionLayer, read_layer
-from ensemble.evidence import EVIDENCE, FitEvidence, fit_evidence, fitting_rows
+from ensemble.evidence import FitEvidence, fit_evidence, fitting_rows, resolved
 from ensemble.members import Members, load_members
 from ensemble.report import event_table, plot_trace, series_section, verdict_text, write_report
 from ensemble.submission import read_test_ids, write_submission
@@ -104,15 +104,16 @@ def split_predictions(members: Members, ens_out: dict, split: str) -> tuple[dict
 
 def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...] = (), decision=None,
           combination: str | None = None, calibration: str | None = None, seed: int = 0, weight_trials: int | None = None,
-          members: str = "anchored", evidence: str = "validation") -> dict:
+          members: str = "anchored", evidence: str = "auto") -> dict:
     """``decision``: the decision layer (:func:`decision_layer`: None for the default, a YAML file, a
     mapping or a DecisionLayer), checked before the members are read. ``evidence``: the labelled
-    events the decision layer is fitted on, ``validation`` or ``fit+validation`` (the fit split's
-    events too, which no member trained on: :func:`ensemble.evidence.fit_evidence`)."""
-    if evidence not in EVIDENCE:
-        raise TelemetryError(f"unknown evidence {evidence!r}; choose one of {', '.join(EVIDENCE)}")
+    events the decision layer is fitted on, ``validation``, ``fit+validation`` (the fit split's
+    events too, which no member trained on: :func:`ensemble.evidence.fit_evidence`) or ``auto``
+    (the default: fit+validation on data of up to 2 M rows, :func:`ensemble.evidence.evidence_for_rows`)."""
+    resolved(evidence, 0)  # an unknown name: one line before the members are read
     layer = decision_layer(decision, combination, calibration, weight_trials, seed)
     members = load_members(experiment, k, include, selection=members)
+    evidence = resolved(evidence, data_rows(members))
     if "test" not in members.scores:
         raise TelemetryError(f"{members.experiment}: the sweep had no test file, so there is nothing to submit")
     if not members.labelled:  # no labels: no decision layer can be fitted against detections
@@ -154,6 +155,12 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     res["test_comparison"] = test_cmp
     res["picked_member_test_f05"] = None if test_rows is None else next(r["f05"] for r in test_rows if r["member"] == picked)
     return res
+
+
+def data_rows(members: Members) -> int:
+    """Rows of the sweep's data: its labelled splits and its test file."""
+    return sum(int(members.sets[f"{split}_ids"].size) for split in ("fit", "validation", "holdout", "test")
+               if f"{split}_ids" in members.sets)
 
 
 def data_config(members: Members):

@@ -21,6 +21,27 @@ from telemetry.errors import TelemetryError
 
 log = logging.getLogger("ensemble")
 EVIDENCE = ("validation", "fit+validation")  # the labelled events the decision layer may be fitted on
+EVIDENCE_CHOICES = ("auto", *EVIDENCE)  # auto: evidence_for_rows
+
+
+def evidence_for_rows(rows: int) -> str:
+    """``auto`` evidence for data of ``rows`` rows (train + test): the fit split's events join
+    validation's where the data is small enough that every trial scored every split
+    (search.auto.SCORE_ALL_ROWS). There a handful of labelled events is the rule and doubling them is
+    the largest gain measured (benchmarks/RESULTS.md, scarce labels and the sweep files), while scoring
+    the fit split once more costs seconds. Larger data holds more events, and scoring its fit split
+    with every member would cost as much as the search's own scoring."""
+    from search.auto import SCORE_ALL_ROWS
+
+    return "fit+validation" if int(rows) <= SCORE_ALL_ROWS else "validation"
+
+
+def resolved(evidence: str, rows: int) -> str:
+    """``evidence`` (one of EVIDENCE_CHOICES) with ``auto`` decided for data of ``rows`` rows; an
+    unknown name raises one line."""
+    if evidence not in EVIDENCE_CHOICES:
+        raise TelemetryError(f"unknown evidence {evidence!r}; choose one of {', '.join(EVIDENCE_CHOICES)}")
+    return evidence_for_rows(rows) if evidence == "auto" else evidence
 
 
 @dataclass

@@ -175,6 +175,8 @@ class Detector(BaseEstimator):
         klass = get(meta["name"])
         if not issubclass(klass, cls):
             raise TelemetryError(f"{path}: holds a saved {meta['name']!r}, not a {cls.name!r}")
+        if klass.tags.get("keras"):
+            import_keras_quietly()
         est = klass(**meta["params"])
         est.channels_ = [str(c) for c in meta["channels"]]
         est.n_channels_ = len(est.channels_)
@@ -187,6 +189,27 @@ class Detector(BaseEstimator):
 
     def _load_state(self, path: Path) -> None:
         raise NotImplementedError
+
+
+def import_keras_quietly() -> None:
+    """Import Keras (and so its backend) in this process, once, with the process's C-level stderr
+    muted: TensorFlow's C++ start-up lines ("oneDNN custom operations are on", the CPU features) are
+    written before its logging can be configured, so no environment variable silences them, and a
+    driver that loads saved models (ensemble build scoring the fit split) would print them to the user.
+    Python errors still raise, with their message."""
+    import sys
+
+    if "keras" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 _as_dataclass(Detector)

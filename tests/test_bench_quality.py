@@ -48,10 +48,13 @@ def test_quick_benchmark_runs_every_decision_layer_end_to_end(tmp_path):
     from quality_eval import all_layers
 
     assert table["dataset"].tolist() == ["synth-30000-s0", "nab-rogue_agent_key_hold"]
-    cols = list(all_layers()) + ["picked", "picked+layer", "hindsight", "notebook", "global_std", "plain_pca"]
+    cols = list(all_layers()) + ["default_val", "picked", "picked+layer", "hindsight", "notebook", "global_std", "plain_pca"]
     values = table[cols].to_numpy(float)
     assert np.isfinite(values).all() and ((values >= 0) & (values <= 1)).all()
     assert (table["hindsight"] >= table["picked"]).all()
+    # build's default evidence at this size: the fit split's events too, where it holds some (the NAB
+    # series' two labelled windows are in validation and test)
+    assert table["fit_events"].tolist()[0] >= 1 and table["fit_events"].tolist()[1] == 0
     assert "Mean test F0.5 over data sets" in proc.stdout and "| mean-plateau |" in proc.stdout
 
 

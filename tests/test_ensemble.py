@@ -658,8 +658,26 @@ def test_fit_evidence_is_each_members_own_model_on_the_fit_split_and_fits_the_la
     assert cfg["evidence"] == {"splits": ["fit", "validation"],
                                "events": {"fit": n_fit_events, "validation": len(events(sets["validation_labels"]))}}
     assert "on the fit and validation splits together" in (tmp_path / "out" / "report.md").read_text()
-    build(exp, tmp_path / "val", include=("baselines",), weight_trials=10)
+    build(exp, tmp_path / "val", include=("baselines",), weight_trials=10, evidence="validation")
     cfg = yaml.safe_load((tmp_path / "val" / "ensemble.yaml").read_text())["ensemble"]
+    assert cfg["evidence"]["splits"] == ["validation"]
+
+
+def test_build_s_default_evidence_takes_the_fit_split_on_small_data_only(experiment, tmp_path, monkeypatch):
+    from ensemble.build import build
+    from ensemble.evidence import evidence_for_rows
+    from search.experiment import read_sets
+    import search.auto
+
+    exp, _ = experiment
+    rows = sum(read_sets(exp)[f"{s}_ids"].size for s in ("fit", "validation", "holdout", "test"))
+    build(exp, tmp_path / "small", include=("baselines",), weight_trials=10)  # evidence="auto", the default
+    cfg = yaml.safe_load((tmp_path / "small" / "ensemble.yaml").read_text())["ensemble"]
+    assert cfg["evidence"]["splits"] == ["fit", "validation"]
+    monkeypatch.setattr(search.auto, "SCORE_ALL_ROWS", rows - 1)  # the same sweep as if it were one row too large
+    assert evidence_for_rows(rows) == "validation" and evidence_for_rows(rows - 1) == "fit+validation"
+    build(exp, tmp_path / "large", include=("baselines",), weight_trials=10)
+    cfg = yaml.safe_load((tmp_path / "large" / "ensemble.yaml").read_text())["ensemble"]
     assert cfg["evidence"]["splits"] == ["validation"]
 
 
@@ -703,7 +721,7 @@ def test_an_unknown_evidence_is_refused_before_the_members_are_read(tmp_path):
     from ensemble.__main__ import main
     from ensemble.build import build
 
-    with pytest.raises(TelemetryError, match="unknown evidence 'holdout'; choose one of validation, fit\\+validation"):
+    with pytest.raises(TelemetryError, match="unknown evidence 'holdout'; choose one of auto, validation, fit\\+validation"):
         build(str(tmp_path / "no-such-experiment"), tmp_path / "out", evidence="holdout")
     with pytest.raises(SystemExit):
         main(["build", str(tmp_path / "no-such-experiment"), "--out", str(tmp_path / "o"), "--evidence", "test"])
