@@ -22,7 +22,10 @@ name ends in ``_val``: validation's events alone, ``ensemble build``'s default):
   (``ensemble build --k 1``, the reference); ``notebook+layer_fit``: the notebook's member with the fit
   split's events too;
 - ``picked``: the member validation picks (best validation F0.5) with its own rule;
-- ``hindsight``: the best member on test (never usable).
+- ``hindsight``: the best member on test (never usable);
+- ``anchored_test_threshold``: ``auto``'s decision (its members, weights, smoothing, hysteresis as fitted)
+  under the threshold that scores best on test (never usable): what no threshold on ``auto``'s members
+  and combination can pass.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ import pandas as pd
 log = logging.getLogger("bench.auto")
 SELECTIONS = ("anchored", "anchored_val", "anchored_pot", "anchored+1", "anchored+1fit", "anchored_fast", "ranked", "ranked_val", "ranked_pot",
               "ranked_ap", "ranked_fit", "notebook+layer", "notebook+layer_fit", "pca+layer")
-REFERENCES = ("picked", "hindsight", "plain_pca")
+REFERENCES = ("picked", "hindsight", "anchored_test_threshold", "plain_pca")
 
 
 def _layer_f05(names, scores_v, scores_t, yv, yt, rules, fit=None, **over) -> tuple[float, dict]:
@@ -49,7 +52,28 @@ def _layer_f05(names, scores_v, scores_t, yv, yt, rules, fit=None, **over) -> tu
     s, y, seg, _ = fitting_rows(scores_v, yv, None, extra)
     ens = DecisionLayer().set_params(**over).fit(s, y, names, segments=seg, member_rules=rules)
     return corrected_event_f05(yt, ens.predict(scores_t)), {"val_f05": ens.val_f05_,
-                                                             "guard": (ens.fallback_ or {}).get("chosen")}
+                                                             "guard": (ens.fallback_ or {}).get("chosen"),
+                                                             "test_threshold": _best_test_threshold(ens, scores_t, yt)}
+
+
+def _best_test_threshold(ens, scores_t: np.ndarray, yt: np.ndarray) -> float:
+    """Test F0.5 of the fitted decision's score and rule (smoothing, hysteresis, post-processing) under
+    the threshold that scores best on test (never usable): 200 quantiles of the upper half of the
+    smoothed test score and every test event's peak, the fitted threshold among them."""
+    import copy
+
+    from detection.metrics import corrected_event_f05
+    from telemetry.events import events
+
+    rule, raw = copy.copy(ens.decision_.rule_), ens.decision_.score(scores_t)
+    s = rule.smoothed(raw)
+    ev = events(yt)
+    peaks = np.maximum.reduceat(np.where(yt.astype(bool), s, -np.inf), ev[:, 0]) if len(ev) else np.zeros(0)
+    best = 0.0
+    for t in np.unique(np.concatenate([np.quantile(s, np.linspace(0.5, 1.0, 200)), peaks, [ens.decision_.rule_.threshold_]])):
+        rule.threshold_ = float(t)
+        best = max(best, corrected_event_f05(yt, rule.predict(raw)))
+    return best
 
 
 def evaluate_dataset(ds, exp: str) -> dict:
@@ -89,6 +113,8 @@ def evaluate_dataset(ds, exp: str) -> dict:
                              fit=fit_split(ids) if fit and fs is not None else None, **over)
         row[col] = f
         row[f"{col}_members"] = len(ids)
+        if col == "anchored":
+            row["anchored_test_threshold"] = info["test_threshold"]
         if info["guard"] == "member_rule":
             row[f"{col}_guard"] = True
 
