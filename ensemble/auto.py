@@ -28,11 +28,11 @@ def run_auto(train: str, test: str | None, out: str | Path, time_budget_s: float
     """Plan, sweep and build; with ``plan_only``, write the sweep file and return the plan only.
     ``measure``: time the window models here to fit them into the budget (search.auto). ``evidence``:
     ``build``'s (the labelled events the decision layer is fitted on); ``auto``: :func:`evidence_for`."""
-    from ensemble.evidence import resolved
+    from ensemble.evidence import checked_evidence, resolved
     from search.auto import auto_config, describe
     from search.config import parse_config
 
-    resolved(evidence, 0)  # an unknown name: one line before anything runs
+    checked_evidence(evidence)  # before anything runs
 
     import time
 

@@ -16,7 +16,7 @@ import yaml
 from sklearn.base import clone
 
 from ensemble.combine import DecisionLayer, read_layer
-from ensemble.evidence import FitEvidence, fit_evidence, fitting_rows, resolved
+from ensemble.evidence import FitEvidence, checked_evidence, fit_evidence, fitting_rows, resolved
 from ensemble.members import Members, load_members
 from ensemble.report import event_table, plot_trace, series_section, verdict_text, write_report
 from ensemble.submission import read_test_ids, write_submission
@@ -110,7 +110,7 @@ def build(experiment: str, out: str | Path, k: int = 2, include: tuple[str, ...]
     events the decision layer is fitted on, ``validation``, ``fit+validation`` (the fit split's
     events too, which no member trained on: :func:`ensemble.evidence.fit_evidence`) or ``auto``
     (the default: fit+validation on data of up to 2 M rows, :func:`ensemble.evidence.evidence_for_rows`)."""
-    resolved(evidence, 0)  # an unknown name: one line before the members are read
+    checked_evidence(evidence)  # before the members are read
     layer = decision_layer(decision, combination, calibration, weight_trials, seed)
     members = load_members(experiment, k, include, selection=members)
     evidence = resolved(evidence, data_rows(members))

@@ -36,12 +36,16 @@ def evidence_for_rows(rows: int) -> str:
     return "fit+validation" if int(rows) <= SCORE_ALL_ROWS else "validation"
 
 
-def resolved(evidence: str, rows: int) -> str:
-    """``evidence`` (one of EVIDENCE_CHOICES) with ``auto`` decided for data of ``rows`` rows; an
-    unknown name raises one line."""
+def checked_evidence(evidence: str) -> str:
+    """``evidence`` itself when it is one of EVIDENCE_CHOICES; otherwise one line naming it."""
     if evidence not in EVIDENCE_CHOICES:
         raise TelemetryError(f"unknown evidence {evidence!r}; choose one of {', '.join(EVIDENCE_CHOICES)}")
-    return evidence_for_rows(rows) if evidence == "auto" else evidence
+    return evidence
+
+
+def resolved(evidence: str, rows: int) -> str:
+    """``evidence`` (one of EVIDENCE_CHOICES) with ``auto`` decided for data of ``rows`` rows."""
+    return evidence_for_rows(rows) if checked_evidence(evidence) == "auto" else evidence
 
 
 @dataclass
